@@ -1,0 +1,1 @@
+//! The control plane: custom resource types (`crd`) and their controllers.

@@ -1,0 +1,148 @@
+//! The data plane: the Meilisearch-compatible HTTP API (`api`), routing (`hash`,
+//! `topology`), node health (`health`), the write path with quorum (`write`), tasks
+//! (`tasks`), scatter/gather and result merging (`merge`).
+//!
+//! [`Proxy`] is the handle the rest of the program holds: `miroir serve` builds one from the
+//! config file, `miroir operator` from a MiroirCluster; both change routing only through
+//! [`Proxy::apply_topology`].
+
+pub mod hash;
+pub mod topology;
+pub mod health;
+pub mod merge;
+pub mod api;
+
+use std::sync::{Arc, RwLock};
+
+use crate::config::{HealthConfig, Keys, ScatterConfig};
+use crate::node::NodeClient;
+use crate::store::TaskStore;
+use topology::{Assignment, Topology, TopologyError};
+
+/// Routing state derived from one topology. Swapped atomically on change.
+#[derive(Debug)]
+pub struct RoutingTable {
+    pub topology: Topology,
+    pub assignment: Assignment,
+    /// Bumped on every applied change.
+    pub version: u64,
+}
+
+/// What applying a topology changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyChange {
+    /// False when the new topology equals the current one.
+    pub changed: bool,
+    /// Shards whose holder set changed in some group (their data would have to move:
+    /// a rebalance is required before reads of those shards are complete).
+    pub moved_shards: Vec<u32>,
+}
+
+/// Options a proxy is built with.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    pub keys: Keys,
+    pub health: HealthConfig,
+    pub scatter: ScatterConfig,
+    pub max_body_bytes: usize,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            keys: Keys::default(),
+            health: HealthConfig::default(),
+            scatter: ScatterConfig::default(),
+            max_body_bytes: crate::config::ServerConfig::default().max_body_bytes,
+        }
+    }
+}
+
+/// Cheap to clone; all clones share state.
+#[derive(Clone)]
+pub struct Proxy {
+    pub(crate) inner: Arc<ProxyInner>,
+}
+
+pub(crate) struct ProxyInner {
+    pub(crate) routing: RwLock<Option<Arc<RoutingTable>>>,
+    pub(crate) options: RwLock<ProxyOptions>,
+    pub(crate) store: Arc<dyn TaskStore>,
+    pub(crate) nodes: NodeClient,
+    pub(crate) health: health::HealthRegistry,
+}
+
+impl Proxy {
+    /// A proxy with no topology yet: data routes answer 503 until one is applied.
+    pub fn new(options: ProxyOptions, store: Arc<dyn TaskStore>) -> Proxy {
+        let nodes = NodeClient::new(options.keys.node_master_key.clone());
+        Proxy {
+            inner: Arc::new(ProxyInner {
+                routing: RwLock::new(None),
+                options: RwLock::new(options),
+                store,
+                nodes,
+                health: health::HealthRegistry::default(),
+            }),
+        }
+    }
+
+    /// Validates and installs a topology; routing changes for every request that starts
+    /// afterwards. Health state of nodes that stay is kept; new nodes start healthy.
+    pub fn apply_topology(&self, next: Topology) -> Result<TopologyChange, TopologyError> {
+        next.validate()?;
+        let assignment = next.assignment();
+        let mut slot = self.inner.routing.write().expect("routing lock");
+        let (changed, moved, version) = match slot.as_ref() {
+            Some(cur) if cur.topology == next => return Ok(TopologyChange { changed: false, moved_shards: vec![] }),
+            Some(cur) => (true, cur.assignment.moved_shards(&assignment), cur.version + 1),
+            None => (true, Vec::new(), 1),
+        };
+        self.inner.health.retain_nodes(&next);
+        *slot = Some(Arc::new(RoutingTable { topology: next, assignment, version }));
+        Ok(TopologyChange { changed, moved_shards: moved })
+    }
+
+    /// Replaces health and scatter settings (takes effect on the next probe / request).
+    pub fn set_runtime(&self, health: HealthConfig, scatter: ScatterConfig) {
+        let mut o = self.inner.options.write().expect("options lock");
+        o.health = health;
+        o.scatter = scatter;
+    }
+
+    pub fn routing(&self) -> Option<Arc<RoutingTable>> {
+        self.inner.routing.read().expect("routing lock").clone()
+    }
+
+    pub fn options(&self) -> ProxyOptions {
+        self.inner.options.read().expect("options lock").clone()
+    }
+
+    pub fn store(&self) -> Arc<dyn TaskStore> {
+        self.inner.store.clone()
+    }
+
+    /// Health of every node of the current topology.
+    pub fn node_health(&self) -> Vec<(String, health::NodeHealth)> {
+        match self.routing() {
+            Some(r) => r
+                .topology
+                .nodes
+                .iter()
+                .map(|n| (n.id.clone(), self.inner.health.get(&n.id)))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The HTTP application (Meilisearch API + `/_miroir/*`).
+    pub fn router(&self) -> axum::Router {
+        api::router(self.clone())
+    }
+
+    /// Starts the background node health checker; it stops when the returned handle is
+    /// dropped or aborted.
+    pub fn spawn_health_checker(&self) -> tokio::task::JoinHandle<()> {
+        health::spawn(self.clone())
+    }
+}

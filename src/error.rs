@@ -1,0 +1,254 @@
+//! One error-code enum carrying HTTP status, error type and documentation link,
+//! in the shape Meilisearch answers with: `{message, code, type, link}`.
+//!
+//! Meilisearch's own codes are spelled exactly as Meilisearch spells them so that SDKs
+//! that match on `code` keep working; Miroir's own codes are prefixed `miroir_`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+/// The `type` field of a Meilisearch error object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    InvalidRequest,
+    Internal,
+    Auth,
+    System,
+}
+
+impl ErrorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::InvalidRequest => "invalid_request",
+            ErrorType::Internal => "internal",
+            ErrorType::Auth => "auth",
+            ErrorType::System => "system",
+        }
+    }
+}
+
+macro_rules! codes {
+    ($( $variant:ident => ($name:literal, $status:expr, $ty:expr) ),* $(,)?) => {
+        /// Every error code Miroir itself emits.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Code { $( $variant ),* }
+
+        impl Code {
+            /// The `code` string, e.g. `index_not_found`.
+            pub fn name(self) -> &'static str {
+                match self { $( Code::$variant => $name ),* }
+            }
+            pub fn status(self) -> StatusCode {
+                match self { $( Code::$variant => $status ),* }
+            }
+            pub fn error_type(self) -> ErrorType {
+                match self { $( Code::$variant => $ty ),* }
+            }
+            /// Look a code up by its wire name.
+            pub fn from_name(name: &str) -> Option<Code> {
+                match name { $( $name => Some(Code::$variant), )* _ => None }
+            }
+        }
+    };
+}
+
+use ErrorType::*;
+
+codes! {
+    // --- auth
+    MissingAuthorizationHeader => ("missing_authorization_header", StatusCode::UNAUTHORIZED, Auth),
+    InvalidApiKey => ("invalid_api_key", StatusCode::FORBIDDEN, Auth),
+    // --- request shape
+    BadRequest => ("bad_request", StatusCode::BAD_REQUEST, InvalidRequest),
+    MalformedPayload => ("malformed_payload", StatusCode::BAD_REQUEST, InvalidRequest),
+    MissingPayload => ("missing_payload", StatusCode::BAD_REQUEST, InvalidRequest),
+    PayloadTooLarge => ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE, InvalidRequest),
+    InvalidContentType => ("invalid_content_type", StatusCode::UNSUPPORTED_MEDIA_TYPE, InvalidRequest),
+    MissingContentType => ("missing_content_type", StatusCode::UNSUPPORTED_MEDIA_TYPE, InvalidRequest),
+    NotFound => ("not_found", StatusCode::NOT_FOUND, InvalidRequest),
+    // --- indexes
+    IndexNotFound => ("index_not_found", StatusCode::NOT_FOUND, InvalidRequest),
+    IndexAlreadyExists => ("index_already_exists", StatusCode::CONFLICT, InvalidRequest),
+    InvalidIndexUid => ("invalid_index_uid", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidIndexPrimaryKey => ("invalid_index_primary_key", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidIndexLimit => ("invalid_index_limit", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidIndexOffset => ("invalid_index_offset", StatusCode::BAD_REQUEST, InvalidRequest),
+    MissingIndexUid => ("missing_index_uid", StatusCode::BAD_REQUEST, InvalidRequest),
+    IndexPrimaryKeyAlreadyExists => ("index_primary_key_already_exists", StatusCode::BAD_REQUEST, InvalidRequest),
+    IndexPrimaryKeyNoCandidateFound => ("index_primary_key_no_candidate_found", StatusCode::BAD_REQUEST, InvalidRequest),
+    IndexPrimaryKeyMultipleCandidatesFound => ("index_primary_key_multiple_candidates_found", StatusCode::BAD_REQUEST, InvalidRequest),
+    // --- documents
+    DocumentNotFound => ("document_not_found", StatusCode::NOT_FOUND, InvalidRequest),
+    InvalidDocumentId => ("invalid_document_id", StatusCode::BAD_REQUEST, InvalidRequest),
+    MissingDocumentId => ("missing_document_id", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidDocumentFilter => ("invalid_document_filter", StatusCode::BAD_REQUEST, InvalidRequest),
+    MissingDocumentFilter => ("missing_document_filter", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidDocumentFields => ("invalid_document_fields", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidDocumentLimit => ("invalid_document_limit", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidDocumentOffset => ("invalid_document_offset", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidDocumentCsvDelimiter => ("invalid_document_csv_delimiter", StatusCode::BAD_REQUEST, InvalidRequest),
+    // --- search
+    InvalidSearchFilter => ("invalid_search_filter", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSearchSort => ("invalid_search_sort", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSearchFacets => ("invalid_search_facets", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSearchDistinct => ("invalid_search_distinct", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSearchLimit => ("invalid_search_limit", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSearchOffset => ("invalid_search_offset", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSearchPage => ("invalid_search_page", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSearchHitsPerPage => ("invalid_search_hits_per_page", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSearchQ => ("invalid_search_q", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSearchAttributesToRetrieve => ("invalid_search_attributes_to_retrieve", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSearchRankingScoreThreshold => ("invalid_search_ranking_score_threshold", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidFacetSearchFacetName => ("invalid_facet_search_facet_name", StatusCode::BAD_REQUEST, InvalidRequest),
+    // --- settings
+    InvalidSettingsFilterableAttributes => ("invalid_settings_filterable_attributes", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSettingsRankingRules => ("invalid_settings_ranking_rules", StatusCode::BAD_REQUEST, InvalidRequest),
+    // --- tasks
+    TaskNotFound => ("task_not_found", StatusCode::NOT_FOUND, InvalidRequest),
+    InvalidTaskUids => ("invalid_task_uids", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidTaskStatuses => ("invalid_task_statuses", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidTaskTypes => ("invalid_task_types", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidTaskIndexUids => ("invalid_task_index_uids", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidTaskLimit => ("invalid_task_limit", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidTaskFrom => ("invalid_task_from", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidTaskReverse => ("invalid_task_reverse", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidTaskBeforeEnqueuedAt => ("invalid_task_before_enqueued_at", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidTaskAfterEnqueuedAt => ("invalid_task_after_enqueued_at", StatusCode::BAD_REQUEST, InvalidRequest),
+    MissingTaskFilters => ("missing_task_filters", StatusCode::BAD_REQUEST, InvalidRequest),
+    // --- generic
+    Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR, ErrorType::Internal),
+    NotImplemented => ("miroir_not_implemented", StatusCode::NOT_IMPLEMENTED, InvalidRequest),
+    // --- Miroir's own
+    MiroirNoQuorum => ("miroir_no_quorum", StatusCode::SERVICE_UNAVAILABLE, System),
+    MiroirShardUnavailable => ("miroir_shard_unavailable", StatusCode::SERVICE_UNAVAILABLE, System),
+    MiroirReservedField => ("miroir_reserved_field", StatusCode::BAD_REQUEST, InvalidRequest),
+    MiroirStoreUnavailable => ("miroir_store_unavailable", StatusCode::SERVICE_UNAVAILABLE, System),
+    MiroirNodeUnavailable => ("miroir_node_unavailable", StatusCode::SERVICE_UNAVAILABLE, System),
+    MiroirNodeError => ("miroir_node_error", StatusCode::BAD_GATEWAY, System),
+}
+
+impl Code {
+    /// Documentation link, as Meilisearch builds it (`https://docs.meilisearch.com/errors#<code>`).
+    /// Miroir's own codes link to Miroir's error reference.
+    pub fn link(self) -> String {
+        let name = self.name();
+        if name.starts_with("miroir_") {
+            format!("https://github.com/miroir-search/miroir/blob/main/docs/errors.md#{name}")
+        } else {
+            format!("https://docs.meilisearch.com/errors#{name}")
+        }
+    }
+}
+
+/// An error answered to a client.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// An error Miroir produced itself.
+    #[error("{message}")]
+    Own {
+        code: Code,
+        message: String,
+        /// Extra response headers (e.g. `X-Miroir-Degraded`).
+        headers: Vec<(String, String)>,
+    },
+    /// An error a node answered with, passed through unchanged (status and body).
+    #[error("node error {status}: {body}")]
+    Passthrough { status: u16, body: Value },
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        ApiError::Own { code, message: message.into(), headers: Vec::new() }
+    }
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        if let ApiError::Own { headers, .. } = &mut self {
+            headers.push((name.to_string(), value.into()));
+        }
+        self
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(Code::Internal, message)
+    }
+    pub fn not_implemented(what: &str) -> Self {
+        Self::new(Code::NotImplemented, format!("{what} is not implemented by Miroir yet."))
+    }
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Own { code, .. } => code.status(),
+            ApiError::Passthrough { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
+        }
+    }
+    /// The error object as sent on the wire.
+    pub fn body(&self) -> Value {
+        match self {
+            ApiError::Own { code, message, .. } => error_object(*code, message),
+            ApiError::Passthrough { body, .. } => body.clone(),
+        }
+    }
+    /// The wire `code` of this error.
+    pub fn code_name(&self) -> String {
+        match self {
+            ApiError::Own { code, .. } => code.name().to_string(),
+            ApiError::Passthrough { body, .. } => {
+                body.get("code").and_then(Value::as_str).unwrap_or("").to_string()
+            }
+        }
+    }
+}
+
+/// `{message, code, type, link}` for one of our codes.
+pub fn error_object(code: Code, message: &str) -> Value {
+    json!({
+        "message": message,
+        "code": code.name(),
+        "type": code.error_type().as_str(),
+        "link": code.link(),
+    })
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = self.body();
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let ApiError::Own { headers, .. } = self {
+            for (k, v) in headers {
+                if let (Ok(k), Ok(v)) = (
+                    axum::http::HeaderName::from_bytes(k.as_bytes()),
+                    axum::http::HeaderValue::from_str(&v),
+                ) {
+                    resp.headers_mut().insert(k, v);
+                }
+            }
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_object_has_meilisearch_shape() {
+        let e = ApiError::new(Code::IndexNotFound, "Index `nope` not found.");
+        assert_eq!(e.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            e.body(),
+            json!({"message": "Index `nope` not found.", "code": "index_not_found",
+                   "type": "invalid_request", "link": "https://docs.meilisearch.com/errors#index_not_found"})
+        );
+    }
+
+    #[test]
+    fn codes_round_trip_by_name() {
+        for c in [Code::MiroirNoQuorum, Code::InvalidApiKey, Code::PayloadTooLarge] {
+            assert_eq!(Code::from_name(c.name()), Some(c));
+        }
+    }
+}

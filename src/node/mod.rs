@@ -1,0 +1,117 @@
+//! Client for one unmodified Meilisearch node (reqwest). Every call presents the node
+//! master key. Responses keep the node's status and JSON body so that node errors can be
+//! passed to the client unchanged.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::config::Secret;
+
+/// A node's answer: HTTP status and JSON body (`Null` when the body was empty).
+#[derive(Debug, Clone)]
+pub struct NodeResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl NodeResponse {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// Why a node could not answer at all.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("node {address} unreachable: {message}")]
+    Unreachable { address: String, message: String },
+    #[error("node {address} timed out")]
+    Timeout { address: String },
+    #[error("node {address} answered a body that is not JSON: {message}")]
+    BadBody { address: String, message: String },
+}
+
+#[derive(Clone)]
+pub struct NodeClient {
+    http: reqwest::Client,
+    key: Secret,
+}
+
+impl NodeClient {
+    pub fn new(key: Secret) -> NodeClient {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .expect("reqwest client");
+        NodeClient { http, key }
+    }
+
+    /// Sends one request. `body` is sent as-is with `content_type`.
+    pub async fn send_raw(
+        &self,
+        address: &str,
+        method: Method,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<NodeResponse, NodeError> {
+        let url = format!("{}{}", address.trim_end_matches('/'), path_and_query);
+        let mut req = self.http.request(method, &url).timeout(timeout);
+        if let Some(k) = self.key.get() {
+            req = req.bearer_auth(k);
+        }
+        if let Some(ct) = content_type {
+            req = req.header(reqwest::header::CONTENT_TYPE, ct);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                NodeError::Timeout { address: address.to_string() }
+            } else {
+                NodeError::Unreachable { address: address.to_string(), message: e.to_string() }
+            }
+        })?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                NodeError::Timeout { address: address.to_string() }
+            } else {
+                NodeError::Unreachable { address: address.to_string(), message: e.to_string() }
+            }
+        })?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| NodeError::BadBody { address: address.to_string(), message: e.to_string() })?
+        };
+        Ok(NodeResponse { status, body })
+    }
+
+    /// Sends a JSON body (or none).
+    pub async fn send_json(
+        &self,
+        address: &str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<NodeResponse, NodeError> {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("serialize json"));
+        let ct = bytes.as_ref().map(|_| "application/json");
+        self.send_raw(address, method, path_and_query, ct, bytes, timeout).await
+    }
+
+    /// `GET /health` answered `{"status":"available"}` within `timeout`.
+    pub async fn probe_health(&self, address: &str, timeout: Duration) -> bool {
+        match self.send_json(address, Method::GET, "/health", None, timeout).await {
+            Ok(r) => r.is_success() && r.body.get("status").and_then(Value::as_str) == Some("available"),
+            Err(_) => false,
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The task store: Miroir's durable state (tasks, leases, mirrored CR state, TTL'd rows,
+//! CDC cursors) behind one trait, with a SQLite backend (one pod) and a Redis backend
+//! (several pods). Switching backends changes nothing a client or operator can observe;
+//! `tests/store_contract.rs` runs one contract suite against both.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+pub mod sqlite;
+pub mod redis;
+
+/// Meilisearch task statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TaskStatus {
+    Enqueued,
+    Processing,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Enqueued => "enqueued",
+            TaskStatus::Processing => "processing",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Canceled => "canceled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "enqueued" => TaskStatus::Enqueued,
+            "processing" => TaskStatus::Processing,
+            "succeeded" => TaskStatus::Succeeded,
+            "failed" => TaskStatus::Failed,
+            "canceled" => TaskStatus::Canceled,
+            _ => return None,
+        })
+    }
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Canceled)
+    }
+}
+
+/// A node-side task that a Miroir task is made of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeTask {
+    pub node_id: String,
+    pub task_uid: u64,
+}
+
+/// A Miroir task as stored. `uid` is Miroir's own monotonic integer, shared by all pods.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub uid: u64,
+    pub index_uid: Option<String>,
+    /// Meilisearch task type, e.g. `documentAdditionOrUpdate`.
+    pub kind: String,
+    /// Last known aggregated status.
+    pub status: TaskStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub enqueued_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    /// `details` as one Meilisearch would report them for the client's request.
+    pub details: Value,
+    /// Meilisearch error object when failed.
+    pub error: Option<Value>,
+    pub canceled_by: Option<u64>,
+    /// The node tasks this task fans out to.
+    pub node_tasks: Vec<NodeTask>,
+}
+
+/// A task to create; the store allocates `uid`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    pub index_uid: Option<String>,
+    pub kind: String,
+    pub status: TaskStatus,
+    pub enqueued_at: OffsetDateTime,
+    pub details: Value,
+    pub error: Option<Value>,
+    pub node_tasks: Vec<NodeTask>,
+}
+
+/// Filters of `GET /tasks`, `DELETE /tasks`, `POST /tasks/cancel` (all conjunctive; empty
+/// vectors mean "no filter on this field").
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskFilter {
+    pub uids: Vec<u64>,
+    pub statuses: Vec<TaskStatus>,
+    pub types: Vec<String>,
+    pub index_uids: Vec<String>,
+    pub before_enqueued_at: Option<OffsetDateTime>,
+    pub after_enqueued_at: Option<OffsetDateTime>,
+}
+
+/// Paging of `GET /tasks`: newest first unless `reverse`; `from` is the uid to start at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPaging {
+    pub limit: usize,
+    pub from: Option<u64>,
+    pub reverse: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPage {
+    pub results: Vec<TaskRecord>,
+    /// Number of tasks matching the filter (ignoring paging).
+    pub total: u64,
+    /// `from` of the next page, if any.
+    pub next: Option<u64>,
+}
+
+/// A lease (leader election) as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub name: String,
+    pub holder: String,
+    #[allow(dead_code)]
+    pub expires_at: OffsetDateTime,
+}
+
+/// Tables holding the reconciled specs of the control plane's custom resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MirrorTable {
+    Aliases,
+    TenantMap,
+    Canaries,
+    RolloverPolicies,
+}
+
+impl MirrorTable {
+    pub fn name(self) -> &'static str {
+        match self {
+            MirrorTable::Aliases => "aliases",
+            MirrorTable::TenantMap => "tenant_map",
+            MirrorTable::Canaries => "canaries",
+            MirrorTable::RolloverPolicies => "rollover_policies",
+        }
+    }
+    pub const ALL: [MirrorTable; 4] = [
+        MirrorTable::Aliases,
+        MirrorTable::TenantMap,
+        MirrorTable::Canaries,
+        MirrorTable::RolloverPolicies,
+    ];
+}
+
+/// Kinds of rows that expire by themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TtlKind {
+    Session,
+    IdempotencyKey,
+}
+
+impl TtlKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TtlKind::Session => "sessions",
+            TtlKind::IdempotencyKey => "idempotency_keys",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached (e.g. Redis down); clients get 503 and may retry.
+    #[error("task store unavailable: {0}")]
+    Unavailable(String),
+    /// The database was written by a newer Miroir.
+    #[error("task store schema version {found} is newer than this Miroir supports ({supported}); upgrade Miroir or point it at another database")]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("task store error: {0}")]
+    Other(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything Miroir keeps durably. All methods are safe to call concurrently from several
+/// processes sharing one backend.
+#[async_trait]
+pub trait TaskStore: Send + Sync + 'static {
+    /// Backend name for logs and metrics: `sqlite` or `redis`.
+    fn backend(&self) -> &'static str;
+    /// Cheap liveness check.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- tasks
+    /// Allocates the next uid (monotonic, never reused, shared by every process on the
+    /// backend) and stores the task.
+    async fn create_task(&self, task: NewTask) -> StoreResult<TaskRecord>;
+    async fn get_task(&self, uid: u64) -> StoreResult<Option<TaskRecord>>;
+    /// Replaces the stored record with the same uid (status, timestamps, details, error...).
+    async fn update_task(&self, task: &TaskRecord) -> StoreResult<()>;
+    async fn list_tasks(&self, filter: &TaskFilter, paging: &TaskPaging) -> StoreResult<TaskPage>;
+    /// All tasks matching the filter, newest first (for cancel/delete).
+    async fn find_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<TaskRecord>>;
+    /// Deletes the given uids; returns how many existed.
+    async fn delete_tasks(&self, uids: &[u64]) -> StoreResult<u64>;
+
+    // ---- leases
+    /// Takes the lease if it is free, expired, or already held by `holder` (then renews it).
+    /// Returns whether `holder` holds the lease afterwards.
+    async fn try_acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool>;
+    /// Releases the lease if `holder` holds it.
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
+    async fn get_lease(&self, name: &str) -> StoreResult<Option<Lease>>;
+
+    // ---- mirrored custom-resource state, keyed by (cluster, name)
+    /// Inserts or replaces; idempotent.
+    async fn upsert_mirror(&self, table: MirrorTable, cluster: &str, name: &str, spec: &Value) -> StoreResult<()>;
+    async fn get_mirror(&self, table: MirrorTable, cluster: &str, name: &str) -> StoreResult<Option<Value>>;
+    /// Rows of one cluster, ordered by name.
+    async fn list_mirror(&self, table: MirrorTable, cluster: &str) -> StoreResult<Vec<(String, Value)>>;
+    async fn delete_mirror(&self, table: MirrorTable, cluster: &str, name: &str) -> StoreResult<()>;
+    /// Removes everything belonging to `cluster` (mirrored rows, leases `cluster/*`, CDC
+    /// cursors of the cluster): the MiroirCluster finalizer.
+    async fn delete_cluster_state(&self, cluster: &str) -> StoreResult<()>;
+
+    // ---- rows that expire
+    async fn put_ttl(&self, kind: TtlKind, key: &str, value: &Value, ttl: Duration) -> StoreResult<()>;
+    async fn get_ttl(&self, kind: TtlKind, key: &str) -> StoreResult<Option<Value>>;
+
+    // ---- CDC cursors, keyed by (cluster, name)
+    /// Moves the cursor to `position` unless it is already further; returns the stored value.
+    async fn advance_cdc_cursor(&self, cluster: &str, name: &str, position: u64) -> StoreResult<u64>;
+    async fn get_cdc_cursor(&self, cluster: &str, name: &str) -> StoreResult<Option<u64>>;
+}

@@ -1,0 +1,1 @@
+//! Redis backend of the task store. Keyspace documented in `docs/redis-keyspace.md`.

@@ -1,0 +1,1 @@
+//! SQLite backend of the task store (rusqlite, WAL). Schema from `migrations/`.
