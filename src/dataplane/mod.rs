@@ -11,6 +11,10 @@ pub mod topology;
 pub mod health;
 pub mod merge;
 pub mod api;
+pub mod docid;
+pub mod fanout;
+pub mod payload;
+pub mod tasks;
 
 use std::sync::{Arc, RwLock};
 
