@@ -15,6 +15,7 @@ pub mod docid;
 pub mod fanout;
 pub mod payload;
 pub mod tasks;
+pub mod server;
 
 use std::sync::{Arc, RwLock};
 
