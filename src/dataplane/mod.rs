@@ -16,6 +16,7 @@ pub mod fanout;
 pub mod payload;
 pub mod tasks;
 pub mod server;
+pub mod scatter;
 
 use std::sync::{Arc, RwLock};
 
