@@ -53,6 +53,19 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/tasks/cancel", post(cancel_tasks))
         .route("/tasks/{uid}", get(get_task))
         .route("/_miroir/topology", get(topology))
+        // Meilisearch routes Miroir does not support (yet): a clear 501, not a 404.
+        .route("/keys", axum::routing::any(unsupported))
+        .route("/keys/{key}", axum::routing::any(unsupported))
+        .route("/swap-indexes", axum::routing::any(unsupported))
+        .route("/dumps", axum::routing::any(unsupported))
+        .route("/snapshots", axum::routing::any(unsupported))
+        .route("/batches", axum::routing::any(unsupported))
+        .route("/batches/{uid}", axum::routing::any(unsupported))
+        .route("/experimental-features", axum::routing::any(unsupported))
+        .route("/export", axum::routing::any(unsupported))
+        .route("/network", axum::routing::any(unsupported))
+        .route("/indexes/{uid}/documents/edit", axum::routing::any(unsupported))
+        .route("/indexes/{uid}/similar", axum::routing::any(unsupported))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(proxy.clone(), auth))
         .with_state(proxy)
@@ -95,6 +108,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn unsupported(req: Request) -> ApiError {
+    ApiError::not_implemented(&format!("`{} {}`", req.method(), req.uri().path()))
 }
 
 async fn not_found() -> ApiError {
@@ -315,7 +332,60 @@ fn valid_index_uid(uid: &str) -> bool {
 async fn update_index(State(proxy): State<Proxy>, Path(uid): Path<String>, body: Body) -> ApiResult<Response> {
     let body = parse_json(&read_body(&proxy, body).await?)?;
     let pk = body.get("primaryKey").cloned().unwrap_or(Value::Null);
+    if let Some(new_pk) = pk.as_str() {
+        // Meilisearch refuses to change the primary key of a non-empty index. Each node only
+        // sees its own shards, so decide for the whole cluster here, before any node is
+        // touched; otherwise empty nodes would accept a key the others refuse.
+        let routing = routing(&proxy)?;
+        if let Some(meta) = index_meta(&proxy, &routing, &uid).await? {
+            if let Some(current) = meta.get("primaryKey").and_then(Value::as_str) {
+                if current != new_pk && cluster_has_documents(&proxy, &routing, &uid).await? {
+                    let e = ApiError::new(
+                        Code::IndexPrimaryKeyAlreadyExists,
+                        format!("Index `{uid}`: Index already has a primary key: `{current}`."),
+                    );
+                    let task = proxy.create_failed_task("indexUpdate", Some(&uid), json!({"primaryKey": new_pk}), &e).await?;
+                    return Ok(accepted(&task, None));
+                }
+            }
+        }
+    }
     broadcast_write(&proxy, Method::PATCH, &format!("/indexes/{uid}"), Some(&body), Some(&uid), json!({"primaryKey": pk})).await
+}
+
+/// Whether any node holds a document of the index.
+async fn cluster_has_documents(proxy: &Proxy, routing: &RoutingTable, uid: &str) -> ApiResult<bool> {
+    let calls: Vec<NodeCall> = routing
+        .topology
+        .nodes
+        .iter()
+        .map(|n| NodeCall {
+            node_id: n.id.clone(),
+            method: Method::GET,
+            path: format!("/indexes/{uid}/stats"),
+            content_type: None,
+            body: None,
+        })
+        .collect();
+    let outcomes = proxy.call_nodes(routing, calls).await;
+    let mut has = false;
+    for o in &outcomes {
+        match &o.result {
+            Ok(r) if r.is_success() => {
+                has |= r.body.get("numberOfDocuments").and_then(Value::as_u64).unwrap_or(0) > 0;
+            }
+            // The index does not exist on that node: no document there.
+            Ok(r) if r.status == 404 => {}
+            // A node that cannot say might hold documents: refuse to decide.
+            _ => {
+                return Err(ApiError::new(
+                    Code::MiroirNodeUnavailable,
+                    format!("Node `{}` could not be asked whether index `{uid}` is empty; retry when every node is up.", o.node_id),
+                ))
+            }
+        }
+    }
+    Ok(has)
 }
 
 async fn delete_index(State(proxy): State<Proxy>, Path(uid): Path<String>) -> ApiResult<Response> {
