@@ -1,0 +1,350 @@
+//! Federated multi-search (`POST /multi-search` with `federation`) whose queries were each
+//! scattered over the covering set of their index.
+//!
+//! Each query goes to its nodes as a plain single-index search ([`plan_federated_node_search`]);
+//! [`merge_federated`] merges every query's node answers as [`super::merge_search`] would
+//! (ranking details, distinct), then merges the queries as Meilisearch's federated search
+//! does: by weighted score values (`ScoreDetails::weighted_score_values`, compared with
+//! `compare_partial`, falling back to the weighted global score), ties to the earlier query.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::facets::{merge_facet_distributions, merge_facet_stats};
+use super::rank::{federated_order, weighted_values, Weighted};
+use super::search::{merge_query_hits, widened_fields, HitShape, Pagination};
+use super::{bad_node_answer, IndexContext};
+use crate::error::ApiError;
+
+/// One query of a federated search, with the answers of its covering set.
+#[derive(Debug, Clone)]
+pub struct FederatedQuery {
+    /// The query as the client sent it (`indexUid`, `federationOptions`, `q`, …).
+    pub query: Map<String, Value>,
+    /// The index the query targets.
+    pub ctx: IndexContext,
+    /// Answers of the nodes to [`plan_federated_node_search`]'s body.
+    pub node_responses: Vec<Value>,
+}
+
+fn index_uid(query: &Map<String, Value>) -> &str {
+    query.get("indexUid").and_then(Value::as_str).unwrap_or("")
+}
+
+fn weight(query: &Map<String, Value>) -> f64 {
+    query.pointer_get("federationOptions", "weight").and_then(Value::as_f64).unwrap_or(1.0)
+}
+
+trait PointerGet {
+    fn pointer_get(&self, a: &str, b: &str) -> Option<&Value>;
+}
+impl PointerGet for Map<String, Value> {
+    fn pointer_get(&self, a: &str, b: &str) -> Option<&Value> {
+        self.get(a).and_then(|v| v.get(b))
+    }
+}
+
+/// `facetsByIndex` of the federation for `index`, when `position` is the first query on that
+/// index (facets are counted once per index).
+fn facets_for(federation: &Map<String, Value>, queries: &[Map<String, Value>], position: usize) -> Option<Value> {
+    let uid = index_uid(&queries[position]);
+    let first = queries.iter().position(|q| index_uid(q) == uid)?;
+    if first != position {
+        return None;
+    }
+    federation.pointer_get("facetsByIndex", uid).filter(|v| v.is_array()).cloned()
+}
+
+/// The body sent to every node of the covering set for query `position` of a federated
+/// search (the caller adds the shard filter and sends it to `POST /indexes/{uid}/search`):
+/// the query without `indexUid`/`federationOptions`, the federation's best
+/// `offset + limit` (or `page × hitsPerPage`) hits, ranking score and details on, fields the
+/// merge needs added, and the federation's `facetsByIndex` entry for the index on the first
+/// query of each index.
+pub fn plan_federated_node_search(
+    federation: &Map<String, Value>,
+    queries: &[Map<String, Value>],
+    position: usize,
+    ctx: &IndexContext,
+) -> Map<String, Value> {
+    let query = &queries[position];
+    let mut body = query.clone();
+    body.shift_remove("indexUid");
+    body.shift_remove("federationOptions");
+    let pagination = Pagination::of(federation);
+    pagination.write_node_pagination(&mut body, pagination.fetch().min(ctx.max_total_hits));
+    body.insert("showRankingScore".into(), json!(true));
+    body.insert("showRankingScoreDetails".into(), json!(true));
+    let widened = widened_fields(query, ctx);
+    if let Some(Value::Array(list)) = body.get_mut("attributesToRetrieve") {
+        list.extend(widened.into_iter().map(Value::String));
+    }
+    body.shift_remove("facets");
+    if let Some(facets) = facets_for(federation, queries, position) {
+        body.insert("facets".into(), facets);
+    }
+    body
+}
+
+struct Candidate {
+    hit: Map<String, Value>,
+    values: Vec<Weighted>,
+    global: f64,
+}
+
+/// Merges a federated search. `federation` is the request's `federation` object; `queries`
+/// are in request order. The answer has Meilisearch's federated shape: hits carrying
+/// `_federation {indexUid, queriesPosition, weightedRankingScore}`, `processingTimeMs`,
+/// pagination fields, then `facetDistribution`/`facetStats` (with `mergeFacets`) or
+/// `facetsByIndex`. No `requestUid` (the caller appends its own).
+pub fn merge_federated(federation: &Map<String, Value>, queries: Vec<FederatedQuery>) -> Result<Value, ApiError> {
+    let pagination = Pagination::of(federation);
+    let mut lists: Vec<std::vec::IntoIter<Candidate>> = Vec::new();
+    let mut total = 0u64;
+    let mut time = 0u64;
+    // per index: facet distributions and stats of the first query on it
+    let mut facets: BTreeMap<String, (IndexContext, Vec<Map<String, Value>>, Vec<Map<String, Value>>, u64)> =
+        BTreeMap::new();
+    for q in &queries {
+        let answers: Vec<&Map<String, Value>> = q
+            .node_responses
+            .iter()
+            .map(|r| r.as_object().ok_or_else(|| bad_node_answer("search answer")))
+            .collect::<Result<_, _>>()?;
+        let merged = merge_query_hits(&q.query, &q.ctx, pagination, &answers)?;
+        total += merged.total;
+        time = time.max(merged.processing_time);
+        let uid = index_uid(&q.query).to_string();
+        if !facets.contains_key(&uid) && federation.pointer_get("facetsByIndex", &uid).is_some() {
+            let pick = |k: &str| answers.iter().filter_map(|a| a.get(k).and_then(Value::as_object)).cloned().collect();
+            facets.insert(uid, (q.ctx.clone(), pick("facetDistribution"), pick("facetStats"), merged.total));
+        }
+        let w = weight(&q.query);
+        let candidates: Vec<Candidate> = merged
+            .hits
+            .into_iter()
+            .map(|hit| Candidate {
+                values: weighted_values(&hit, w),
+                global: hit.get("_rankingScore").and_then(Value::as_f64).unwrap_or(0.0) * w,
+                hit,
+            })
+            .collect();
+        lists.push(candidates.into_iter());
+    }
+
+    let (offset, limit) = pagination.window();
+    let end = offset.saturating_add(limit);
+    let mut heads: Vec<Option<Candidate>> = lists.iter_mut().map(Iterator::next).collect();
+    let mut hits = Vec::new();
+    let mut rank = 0u64;
+    while rank < end {
+        let mut best: Option<usize> = None;
+        for (i, head) in heads.iter().enumerate() {
+            let Some(c) = head else { continue };
+            best = match best {
+                Some(b) => {
+                    let bc = heads[b].as_ref().expect("best head");
+                    if federated_order((&c.values, c.global), (&bc.values, bc.global)) == Ordering::Less {
+                        Some(i)
+                    } else {
+                        Some(b)
+                    }
+                }
+                None => Some(i),
+            };
+        }
+        let Some(b) = best else { break };
+        let c = heads[b].take().expect("best head");
+        heads[b] = lists[b].next();
+        if rank >= offset {
+            let q = &queries[b];
+            let mut hit = c.hit;
+            HitShape::of(&q.query, &q.ctx).apply(&mut hit);
+            hit.insert(
+                "_federation".into(),
+                json!({"indexUid": index_uid(&q.query), "queriesPosition": b, "weightedRankingScore": c.global}),
+            );
+            hits.push(Value::Object(hit));
+        }
+        rank += 1;
+    }
+
+    let mut out = Map::new();
+    out.insert("hits".into(), Value::Array(hits));
+    out.insert("processingTimeMs".into(), json!(time));
+    for (k, v) in pagination.answer_fields(total) {
+        out.insert(k.into(), v);
+    }
+    let by_index: BTreeMap<String, (Map<String, Value>, Map<String, Value>, IndexContext)> = facets
+        .into_iter()
+        .map(|(uid, (ctx, dists, stats, candidates))| {
+            let dists: Vec<&Map<String, Value>> = dists.iter().collect();
+            let stats: Vec<&Map<String, Value>> = stats.iter().collect();
+            let d = merge_facet_distributions(&ctx, &dists, candidates);
+            let s = merge_facet_stats(&stats);
+            (uid, (d, s, ctx))
+        })
+        .collect();
+    match federation.get("mergeFacets").filter(|m| m.is_object()) {
+        Some(merge) if !by_index.is_empty() => {
+            let max = merge.get("maxValuesPerFacet").and_then(Value::as_u64).map(|m| m as usize);
+            let (d, s) = merge_across_indexes(&by_index, max);
+            out.insert("facetDistribution".into(), Value::Object(d));
+            out.insert("facetStats".into(), Value::Object(s));
+        }
+        _ => {
+            if !by_index.is_empty() {
+                let v: Map<String, Value> = by_index
+                    .into_iter()
+                    .map(|(uid, (d, s, _))| (uid, json!({"distribution": d, "stats": s})))
+                    .collect();
+                out.insert("facetsByIndex".into(), Value::Object(v));
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+/// `FederatedFacets::merge`: distributions summed per facet and value, ordered as the first
+/// index (by uid) having the facet orders it — alpha by raw value, count most frequent
+/// first (ties by value) — truncated to `mergeFacets.maxValuesPerFacet` when given.
+fn merge_across_indexes(
+    by_index: &BTreeMap<String, (Map<String, Value>, Map<String, Value>, IndexContext)>,
+    max: Option<usize>,
+) -> (Map<String, Value>, Map<String, Value>) {
+    let mut dist: BTreeMap<String, (super::FacetOrder, Vec<(String, u64)>)> = BTreeMap::new();
+    for (d, _, ctx) in by_index.values() {
+        for (facet, values) in d {
+            let entry = dist.entry(facet.clone()).or_insert_with(|| (ctx.facet_order(facet), Vec::new()));
+            for (value, count) in values.as_object().into_iter().flatten() {
+                let count = count.as_u64().unwrap_or(0);
+                match entry.1.iter_mut().find(|(v, _)| v == value) {
+                    Some(slot) => slot.1 += count,
+                    None => entry.1.push((value.clone(), count)),
+                }
+            }
+        }
+    }
+    let distribution = dist
+        .into_iter()
+        .map(|(facet, (order, mut values))| {
+            match order {
+                super::FacetOrder::Alpha => values.sort_by(|a, b| a.0.cmp(&b.0)),
+                super::FacetOrder::Count => values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0))),
+            }
+            if let Some(m) = max {
+                values.truncate(m);
+            }
+            (facet, Value::Object(values.into_iter().map(|(v, c)| (v, json!(c))).collect()))
+        })
+        .collect();
+    let stats: Vec<&Map<String, Value>> = by_index.values().map(|(_, s, _)| s).collect();
+    (distribution, merge_facet_stats(&stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::merge::search::tests::{case, movies_ctx, node_answer, Ranked};
+
+    fn queries_of(req: &Value) -> Vec<Map<String, Value>> {
+        req["queries"].as_array().unwrap().iter().map(|q| q.as_object().unwrap().clone()).collect()
+    }
+
+    /// Splits each query's single-node ranking over k nodes (contiguous) and merges.
+    fn run(req: &Value, rankings: Vec<(IndexContext, Vec<Ranked>)>, k: usize) -> Value {
+        let federation = req["federation"].as_object().unwrap().clone();
+        let queries = queries_of(req);
+        let inputs = queries
+            .iter()
+            .enumerate()
+            .zip(rankings)
+            .map(|((pos, q), (ctx, full))| {
+                let body = plan_federated_node_search(&federation, &queries, pos, &ctx);
+                let n = full.len().max(1);
+                let answers = (0..k)
+                    .map(|node| {
+                        let own: Vec<Ranked> =
+                            full.iter().enumerate().filter(|(i, _)| i * k / n == node).map(|(_, r)| r.clone()).collect();
+                        node_answer(&body, &ctx, &own, node as u64)
+                    })
+                    .collect();
+                FederatedQuery { query: q.clone(), ctx, node_responses: answers }
+            })
+            .collect();
+        merge_federated(&federation, inputs).unwrap()
+    }
+
+    fn comparable(mut v: Value) -> String {
+        let o = v.as_object_mut().unwrap();
+        o.shift_remove("requestUid");
+        o.insert("processingTimeMs".into(), json!(0));
+        serde_json::to_string(&v).unwrap()
+    }
+
+    fn the_details() -> Map<String, Value> {
+        let (_, resp) = case("search ranking score + details");
+        let h = resp["hits"][0].as_object().unwrap();
+        h.iter().filter(|(k, _)| k.starts_with("_ranking")).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    #[test]
+    fn recorded_federated_search() {
+        let (_, expected) = case("federated multi-search");
+        let req = json!({"federation": {"limit": 5}, "queries": [{"indexUid": "movies", "q": "the"}, {"indexUid": "csvmovies", "q": "the", "federationOptions": {"weight": 0.5}}]});
+        let movies: Vec<Ranked> = [3, 5, 7, 8, 10, 12].iter().map(|&id| Ranked { id, extras: the_details() }).collect();
+        // csvmovies is simulated with the movies documents (its one hit never makes the page)
+        let csv = vec![Ranked { id: 12, extras: the_details() }];
+        for k in 1..=3 {
+            let merged = run(&req, vec![(movies_ctx(), movies.clone()), (movies_ctx(), csv.clone())], k);
+            assert_eq!(comparable(merged), comparable(expected.clone()), "over {k} nodes");
+        }
+    }
+
+    #[test]
+    fn recorded_federated_facets() {
+        let (req, expected) = case("federated multi-search facets");
+        let req = Value::Object(req);
+        let all: Vec<Ranked> = (1..=12)
+            .map(|id| Ranked { id, extras: json!({"_rankingScore": 1.0, "_rankingScoreDetails": {}}).as_object().unwrap().clone() })
+            .collect();
+        for k in 1..=3 {
+            let merged = run(&req, vec![(movies_ctx(), all.clone())], k);
+            assert_eq!(comparable(merged), comparable(expected.clone()), "over {k} nodes");
+        }
+    }
+
+    #[test]
+    fn weights_interleave_queries_and_merge_facets() {
+        let req = json!({"federation": {"offset": 1, "limit": 3, "facetsByIndex": {"a": ["genres"], "b": ["genres"]}, "mergeFacets": {"maxValuesPerFacet": 3}},
+            "queries": [{"indexUid": "a", "q": "x"}, {"indexUid": "b", "q": "x", "federationOptions": {"weight": 0.9}}]});
+        let scored = |id: u64, s: f64| Ranked { id, extras: json!({"_rankingScore": s, "_rankingScoreDetails": {"words": {"order": 0, "matchingWords": 1, "maxMatchingWords": 1, "score": s}}}).as_object().unwrap().clone() };
+        let a = vec![scored(1, 1.0), scored(2, 0.5)];
+        let b = vec![scored(3, 1.0), scored(4, 0.8)];
+        let merged = run(&req, vec![(movies_ctx(), a), (movies_ctx(), b)], 2);
+        // ranking: 1 (1.0), 3 (0.9), 4 (0.72), 2 (0.5); page = offset 1, limit 3
+        let ids: Vec<u64> = merged["hits"].as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect();
+        assert_eq!(ids, vec![3, 4, 2]);
+        assert_eq!(merged["hits"][0]["_federation"], json!({"indexUid": "b", "queriesPosition": 1, "weightedRankingScore": 0.9}));
+        assert!(merged["hits"][0].get("_rankingScore").is_none());
+        assert_eq!(merged["estimatedTotalHits"], json!(4));
+        assert_eq!(merged["facetDistribution"], json!({"genres": {"Action": 1, "Comedy": 2, "Drama": 1}}));
+        assert_eq!(merged["facetStats"], json!({}));
+        assert!(merged.get("facetsByIndex").is_none());
+    }
+
+    #[test]
+    fn plan_per_query() {
+        let federation = json!({"offset": 2, "limit": 3, "facetsByIndex": {"movies": ["genres"]}});
+        let queries = vec![
+            json!({"indexUid": "movies", "q": "a", "federationOptions": {"weight": 2.0}}).as_object().unwrap().clone(),
+            json!({"indexUid": "movies", "q": "b"}).as_object().unwrap().clone(),
+        ];
+        let p0 = plan_federated_node_search(federation.as_object().unwrap(), &queries, 0, &movies_ctx());
+        assert_eq!(Value::Object(p0), json!({"q": "a", "offset": 0, "limit": 5, "showRankingScore": true, "showRankingScoreDetails": true, "facets": ["genres"]}));
+        let p1 = plan_federated_node_search(federation.as_object().unwrap(), &queries, 1, &movies_ctx());
+        assert!(p1.get("facets").is_none());
+    }
+}
