@@ -88,6 +88,21 @@ pub fn plan_federated_node_search(
     body
 }
 
+/// The facet answers of the first query on an index.
+struct IndexFacets {
+    ctx: IndexContext,
+    distributions: Vec<Map<String, Value>>,
+    stats: Vec<Map<String, Value>>,
+    candidates: u64,
+}
+
+/// One index's merged facets.
+struct MergedFacets {
+    distribution: Map<String, Value>,
+    stats: Map<String, Value>,
+    ctx: IndexContext,
+}
+
 struct Candidate {
     hit: Map<String, Value>,
     values: Vec<Weighted>,
@@ -105,8 +120,7 @@ pub fn merge_federated(federation: &Map<String, Value>, queries: Vec<FederatedQu
     let mut total = 0u64;
     let mut time = 0u64;
     // per index: facet distributions and stats of the first query on it
-    let mut facets: BTreeMap<String, (IndexContext, Vec<Map<String, Value>>, Vec<Map<String, Value>>, u64)> =
-        BTreeMap::new();
+    let mut facets: BTreeMap<String, IndexFacets> = BTreeMap::new();
     for q in &queries {
         let answers: Vec<&Map<String, Value>> = q
             .node_responses
@@ -119,7 +133,15 @@ pub fn merge_federated(federation: &Map<String, Value>, queries: Vec<FederatedQu
         let uid = index_uid(&q.query).to_string();
         if !facets.contains_key(&uid) && federation.pointer_get("facetsByIndex", &uid).is_some() {
             let pick = |k: &str| answers.iter().filter_map(|a| a.get(k).and_then(Value::as_object)).cloned().collect();
-            facets.insert(uid, (q.ctx.clone(), pick("facetDistribution"), pick("facetStats"), merged.total));
+            facets.insert(
+                uid,
+                IndexFacets {
+                    ctx: q.ctx.clone(),
+                    distributions: pick("facetDistribution"),
+                    stats: pick("facetStats"),
+                    candidates: merged.total,
+                },
+            );
         }
         let w = weight(&q.query);
         let candidates: Vec<Candidate> = merged
@@ -177,14 +199,17 @@ pub fn merge_federated(federation: &Map<String, Value>, queries: Vec<FederatedQu
     for (k, v) in pagination.answer_fields(total) {
         out.insert(k.into(), v);
     }
-    let by_index: BTreeMap<String, (Map<String, Value>, Map<String, Value>, IndexContext)> = facets
+    let by_index: BTreeMap<String, MergedFacets> = facets
         .into_iter()
-        .map(|(uid, (ctx, dists, stats, candidates))| {
-            let dists: Vec<&Map<String, Value>> = dists.iter().collect();
-            let stats: Vec<&Map<String, Value>> = stats.iter().collect();
-            let d = merge_facet_distributions(&ctx, &dists, candidates);
-            let s = merge_facet_stats(&stats);
-            (uid, (d, s, ctx))
+        .map(|(uid, f)| {
+            let dists: Vec<&Map<String, Value>> = f.distributions.iter().collect();
+            let stats: Vec<&Map<String, Value>> = f.stats.iter().collect();
+            let merged = MergedFacets {
+                distribution: merge_facet_distributions(&f.ctx, &dists, f.candidates),
+                stats: merge_facet_stats(&stats),
+                ctx: f.ctx,
+            };
+            (uid, merged)
         })
         .collect();
     match federation.get("mergeFacets").filter(|m| m.is_object()) {
@@ -198,7 +223,7 @@ pub fn merge_federated(federation: &Map<String, Value>, queries: Vec<FederatedQu
             if !by_index.is_empty() {
                 let v: Map<String, Value> = by_index
                     .into_iter()
-                    .map(|(uid, (d, s, _))| (uid, json!({"distribution": d, "stats": s})))
+                    .map(|(uid, m)| (uid, json!({"distribution": m.distribution, "stats": m.stats})))
                     .collect();
                 out.insert("facetsByIndex".into(), Value::Object(v));
             }
@@ -211,13 +236,13 @@ pub fn merge_federated(federation: &Map<String, Value>, queries: Vec<FederatedQu
 /// index (by uid) having the facet orders it — alpha by raw value, count most frequent
 /// first (ties by value) — truncated to `mergeFacets.maxValuesPerFacet` when given.
 fn merge_across_indexes(
-    by_index: &BTreeMap<String, (Map<String, Value>, Map<String, Value>, IndexContext)>,
+    by_index: &BTreeMap<String, MergedFacets>,
     max: Option<usize>,
 ) -> (Map<String, Value>, Map<String, Value>) {
     let mut dist: BTreeMap<String, (super::FacetOrder, Vec<(String, u64)>)> = BTreeMap::new();
-    for (d, _, ctx) in by_index.values() {
-        for (facet, values) in d {
-            let entry = dist.entry(facet.clone()).or_insert_with(|| (ctx.facet_order(facet), Vec::new()));
+    for m in by_index.values() {
+        for (facet, values) in &m.distribution {
+            let entry = dist.entry(facet.clone()).or_insert_with(|| (m.ctx.facet_order(facet), Vec::new()));
             for (value, count) in values.as_object().into_iter().flatten() {
                 let count = count.as_u64().unwrap_or(0);
                 match entry.1.iter_mut().find(|(v, _)| v == value) {
@@ -240,7 +265,7 @@ fn merge_across_indexes(
             (facet, Value::Object(values.into_iter().map(|(v, c)| (v, json!(c))).collect()))
         })
         .collect();
-    let stats: Vec<&Map<String, Value>> = by_index.values().map(|(_, s, _)| s).collect();
+    let stats: Vec<&Map<String, Value>> = by_index.values().map(|m| &m.stats).collect();
     (distribution, merge_facet_stats(&stats))
 }
 

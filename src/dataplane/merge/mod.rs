@@ -37,7 +37,7 @@ pub use documents::{merge_document_pages, plan_document_pages};
 pub use facets::{merge_facet_distributions, merge_facet_search, merge_facet_stats};
 pub use federated::{merge_federated, plan_federated_node_search, FederatedQuery};
 pub use rank::compare_hits;
-pub use search::{merge_search, plan_node_search};
+pub use search::{merge_search, multi_search_result, plan_node_search};
 pub use stats::{merge_index_stats, NodeIndexStats};
 
 use serde_json::{Map, Value};

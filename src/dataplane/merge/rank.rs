@@ -126,26 +126,48 @@ fn ranking_score(hit: &Map<String, Value>) -> Option<f64> {
     hit.get("_rankingScore").and_then(Value::as_f64)
 }
 
+/// What a hit is ranked by, parsed once: its rules in `order`, or its `_rankingScore` when
+/// the node sent no details.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RankKey {
+    rules: Option<Vec<Rule>>,
+    score: Option<f64>,
+}
+
+impl RankKey {
+    pub(crate) fn of(hit: &Map<String, Value>) -> RankKey {
+        RankKey {
+            rules: sorted_details(hit).map(|d| d.into_iter().map(|(n, e)| rule_of(n, e)).collect()),
+            score: ranking_score(hit),
+        }
+    }
+
+    /// `Less` when `self` ranks first.
+    pub(crate) fn order(&self, other: &RankKey) -> Ordering {
+        match (&self.rules, &other.rules) {
+            (Some(a), Some(b)) => {
+                for (ra, rb) in a.iter().zip(b.iter()) {
+                    let o = compare_rule(ra, rb);
+                    if o != Ordering::Equal {
+                        return o.reverse();
+                    }
+                }
+                Ordering::Equal
+            }
+            _ => match (self.score, other.score) {
+                (Some(x), Some(y)) => y.partial_cmp(&x).unwrap_or(Ordering::Equal),
+                _ => Ordering::Equal,
+            },
+        }
+    }
+}
+
 /// Order of two hits of the same query on the same index: `Less` when `a` ranks before `b`,
 /// `Equal` when a single Meilisearch could put either first (equal details).
 ///
 /// Hits without `_rankingScoreDetails` fall back to `_rankingScore`.
 pub fn compare_hits(a: &Map<String, Value>, b: &Map<String, Value>) -> Ordering {
-    match (sorted_details(a), sorted_details(b)) {
-        (Some(da), Some(db)) => {
-            for ((na, ea), (nb, eb)) in da.iter().zip(db.iter()) {
-                let o = compare_rule(&rule_of(na, ea), &rule_of(nb, eb));
-                if o != Ordering::Equal {
-                    return o.reverse();
-                }
-            }
-            Ordering::Equal
-        }
-        _ => match (ranking_score(a), ranking_score(b)) {
-            (Some(x), Some(y)) => y.partial_cmp(&x).unwrap_or(Ordering::Equal),
-            _ => Ordering::Equal,
-        },
-    }
+    RankKey::of(a).order(&RankKey::of(b))
 }
 
 // ---------------------------------------------------------------- federated ordering

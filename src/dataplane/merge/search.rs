@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde_json::{json, Map, Value};
 
 use super::facets::{merge_facet_distributions, merge_facet_stats};
-use super::rank::{compare_hits, normalize};
+use super::rank::{normalize, RankKey};
 use super::{bad_node_answer, get_path, get_u64, strip_reserved, IndexContext};
 use crate::error::ApiError;
 
@@ -183,7 +183,7 @@ fn distinct_keys(hit: &Map<String, Value>, attr: &str) -> Vec<String> {
 }
 
 /// Merges ranked per-node hit lists into one ranking (k-way merge by
-/// [`compare_hits`]; ties go to the lower node index, then node order), then applies
+/// [`super::compare_hits`]; ties go to the lower node index, then node order), then applies
 /// `distinct` across nodes (the best hit per value survives). Returns the ranking and the
 /// number of hits dropped as cross-node duplicates.
 pub(crate) fn rank_and_distinct(
@@ -192,20 +192,21 @@ pub(crate) fn rank_and_distinct(
 ) -> (Vec<Map<String, Value>>, u64) {
     let total: usize = node_hits.iter().map(Vec::len).sum();
     let mut lists: Vec<std::vec::IntoIter<Map<String, Value>>> = node_hits.into_iter().map(Vec::into_iter).collect();
-    let mut heads: Vec<Option<Map<String, Value>>> = lists.iter_mut().map(Iterator::next).collect();
+    let keyed = |h: Option<Map<String, Value>>| h.map(|h| (RankKey::of(&h), h));
+    let mut heads: Vec<Option<(RankKey, Map<String, Value>)>> = lists.iter_mut().map(|l| keyed(l.next())).collect();
     let mut merged = Vec::with_capacity(total);
     loop {
         let mut best: Option<usize> = None;
         for (i, head) in heads.iter().enumerate() {
-            let Some(h) = head else { continue };
+            let Some((key, _)) = head else { continue };
             best = match best {
-                Some(b) if compare_hits(h, heads[b].as_ref().expect("best head")) != Ordering::Less => Some(b),
+                Some(b) if key.order(&heads[b].as_ref().expect("best head").0) != Ordering::Less => Some(b),
                 _ => Some(i),
             };
         }
         let Some(b) = best else { break };
-        let hit = heads[b].take().expect("best head");
-        heads[b] = lists[b].next();
+        let (_, hit) = heads[b].take().expect("best head");
+        heads[b] = keyed(lists[b].next());
         merged.push(hit);
     }
     let Some(attr) = distinct else { return (merged, 0) };
@@ -379,6 +380,10 @@ pub fn merge_search(
     if !stats.is_empty() {
         out.insert("facetStats".into(), Value::Object(merge_facet_stats(&stats)));
     }
+    let semantic: Vec<u64> = answers.iter().filter_map(|a| get_u64(a, "semanticHitCount")).collect();
+    if !semantic.is_empty() {
+        out.insert("semanticHitCount".into(), json!(semantic.iter().sum::<u64>()));
+    }
     if let Some(first) = first {
         for (k, v) in first {
             if !out.contains_key(k) && k != "requestUid" && !PAGINATION_ANSWER_FIELDS.contains(&k.as_str()) {
@@ -387,6 +392,17 @@ pub fn merge_search(
         }
     }
     Ok(Value::Object(out))
+}
+
+/// One result of a non-federated `POST /multi-search`: the merged answer with `indexUid`
+/// first, as Meilisearch lists it.
+pub fn multi_search_result(index_uid: &str, merged: Value) -> Value {
+    let mut out = Map::new();
+    out.insert("indexUid".into(), json!(index_uid));
+    if let Value::Object(m) = merged {
+        out.extend(m);
+    }
+    Value::Object(out)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
-use super::super::{merge_facet_distributions, FacetOrder, IndexContext, SHARD_FIELD};
+use super::super::{compare_hits, merge_facet_distributions, FacetOrder, IndexContext, SHARD_FIELD};
 use super::*;
 
 pub(crate) fn fixture() -> &'static Value {
@@ -416,4 +416,99 @@ proptest! {
             i = j;
         }
     }
+}
+
+/// A node answer built from synthetic hits (each node's part of the ranking, its own distinct
+/// applied), answering `node_query`'s pagination.
+fn synthetic_node(node_query: &Map<String, Value>, own: &[Map<String, Value>], distinct: bool) -> Value {
+    let mut seen = std::collections::HashSet::new();
+    let own: Vec<&Map<String, Value>> =
+        own.iter().filter(|h| !distinct || seen.insert(h["group"].as_u64().unwrap())).collect();
+    let pagination = Pagination::of(node_query);
+    let hits: Vec<Value> = own.iter().take(pagination.fetch() as usize).map(|h| Value::Object((*h).clone())).collect();
+    let mut out = Map::new();
+    out.insert("hits".into(), Value::Array(hits));
+    out.insert("query".into(), json!(""));
+    out.insert("processingTimeMs".into(), json!(1));
+    for (k, v) in pagination.answer_fields(own.len() as u64) {
+        out.insert(k.into(), v);
+    }
+    Value::Object(out)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    /// End to end over random splits: the page the client asked for (offset/limit or
+    /// page/hitsPerPage, with or without distinct) is exactly the single node's page, and the
+    /// totals are exact whenever every node returned all its hits.
+    #[test]
+    fn merged_pages_equal_the_single_node_pages(
+        n in 0usize..30,
+        groups in prop::collection::vec(0u64..6, 30),
+        seeds in prop::collection::vec(0usize..1000, 30),
+        k in 1usize..5,
+        page_mode in any::<bool>(),
+        distinct in any::<bool>(),
+        a in 0u64..12,
+        b in 0u64..12,
+    ) {
+        // distinct scores: a strict single-node ranking, best first
+        let ranking: Vec<Map<String, Value>> = (0..n)
+            .map(|i| json!({"id": i, "group": groups[i], "_rankingScore": 1.0 - i as f64 / 100.0,
+                "_rankingScoreDetails": {"words": {"order": 0, "matchingWords": 100 - i, "maxMatchingWords": 100, "score": 1.0 - i as f64 / 100.0}}})
+                .as_object().unwrap().clone())
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let expected: Vec<u64> = ranking
+            .iter()
+            .filter(|h| !distinct || seen.insert(h["group"].as_u64().unwrap()))
+            .map(|h| h["id"].as_u64().unwrap())
+            .collect();
+        let mut client = if page_mode { json!({"page": a, "hitsPerPage": b}) } else { json!({"offset": a, "limit": b}) };
+        if distinct {
+            client["distinct"] = json!("group");
+        }
+        let client = client.as_object().unwrap().clone();
+        let ctx = IndexContext { primary_key: Some("id".into()), ..Default::default() };
+        let node_query = plan_node_search(&client, &ctx);
+        let parts: Vec<Vec<Map<String, Value>>> = (0..k)
+            .map(|node| ranking.iter().enumerate().filter(|(i, _)| seeds[*i] % k == node).map(|(_, h)| h.clone()).collect())
+            .collect();
+        let answers = parts.iter().map(|p| synthetic_node(&node_query, p, distinct)).collect();
+        let merged = merge_search(&client, &ctx, answers).unwrap();
+
+        let (offset, limit) = Pagination::of(&client).window();
+        let want: Vec<u64> = expected.iter().skip(offset as usize).take(limit as usize).copied().collect();
+        let got: Vec<u64> = merged["hits"].as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect();
+        prop_assert_eq!(got, want);
+        for h in merged["hits"].as_array().unwrap() {
+            prop_assert!(h.get("_rankingScore").is_none() && h.get("_rankingScoreDetails").is_none());
+        }
+        let fetch = Pagination::of(&client).fetch() as usize;
+        let complete = parts.iter().all(|p| p.len() <= fetch);
+        let total_key = if page_mode { "totalHits" } else { "estimatedTotalHits" };
+        let total = merged[total_key].as_u64().unwrap();
+        if complete || !distinct {
+            prop_assert_eq!(total, expected.len() as u64);
+        } else {
+            prop_assert!(total >= expected.len() as u64);
+        }
+        if page_mode {
+            let pages = if b == 0 { 0 } else { total.div_ceil(b) };
+            prop_assert_eq!(&merged["totalPages"], &json!(pages));
+        }
+    }
+}
+
+#[test]
+fn recorded_multi_search_result_shape() {
+    let (req, expected) = case("multi-search");
+    let q = req["queries"][0].as_object().unwrap().clone();
+    let (_, keaton) = case("search basic");
+    let merged = run(&q, &movies_ctx(), &from_recorded(&keaton), 2, |id| (id as usize - 1) / 6);
+    let got = multi_search_result("movies", merged);
+    let mut want = expected["results"][0].clone();
+    want["processingTimeMs"] = json!(got["processingTimeMs"]);
+    assert_eq!(serde_json::to_string(&got).unwrap(), serde_json::to_string(&want).unwrap());
 }

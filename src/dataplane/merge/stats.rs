@@ -64,7 +64,7 @@ pub fn merge_index_stats(nodes: Vec<NodeIndexStats>) -> Value {
             }
         }
     }
-    let avg = if documents == 0 { 0 } else { raw / documents };
+    let avg = raw.checked_div(documents).unwrap_or(0);
     let field_distribution: Map<String, Value> = fields.into_iter().map(|(k, v)| (k, json!(v))).collect();
     json!({
         "numberOfDocuments": documents,
