@@ -5,16 +5,23 @@
 //! [`merge_federated`] merges every query's node answers as [`super::merge_search`] would
 //! (ranking details, distinct), then merges the queries as Meilisearch's federated search
 //! does: by weighted score values (`ScoreDetails::weighted_score_values`, compared with
-//! `compare_partial`, falling back to the weighted global score), ties to the earlier query.
+//! `compare_partial`, falling back to the weighted global score), ties to the earlier query;
+//! a document matched by several queries of its index appears once; `federation.distinct`
+//! applies across all queries.
+//!
+//! Known inexactness: when several queries target the same index, Meilisearch counts and
+//! facets the union of their matches; node answers only give per-query totals, so that
+//! index's total is the largest query total (or the documents seen, if more), and its
+//! `facetsByIndex` entry counts the first query's matches only.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
 use super::facets::{merge_facet_distributions, merge_facet_stats};
 use super::rank::{federated_order, weighted_values, Weighted};
-use super::search::{merge_query_hits, widened_fields, HitShape, Pagination};
+use super::search::{distinct_keys, merge_query_hits, widened_fields, HitShape, Pagination};
 use super::{bad_node_answer, IndexContext};
 use crate::error::ApiError;
 
@@ -31,6 +38,16 @@ pub struct FederatedQuery {
 
 fn index_uid(query: &Map<String, Value>) -> &str {
     query.get("indexUid").and_then(Value::as_str).unwrap_or("")
+}
+
+/// The primary key value of a hit, as a string, when the index has one and the hit shows it.
+fn primary_key_of(hit: &Map<String, Value>, ctx: &IndexContext) -> Option<String> {
+    let pk = ctx.primary_key.as_deref()?;
+    match super::get_path(hit, pk)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 fn weight(query: &Map<String, Value>) -> f64 {
@@ -69,7 +86,7 @@ pub fn plan_federated_node_search(
     position: usize,
     ctx: &IndexContext,
 ) -> Map<String, Value> {
-    let query = &queries[position];
+    let query = &with_federation_distinct(&queries[position], federation);
     let mut body = query.clone();
     body.shift_remove("indexUid");
     body.shift_remove("federationOptions");
@@ -109,6 +126,24 @@ struct Candidate {
     global: f64,
 }
 
+/// The query as the nodes must run it: `federation.distinct`, when given, applies to every
+/// query.
+fn with_federation_distinct(query: &Map<String, Value>, federation: &Map<String, Value>) -> Map<String, Value> {
+    let mut q = query.clone();
+    if let Some(d) = federation.get("distinct").filter(|d| d.is_string()) {
+        q.insert("distinct".into(), d.clone());
+    }
+    q
+}
+
+/// Inserts `_federation` where Meilisearch puts it: after the document's own fields (and
+/// `_geoDistance`, `_vectors`), before `_formatted` and the other per-hit fields.
+fn insert_federation(hit: &mut Map<String, Value>, federation: Value) {
+    const AFTER: [&str; 4] = ["_formatted", "_matchesPosition", "_rankingScore", "_rankingScoreDetails"];
+    let at = hit.keys().position(|k| AFTER.contains(&k.as_str())).unwrap_or(hit.len());
+    hit.shift_insert(at, "_federation".into(), federation);
+}
+
 /// Merges a federated search. `federation` is the request's `federation` object; `queries`
 /// are in request order. The answer has Meilisearch's federated shape: hits carrying
 /// `_federation {indexUid, queriesPosition, weightedRankingScore}`, `processingTimeMs`,
@@ -116,9 +151,11 @@ struct Candidate {
 /// `facetsByIndex`. No `requestUid` (the caller appends its own).
 pub fn merge_federated(federation: &Map<String, Value>, queries: Vec<FederatedQuery>) -> Result<Value, ApiError> {
     let pagination = Pagination::of(federation);
+    let fed_distinct = federation.get("distinct").and_then(Value::as_str);
     let mut lists: Vec<std::vec::IntoIter<Candidate>> = Vec::new();
-    let mut total = 0u64;
     let mut time = 0u64;
+    // per index: totals of its queries and the primary keys of their hits
+    let mut index_totals: BTreeMap<String, (Vec<u64>, HashSet<String>)> = BTreeMap::new();
     // per index: facet distributions and stats of the first query on it
     let mut facets: BTreeMap<String, IndexFacets> = BTreeMap::new();
     for q in &queries {
@@ -127,10 +164,13 @@ pub fn merge_federated(federation: &Map<String, Value>, queries: Vec<FederatedQu
             .iter()
             .map(|r| r.as_object().ok_or_else(|| bad_node_answer("search answer")))
             .collect::<Result<_, _>>()?;
-        let merged = merge_query_hits(&q.query, &q.ctx, pagination, &answers)?;
-        total += merged.total;
+        let query = with_federation_distinct(&q.query, federation);
+        let merged = merge_query_hits(&query, &q.ctx, pagination, &answers)?;
         time = time.max(merged.processing_time);
         let uid = index_uid(&q.query).to_string();
+        let slot = index_totals.entry(uid.clone()).or_default();
+        slot.0.push(merged.total);
+        slot.1.extend(merged.hits.iter().filter_map(|h| primary_key_of(h, &q.ctx)));
         if !facets.contains_key(&uid) && federation.pointer_get("facetsByIndex", &uid).is_some() {
             let pick = |k: &str| answers.iter().filter_map(|a| a.get(k).and_then(Value::as_object)).cloned().collect();
             facets.insert(
@@ -155,13 +195,25 @@ pub fn merge_federated(federation: &Map<String, Value>, queries: Vec<FederatedQu
             .collect();
         lists.push(candidates.into_iter());
     }
+    // An index's total is the size of the union of its queries' matches: exact with one query
+    // per index; with several, the largest query total or the distinct documents seen.
+    let mut total: u64 = index_totals
+        .values()
+        .map(|(totals, seen)| match totals.as_slice() {
+            [one] => *one,
+            many => many.iter().copied().max().unwrap_or(0).max(seen.len() as u64),
+        })
+        .sum();
 
     let (offset, limit) = pagination.window();
     let end = offset.saturating_add(limit);
     let mut heads: Vec<Option<Candidate>> = lists.iter_mut().map(Iterator::next).collect();
+    let mut seen_docs: HashSet<(String, String)> = HashSet::new();
+    let mut seen_values: HashSet<String> = HashSet::new();
     let mut hits = Vec::new();
     let mut rank = 0u64;
-    while rank < end {
+    // with `federation.distinct` every hit is visited so that rejected ones leave the total
+    while rank < end || fed_distinct.is_some() {
         let mut best: Option<usize> = None;
         for (i, head) in heads.iter().enumerate() {
             let Some(c) = head else { continue };
@@ -180,13 +232,28 @@ pub fn merge_federated(federation: &Map<String, Value>, queries: Vec<FederatedQu
         let Some(b) = best else { break };
         let c = heads[b].take().expect("best head");
         heads[b] = lists[b].next();
-        if rank >= offset {
-            let q = &queries[b];
+        let q = &queries[b];
+        let uid = index_uid(&q.query);
+        // a document matched by several queries of its index appears once, at its best
+        if let Some(pk) = primary_key_of(&c.hit, &q.ctx) {
+            if !seen_docs.insert((uid.to_string(), pk)) {
+                continue;
+            }
+        }
+        if let Some(attr) = fed_distinct {
+            let keys = distinct_keys(&c.hit, attr);
+            if keys.iter().any(|k| seen_values.contains(k)) {
+                total = total.saturating_sub(1);
+                continue;
+            }
+            seen_values.extend(keys);
+        }
+        if rank >= offset && rank < end {
             let mut hit = c.hit;
-            HitShape::of(&q.query, &q.ctx).apply(&mut hit);
-            hit.insert(
-                "_federation".into(),
-                json!({"indexUid": index_uid(&q.query), "queriesPosition": b, "weightedRankingScore": c.global}),
+            HitShape::of(&with_federation_distinct(&q.query, federation), &q.ctx).apply(&mut hit);
+            insert_federation(
+                &mut hit,
+                json!({"indexUid": uid, "queriesPosition": b, "weightedRankingScore": c.global}),
             );
             hits.push(Value::Object(hit));
         }
@@ -371,5 +438,72 @@ mod tests {
         assert_eq!(Value::Object(p0), json!({"q": "a", "offset": 0, "limit": 5, "showRankingScore": true, "showRankingScoreDetails": true, "facets": ["genres"]}));
         let p1 = plan_federated_node_search(federation.as_object().unwrap(), &queries, 1, &movies_ctx());
         assert!(p1.get("facets").is_none());
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    fn q(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn scored_hit(id: u64, director: &str, s: f64) -> Value {
+        json!({"id": id, "director": director, "_formatted": {"id": id.to_string()}, "_rankingScore": s,
+            "_rankingScoreDetails": {"words": {"order": 0, "matchingWords": 1, "maxMatchingWords": 1, "score": s}}})
+    }
+
+    fn answer(hits: Vec<Value>, total: u64) -> Value {
+        json!({"hits": hits, "query": "", "processingTimeMs": 3, "limit": 20, "offset": 0, "estimatedTotalHits": total})
+    }
+
+    #[test]
+    fn same_document_from_two_queries_of_one_index_appears_once() {
+        let ctx = IndexContext { primary_key: Some("id".into()), ..Default::default() };
+        let federation = q(json!({}));
+        let q0 = FederatedQuery {
+            query: q(json!({"indexUid": "m", "q": "a", "attributesToHighlight": ["id"]})),
+            ctx: ctx.clone(),
+            node_responses: vec![answer(vec![scored_hit(1, "x", 0.9), scored_hit(2, "y", 0.5)], 2)],
+        };
+        let q1 = FederatedQuery {
+            query: q(json!({"indexUid": "m", "q": "b"})),
+            ctx,
+            node_responses: vec![answer(vec![scored_hit(2, "y", 0.95)], 1)],
+        };
+        let merged = merge_federated(&federation, vec![q0, q1]).unwrap();
+        let ids: Vec<u64> = merged["hits"].as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect();
+        assert_eq!(ids, vec![2, 1]);
+        assert_eq!(merged["estimatedTotalHits"], json!(2));
+        // `_federation` sits between the document and `_formatted`
+        let keys: Vec<&String> = merged["hits"][1].as_object().unwrap().keys().collect();
+        assert_eq!(keys, vec!["id", "director", "_federation", "_formatted"]);
+    }
+
+    #[test]
+    fn federation_distinct_applies_across_queries() {
+        let ctx = IndexContext { primary_key: Some("id".into()), ..Default::default() };
+        let federation = q(json!({"distinct": "director", "limit": 1}));
+        let plan = plan_federated_node_search(&federation, &[q(json!({"indexUid": "a", "attributesToRetrieve": ["id"]}))], 0, &ctx);
+        assert_eq!(plan["distinct"], json!("director"));
+        assert_eq!(plan["attributesToRetrieve"], json!(["id", "director"]));
+        let qa = FederatedQuery {
+            query: q(json!({"indexUid": "a", "attributesToRetrieve": ["id"]})),
+            ctx: ctx.clone(),
+            node_responses: vec![answer(vec![scored_hit(1, "x", 0.9)], 1)],
+        };
+        let qb = FederatedQuery {
+            query: q(json!({"indexUid": "b"})),
+            ctx,
+            node_responses: vec![answer(vec![scored_hit(7, "x", 0.8), scored_hit(8, "z", 0.7)], 2)],
+        };
+        let merged = merge_federated(&federation, vec![qa, qb]).unwrap();
+        assert_eq!(merged["hits"].as_array().unwrap().len(), 1);
+        assert_eq!(merged["hits"][0]["id"], json!(1));
+        assert!(merged["hits"][0].get("director").is_none());
+        // 3 matches, one rejected as a duplicate director
+        assert_eq!(merged["estimatedTotalHits"], json!(2));
+        assert_eq!(merged["processingTimeMs"], json!(3));
     }
 }

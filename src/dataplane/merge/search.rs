@@ -165,7 +165,7 @@ pub fn plan_node_search(client: &Map<String, Value>, ctx: &IndexContext) -> Map<
 
 /// The values a document is deduplicated on by `distinct` (milli: every facet value of the
 /// field; a document without any is never a duplicate).
-fn distinct_keys(hit: &Map<String, Value>, attr: &str) -> Vec<String> {
+pub(crate) fn distinct_keys(hit: &Map<String, Value>, attr: &str) -> Vec<String> {
     fn push(v: &Value, out: &mut Vec<String>) {
         match v {
             Value::String(s) => out.push(format!("s:{}", normalize(s))),
