@@ -303,4 +303,43 @@ mod tests {
         assert_eq!(alpha["facetHits"], json!([{"value": "Action", "count": 1}, {"value": "Comedy", "count": 1}, {"value": "Drama", "count": 2}]));
         assert!(merge_facet_search(&ctx, "genres", vec![json!({"oops": 1})]).is_err());
     }
+
+    use proptest::prelude::*;
+
+    fn counts(values: &[(usize, u64)], names: &[&str]) -> Map<String, Value> {
+        let mut m: BTreeMap<String, u64> = BTreeMap::new();
+        for (v, c) in values {
+            *m.entry(names[*v].to_string()).or_default() += c;
+        }
+        m.into_iter().map(|(k, v)| (k, json!(v))).collect()
+    }
+
+    proptest! {
+        /// Alpha order: merging node answers each truncated to maxValuesPerFacet gives the
+        /// single node's (truncated) distribution. Count order: the same whenever the node-side
+        /// limit keeps every value of every node.
+        #[test]
+        fn split_facets_merge_to_the_single_node_answer(
+            values in prop::collection::vec((0usize..12, 1u64..4, 0usize..4), 0..40),
+            max in 1usize..6,
+            count_order in any::<bool>(),
+        ) {
+            let names = ["10", "9", "-2.5", "apple", "Banana", "cherry", "Date", "elder", "fig", "Grape", "kiwi", "lime"];
+            let order = if count_order { FacetOrder::Count } else { FacetOrder::Alpha };
+            let ctx = IndexContext { max_values_per_facet: max, sort_facet_values_by: BTreeMap::from([("*".into(), order)]), ..Default::default() };
+            let node_ctx = IndexContext { max_values_per_facet: if count_order { 100 } else { max }, ..ctx.clone() };
+            let all: Vec<(usize, u64)> = values.iter().map(|(v, c, _)| (*v, *c)).collect();
+            let single_node = merge_facet_distributions(&ctx, &[&json!({"f": counts(&all, &names)}).as_object().unwrap().clone()], 10);
+            let nodes: Vec<Map<String, Value>> = (0..4)
+                .map(|n| {
+                    let part: Vec<(usize, u64)> = values.iter().filter(|(_, _, node)| *node == n).map(|(v, c, _)| (*v, *c)).collect();
+                    let raw = json!({"f": counts(&part, &names)}).as_object().unwrap().clone();
+                    merge_facet_distributions(&node_ctx, &[&raw], 10)
+                })
+                .collect();
+            let refs: Vec<&Map<String, Value>> = nodes.iter().collect();
+            let merged = merge_facet_distributions(&ctx, &refs, 10);
+            prop_assert_eq!(serde_json::to_string(&merged).unwrap(), serde_json::to_string(&single_node).unwrap());
+        }
+    }
 }
