@@ -118,10 +118,14 @@ fn string_list(v: Option<&Value>) -> Option<Vec<String>> {
         .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
 }
 
+/// Whether a list of attribute patterns selects `field`: `*`, the field itself, a parent
+/// object (`a` selects `a.b`), or a `prefix*` pattern.
 fn covers(requested: &[String], field: &str) -> bool {
-    requested
-        .iter()
-        .any(|r| r == "*" || r == field || field.strip_prefix(r.as_str()).is_some_and(|rest| rest.starts_with('.')))
+    requested.iter().any(|r| {
+        r == field
+            || r.strip_suffix('*').is_some_and(|prefix| field.starts_with(prefix))
+            || field.strip_prefix(r.as_str()).is_some_and(|rest| rest.starts_with('.'))
+    })
 }
 
 /// Fields the merge needs that the client's `attributesToRetrieve` leaves out: they are

@@ -314,6 +314,10 @@ fn plan_widens_and_paginates() {
     assert_eq!(p["attributesToRetrieve"], json!(["*"]));
     let p = plan(json!({"attributesToRetrieve": ["id", "director"], "distinct": "director"}), &ctx);
     assert_eq!(p["attributesToRetrieve"], json!(["id", "director"]));
+    let p = plan(json!({"attributesToRetrieve": ["i*", "dir*"]}), &ctx);
+    assert_eq!(p["attributesToRetrieve"], json!(["i*", "dir*"]));
+    let p = plan(json!({"attributesToRetrieve": ["title"], "distinct": "director.name"}), &ctx);
+    assert_eq!(p["attributesToRetrieve"], json!(["title", "id", "director.name"]));
 }
 
 #[test]
