@@ -210,7 +210,7 @@ fn pass(r: crate::node::NodeResponse) -> ApiResult<Response> {
     if r.is_success() {
         Ok(json_response(StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK), r.body))
     } else {
-        Err(ApiError::Passthrough { status: r.status, body: r.body })
+        Err(ApiError::Passthrough { status: r.status, body: super::read::sanitize_node_error(r.body) })
     }
 }
 
@@ -713,36 +713,114 @@ async fn get_document(State(proxy): State<Proxy>, Path((uid, id)): Path<(String,
     pass(r)
 }
 
-async fn list_documents(State(proxy): State<Proxy>, Path(uid): Path<String>) -> ApiResult<Response> {
-    let _ = (proxy, uid);
-    Err(ApiError::not_implemented("Listing documents (`GET /indexes/{uid}/documents`)"))
+/// Converts GET query parameters into the JSON body the POST variant of the route takes.
+/// `None` when a parameter is unknown or malformed: the caller then lets a node answer the
+/// original GET, so the client gets exactly Meilisearch's error.
+fn params_to_body(params: &[(String, String)], lists: &[&str], ints: &[&str], floats: &[&str], bools: &[&str], strings: &[&str]) -> Option<Map<String, Value>> {
+    let mut out = Map::new();
+    for (k, v) in params {
+        let k = k.as_str();
+        let value = if lists.contains(&k) {
+            Value::Array(v.split(',').map(|s| Value::String(s.trim().to_string())).filter(|s| s.as_str() != Some("")).collect())
+        } else if ints.contains(&k) {
+            json!(v.parse::<u64>().ok()?)
+        } else if floats.contains(&k) {
+            json!(v.parse::<f64>().ok()?)
+        } else if bools.contains(&k) {
+            json!(v.parse::<bool>().ok()?)
+        } else if strings.contains(&k) {
+            Value::String(v.clone())
+        } else {
+            return None;
+        };
+        out.insert(k.to_string(), value);
+    }
+    Some(out)
 }
 
-async fn fetch_documents(State(proxy): State<Proxy>, Path(uid): Path<String>) -> ApiResult<Response> {
-    let _ = (proxy, uid);
-    Err(ApiError::not_implemented("Fetching documents (`POST /indexes/{uid}/documents/fetch`)"))
+fn with_degraded(mut resp: Response, answer: &super::read::ReadAnswer) -> Response {
+    if let Some((name, value)) = answer.degraded_header() {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, v);
+        }
+    }
+    resp
+}
+
+fn read_response(answer: super::read::ReadAnswer) -> Response {
+    let resp = json_response(StatusCode::OK, answer.body.clone());
+    with_degraded(resp, &answer)
+}
+
+/// Answers a GET from one node as it is (used for requests Miroir cannot parse, so the
+/// client sees the node's own validation error).
+async fn node_answers_get(proxy: &Proxy, path_and_query: &str) -> ApiResult<Response> {
+    let routing = routing(proxy)?;
+    let r = proxy.read_any(&routing, Method::GET, path_and_query, None).await?;
+    if r.is_success() {
+        Err(ApiError::internal(format!("Miroir could not interpret the request `{path_and_query}` that a node accepted.")))
+    } else {
+        Err(ApiError::Passthrough { status: r.status, body: super::read::sanitize_node_error(r.body) })
+    }
+}
+
+fn object_body(v: Value) -> ApiResult<Map<String, Value>> {
+    match v {
+        Value::Object(m) => Ok(m),
+        other => Err(ApiError::new(Code::BadRequest, format!("Invalid value type: expected an object, but found {}", json_kind(&other)))),
+    }
+}
+
+async fn list_documents(State(proxy): State<Proxy>, Path(uid): Path<String>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let params = query_pairs(&q);
+    let Some(body) = params_to_body(&params, &["fields", "ids"], &["offset", "limit"], &[], &["retrieveVectors"], &["filter"]) else {
+        return node_answers_get(&proxy, &format!("/indexes/{uid}/documents?{}", q.unwrap_or_default())).await;
+    };
+    Ok(read_response(proxy.list_documents(&uid, &body).await?))
+}
+
+async fn fetch_documents(State(proxy): State<Proxy>, Path(uid): Path<String>, body: Body) -> ApiResult<Response> {
+    let body = object_body(parse_json(&read_body(&proxy, body).await?)?)?;
+    Ok(read_response(proxy.list_documents(&uid, &body).await?))
 }
 
 // ---------------------------------------------------------------- search, stats
 
-async fn search(State(_proxy): State<Proxy>, Path(_uid): Path<String>) -> ApiResult<Response> {
-    Err(ApiError::not_implemented("Search"))
+const SEARCH_LISTS: &[&str] = &["attributesToRetrieve", "attributesToCrop", "attributesToHighlight", "sort", "facets", "attributesToSearchOn", "locales"];
+const SEARCH_INTS: &[&str] = &["offset", "limit", "page", "hitsPerPage", "cropLength"];
+const SEARCH_FLOATS: &[&str] = &["rankingScoreThreshold"];
+const SEARCH_BOOLS: &[&str] = &["showMatchesPosition", "showRankingScore", "showRankingScoreDetails", "retrieveVectors", "showPerformanceDetails"];
+const SEARCH_STRINGS: &[&str] = &["q", "filter", "distinct", "cropMarker", "highlightPreTag", "highlightPostTag", "matchingStrategy"];
+
+async fn search(State(proxy): State<Proxy>, Path(uid): Path<String>, method: Method, RawQuery(q): RawQuery, body: Body) -> ApiResult<Response> {
+    let client = if method == Method::GET {
+        let params = query_pairs(&q);
+        match params_to_body(&params, SEARCH_LISTS, SEARCH_INTS, SEARCH_FLOATS, SEARCH_BOOLS, SEARCH_STRINGS) {
+            Some(b) => b,
+            None => return node_answers_get(&proxy, &format!("/indexes/{uid}/search?{}", q.unwrap_or_default())).await,
+        }
+    } else {
+        object_body(parse_json(&read_body(&proxy, body).await?)?)?
+    };
+    Ok(read_response(proxy.search(&uid, &client).await?))
 }
 
-async fn facet_search(State(_proxy): State<Proxy>, Path(_uid): Path<String>) -> ApiResult<Response> {
-    Err(ApiError::not_implemented("Facet search"))
+async fn facet_search(State(proxy): State<Proxy>, Path(uid): Path<String>, body: Body) -> ApiResult<Response> {
+    let client = object_body(parse_json(&read_body(&proxy, body).await?)?)?;
+    Ok(read_response(proxy.facet_search(&uid, &client).await?))
 }
 
-async fn multi_search(State(_proxy): State<Proxy>) -> ApiResult<Response> {
-    Err(ApiError::not_implemented("Multi-search"))
+async fn multi_search(State(proxy): State<Proxy>, body: Body) -> ApiResult<Response> {
+    let body = parse_json(&read_body(&proxy, body).await?)?;
+    Ok(read_response(proxy.multi_search(&body).await?))
 }
 
-async fn index_stats(State(_proxy): State<Proxy>, Path(_uid): Path<String>) -> ApiResult<Response> {
-    Err(ApiError::not_implemented("Index stats"))
+async fn index_stats(State(proxy): State<Proxy>, Path(uid): Path<String>) -> ApiResult<Response> {
+    Ok(read_response(proxy.index_stats(&uid).await?))
 }
 
-async fn global_stats(State(_proxy): State<Proxy>) -> ApiResult<Response> {
-    Err(ApiError::not_implemented("Global stats"))
+async fn global_stats(State(proxy): State<Proxy>) -> ApiResult<Response> {
+    Ok(read_response(proxy.global_stats().await?))
 }
 
 // ---------------------------------------------------------------- tasks

@@ -40,7 +40,7 @@ impl CallOutcome {
     pub fn client_error(&self) -> Option<ApiError> {
         match &self.result {
             Ok(r) if (400..500).contains(&r.status) => {
-                Some(ApiError::Passthrough { status: r.status, body: r.body.clone() })
+                Some(ApiError::Passthrough { status: r.status, body: super::read::sanitize_node_error(r.body.clone()) })
             }
             _ => None,
         }

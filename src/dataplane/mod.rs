@@ -17,6 +17,7 @@ pub mod payload;
 pub mod tasks;
 pub mod server;
 pub mod scatter;
+pub mod read;
 
 use std::sync::{Arc, RwLock};
 
