@@ -17,6 +17,8 @@ use miroir::dataplane::topology::{NodeSpec, Topology};
 use miroir::dataplane::{Proxy, ProxyOptions};
 use serde_json::Value;
 
+pub mod corpus;
+
 pub const MASTER_KEY: &str = "miroir-test-master-key";
 pub const NODE_KEY: &str = "node-test-master-key";
 pub const ADMIN_KEY: &str = "miroir-test-admin-key";
@@ -236,16 +238,7 @@ impl Cluster {
 
     /// Polls a Miroir task until it is terminal and returns it.
     pub async fn wait_task(&self, uid: u64) -> Value {
-        let http = self.http();
-        for _ in 0..1200 {
-            let (status, body) = http.get(&format!("/tasks/{uid}")).await;
-            assert_eq!(status, 200, "{body}");
-            if matches!(body["status"].as_str(), Some("succeeded" | "failed" | "canceled")) {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("task {uid} never finished");
+        self.http().wait_task(uid).await
     }
 }
 
@@ -291,6 +284,19 @@ impl Http {
 
     pub async fn send_json(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
         self.request(method, path, Some("application/json"), Some(serde_json::to_vec(body).unwrap())).await
+    }
+
+    /// Polls `GET /tasks/{uid}` (on a node or on Miroir) until the task is terminal.
+    pub async fn wait_task(&self, uid: u64) -> Value {
+        for _ in 0..2400 {
+            let (status, body) = self.get(&format!("/tasks/{uid}")).await;
+            assert_eq!(status, 200, "{body}");
+            if matches!(body["status"].as_str(), Some("succeeded" | "failed" | "canceled")) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("task {uid} never finished on {}", self.base);
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
