@@ -195,22 +195,32 @@ for _, d in ipairs({{'status', 'status'}, {'type', 'type'}, {'index_uid', 'index
 end
 
 local total, page = 0, {}
-local src = nil
+local srcs = nil
 if #uids == 0 and before == '' and after == '' then
-  if #dims == 0 then src = p .. '_index:tasks'
-  elseif #dims == 1 and #dims[1].keys == 1 then src = dims[1].keys[1] end
+  if #dims == 0 then srcs = {p .. '_index:tasks'}
+  elseif #dims == 1 then srcs = dims[1].keys end
 end
 
-if src then
-  -- One sorted set answers the whole query.
-  total = redis.call('ZCARD', src)
-  if reverse then
-    local lo = '-inf'; if from ~= '' then lo = from end
-    page = redis.call('ZRANGEBYSCORE', src, lo, '+inf', 'LIMIT', 0, limit + 1)
-  else
-    local hi = '+inf'; if from ~= '' then hi = from end
-    page = redis.call('ZREVRANGEBYSCORE', src, hi, '-inf', 'LIMIT', 0, limit + 1)
+if srcs then
+  -- Sorted sets of one field's values are disjoint (a task has one value per field): the
+  -- total is the sum of their sizes and a page is a merge of each one's first limit+1.
+  local merged = {}
+  for _, src in ipairs(srcs) do
+    total = total + redis.call('ZCARD', src)
+    local part
+    if reverse then
+      local lo = '-inf'; if from ~= '' then lo = from end
+      part = redis.call('ZRANGEBYSCORE', src, lo, '+inf', 'LIMIT', 0, limit + 1)
+    else
+      local hi = '+inf'; if from ~= '' then hi = from end
+      part = redis.call('ZREVRANGEBYSCORE', src, hi, '-inf', 'LIMIT', 0, limit + 1)
+    end
+    for _, u in ipairs(part) do merged[#merged + 1] = tonumber(u) end
   end
+  if #srcs > 1 then
+    if reverse then table.sort(merged) else table.sort(merged, function(a, b) return a > b end) end
+  end
+  for j = 1, math.min(#merged, limit + 1) do page[j] = string.format('%d', merged[j]) end
 else
   -- Candidates from the most selective source, then every filter checked on the row.
   local cands = {}
