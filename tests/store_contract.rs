@@ -169,7 +169,7 @@ async fn update_replaces_the_record(s: Store) {
     u.error = Some(json!({"code": "index_already_exists"}));
     u.canceled_by = Some(99);
     u.node_tasks.push(NodeTask { node_id: "n2".into(), task_uid: 8 });
-    u.index_uid = Some("films".into());
+    u.index_uid = Some("fïlms:----0".into());
     s.update_task(&u).await.unwrap();
     assert_eq!(s.get_task(t.uid).await.unwrap(), Some(u.clone()));
     assert_eq!(s.get_task(other.uid).await.unwrap(), Some(other.clone()), "other rows untouched");
@@ -182,14 +182,14 @@ async fn update_replaces_the_record(s: Store) {
     assert_eq!(by(TaskFilter { statuses: vec![TaskStatus::Failed], ..Default::default() }).await, vec![t.uid]);
     assert_eq!(by(TaskFilter { statuses: vec![TaskStatus::Enqueued], ..Default::default() }).await, vec![other.uid]);
     assert_eq!(by(TaskFilter { index_uids: vec!["movies".into()], ..Default::default() }).await, Vec::<u64>::new());
-    assert_eq!(by(TaskFilter { index_uids: vec!["films".into()], ..Default::default() }).await, vec![t.uid]);
+    assert_eq!(by(TaskFilter { index_uids: vec!["fïlms:----0".into()], ..Default::default() }).await, vec![t.uid]);
 
     // Back to no index uid, then replace again: idempotent.
     u.index_uid = None;
     s.update_task(&u).await.unwrap();
     s.update_task(&u).await.unwrap();
     assert_eq!(s.get_task(t.uid).await.unwrap(), Some(u.clone()));
-    assert_eq!(by(TaskFilter { index_uids: vec!["films".into()], ..Default::default() }).await, Vec::<u64>::new());
+    assert_eq!(by(TaskFilter { index_uids: vec!["fïlms:----0".into()], ..Default::default() }).await, Vec::<u64>::new());
 
     // Updating a task that does not exist (deleted) does not bring it back.
     s.delete_tasks(&[t.uid]).await.unwrap();

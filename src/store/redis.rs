@@ -98,15 +98,26 @@ local function idx_rem(p, uid, status, typ, iu, enq)
   if iu then redis.call('ZREM', p .. '_index:tasks:index_uid:' .. iu, uid) end
   redis.call('ZREM', p .. '_index:tasks:enqueued_at', enq .. ':' .. uid)
 end
-local function write_task(p, uid, body, status, typ, iu, enq)
-  local key = p .. 'task:' .. uid
-  redis.call('DEL', key)
-  if iu then
-    redis.call('HSET', key, 'body', body, 'status', status, 'type', typ, 'enq', enq, 'index_uid', iu)
-  else
-    redis.call('HSET', key, 'body', body, 'status', status, 'type', typ, 'enq', enq)
-  end
+local function write_task(p, uid, row, status, typ, iu, enq)
+  redis.call('SET', p .. 'task:' .. uid, row)
   idx_add(p, uid, status, typ, iu, enq)
+end
+-- Header of a task row (see `encode_row`): status, type, index uid (false if none), enq.
+local function parse_row(row)
+  local pos = 20
+  local function field()
+    local l = string.sub(row, pos, pos + 3)
+    pos = pos + 4
+    if l == '----' then return false end
+    local n = tonumber(l)
+    local v = string.sub(row, pos, pos + n - 1)
+    pos = pos + n
+    return v
+  end
+  local status = field()
+  local typ = field()
+  local iu = field()
+  return status, typ, iu, string.sub(row, 1, 19)
 end
 "#;
 
@@ -129,9 +140,9 @@ static UPDATE_TASK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{TASK_INDEX_LUA}
 local p, uid = ARGV[1], ARGV[2]
-local old = redis.call('HMGET', p .. 'task:' .. uid, 'status', 'type', 'index_uid', 'enq')
-if not old[1] then return 0 end
-idx_rem(p, uid, old[1], old[2], old[3], old[4])
+local old = redis.call('GET', p .. 'task:' .. uid)
+if not old then return 0 end
+idx_rem(p, uid, parse_row(old))
 local iu = false
 if ARGV[6] == '1' then iu = ARGV[7] end
 write_task(p, uid, ARGV[3], ARGV[4], ARGV[5], iu, ARGV[8])
@@ -149,9 +160,9 @@ local n = 0
 for i = 2, #ARGV do
   local uid = ARGV[i]
   local key = p .. 'task:' .. uid
-  local old = redis.call('HMGET', key, 'status', 'type', 'index_uid', 'enq')
-  if old[1] then
-    idx_rem(p, uid, old[1], old[2], old[3], old[4])
+  local old = redis.call('GET', key)
+  if old then
+    idx_rem(p, uid, parse_row(old))
     redis.call('DEL', key)
     n = n + 1
   end
@@ -165,9 +176,7 @@ return n
 /// ARGV: prefix, limit, from ('' = none), reverse ('1'/'0'), before ('' = none), after ('' = none),
 /// then four counted lists: uids, statuses, types, index_uids (each `n, v1..vn`).
 /// Returns {total, next ('' = none), uid1, body1, uid2, body2, ...}.
-static LIST_TASKS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
+const LIST_TASKS_LUA: &str = r#"
 local p = ARGV[1]
 local limit = tonumber(ARGV[2])
 local from = ARGV[3]
@@ -248,10 +257,12 @@ else
   for _, u in ipairs(cands) do
     if not seen[u] then
       seen[u] = true
-      local f = redis.call('HMGET', p .. 'task:' .. u, 'status', 'type', 'index_uid', 'enq')
-      local ok = f[1] ~= false
-      local vals = {status = f[1], type = f[2], index_uid = f[3]}
+      local row = redis.call('GET', p .. 'task:' .. u)
+      local ok = row ~= false
+      local f, vals = {}, {}
       if ok then
+        f[1], f[2], f[3], f[4] = parse_row(row)
+        vals = {status = f[1], type = f[2], index_uid = f[3]}
         for _, d in ipairs(dims) do
           local v = vals[d.field]
           if not v or not d.set[v] then ok = false; break end
@@ -276,13 +287,12 @@ end
 local out = {string.format('%d', total), ''}
 for j, u in ipairs(page) do
   if j > limit then out[2] = u; break end
-  local body = redis.call('HGET', p .. 'task:' .. u, 'body')
+  local body = redis.call('GET', p .. 'task:' .. u)
   if body then out[#out + 1] = u; out[#out + 1] = body end
 end
 return out
-"#,
-    )
-});
+"#;
+static LIST_TASKS: LazyLock<Script> = LazyLock::new(|| Script::new(&[TASK_INDEX_LUA, LIST_TASKS_LUA].concat()));
 
 /// KEYS: lease, lease index. ARGV: holder, ttl ms, name.
 static ACQUIRE_LEASE: LazyLock<Script> = LazyLock::new(|| {
@@ -491,15 +501,53 @@ impl RedisStore {
         };
         let mut results = Vec::new();
         while let (Some(uid), Some(body)) = (it.next(), it.next()) {
-            results.push(decode_task(parse_u64(&uid)?, &body)?);
+            results.push(decode_task(parse_u64(&uid)?, row_json(&body)?)?);
         }
         Ok(TaskPage { results, total, next })
     }
 }
 
-/// Script arguments describing a task row: body, status, type, has_index_uid, index_uid, enq.
+/// A task row is one string: a fixed-layout header with the indexed fields, then the JSON
+/// of the record (see `docs/redis-keyspace.md`):
+/// `<enqueued_at: 19-digit unix ns><len:4><status><len:4><type><len:4 or ----><index uid><json>`.
+/// A string (rather than a hash) keeps a row in one compact allocation.
+fn encode_row(t: &TaskRecord) -> StoreResult<String> {
+    fn field(out: &mut String, v: Option<&str>) -> StoreResult<()> {
+        match v {
+            None => out.push_str("----"),
+            Some(v) if v.len() <= 9999 => {
+                out.push_str(&format!("{:04}", v.len()));
+                out.push_str(v);
+            }
+            Some(v) => return Err(StoreError::Other(format!("task field too long for the store ({} bytes)", v.len()))),
+        }
+        Ok(())
+    }
+    let mut row = unix_ns_key(t.enqueued_at);
+    field(&mut row, Some(t.status.as_str()))?;
+    field(&mut row, Some(&t.kind))?;
+    field(&mut row, t.index_uid.as_deref())?;
+    row.push_str(&encode_task(t)?);
+    Ok(row)
+}
+
+/// The JSON part of a row written by [`encode_row`].
+fn row_json(row: &str) -> StoreResult<&str> {
+    let bad = || StoreError::Other("stored task row has an invalid header".to_string());
+    let mut pos = 19;
+    for _ in 0..3 {
+        let len = row.get(pos..pos + 4).ok_or_else(bad)?;
+        pos += 4;
+        if len != "----" {
+            pos += len.parse::<usize>().map_err(|_| bad())?;
+        }
+    }
+    row.get(pos..).ok_or_else(bad)
+}
+
+/// Script arguments describing a task row: row, status, type, has_index_uid, index_uid, enq.
 fn task_args(inv: &mut redis::ScriptInvocation<'_>, t: &TaskRecord) -> StoreResult<()> {
-    inv.arg(encode_task(t)?)
+    inv.arg(encode_row(t)?)
         .arg(t.status.as_str())
         .arg(&t.kind)
         .arg(if t.index_uid.is_some() { "1" } else { "0" })
@@ -546,8 +594,8 @@ impl TaskStore for RedisStore {
     async fn get_task(&self, uid: u64) -> StoreResult<Option<TaskRecord>> {
         let key = self.key(&format!("task:{uid}"));
         let mut c = self.conn.clone();
-        let body: Option<String> = self.bounded(async move { c.hget(key, "body").await }).await?;
-        body.map(|b| decode_task(uid, &b)).transpose()
+        let row: Option<String> = self.bounded(async move { c.get(key).await }).await?;
+        row.map(|r| decode_task(uid, row_json(&r)?)).transpose()
     }
 
     async fn update_task(&self, task: &TaskRecord) -> StoreResult<()> {
@@ -698,5 +746,45 @@ impl TaskStore for RedisStore {
         let mut c = self.conn.clone();
         let v: Option<String> = self.bounded(async move { c.get(key).await }).await?;
         v.as_deref().map(parse_u64).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn record(index_uid: Option<&str>) -> TaskRecord {
+        TaskRecord {
+            uid: 3,
+            index_uid: index_uid.map(str::to_string),
+            kind: "indexCreation".into(),
+            status: super::super::TaskStatus::Enqueued,
+            enqueued_at: datetime!(2026-01-01 0:00 UTC),
+            started_at: None,
+            finished_at: None,
+            details: serde_json::json!({"a": "----0004x"}),
+            error: None,
+            canceled_by: None,
+            node_tasks: vec![],
+        }
+    }
+
+    #[test]
+    fn rows_carry_a_parsable_header() {
+        for iu in [None, Some(""), Some("movies"), Some("ünï:----\t0004")] {
+            let t = record(iu);
+            let row = encode_row(&t).unwrap();
+            assert!(row.starts_with(&unix_ns_key(t.enqueued_at)));
+            assert_eq!(decode_task(3, row_json(&row).unwrap()).unwrap(), t);
+        }
+        assert!(row_json("123").is_err());
+        assert!(encode_row(&record(Some(&"x".repeat(10_000)))).is_err());
+    }
+
+    #[test]
+    fn key_components_do_not_collide() {
+        assert_ne!(format!("{}:{}", enc("a:b"), "c"), format!("{}:{}", enc("a"), "b:c"));
+        assert_eq!(enc("a%3Ab"), "a%253Ab");
     }
 }
