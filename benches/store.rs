@@ -89,12 +89,21 @@ async fn run(backend: &'static str, s: Arc<dyn TaskStore>, n: usize) -> Vec<Row>
     for h in hs {
         lat.extend(h.await.unwrap());
     }
-    rows.push(Row { backend, op: format!("create ({CONCURRENCY} callers)"), ops: lat.len(), elapsed: start.elapsed(), lat });
+    rows.push(Row {
+        backend,
+        op: format!("create ({CONCURRENCY} callers)"),
+        ops: lat.len(),
+        elapsed: start.elapsed(),
+        lat,
+    });
 
     // First page of GET /tasks (20 newest) and of a filtered listing.
     for (name, filter) in [
         ("list 20 newest", TaskFilter::default()),
-        ("list 20, 2 indexUids", TaskFilter { index_uids: vec!["index-1".into(), "index-2".into()], ..Default::default() }),
+        (
+            "list 20, 2 indexUids",
+            TaskFilter { index_uids: vec!["index-1".into(), "index-2".into()], ..Default::default() },
+        ),
     ] {
         let reps = (n / 10).max(1);
         let mut lat = Vec::with_capacity(reps);

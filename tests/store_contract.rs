@@ -95,10 +95,8 @@ async fn task_create_get_roundtrip(s: Store) {
     let mut nt = new_task(Some("movies"), "documentAdditionOrUpdate", TaskStatus::Enqueued, BASE);
     nt.details = json!({"receivedDocuments": 3, "indexedDocuments": null, "nested": {"a": [1, 2.5, "x"]}});
     nt.error = Some(json!({"message": "m", "code": "c", "type": "t", "link": "l"}));
-    nt.node_tasks = vec![
-        NodeTask { node_id: "a".into(), task_uid: 0 },
-        NodeTask { node_id: "b".into(), task_uid: u64::MAX },
-    ];
+    nt.node_tasks =
+        vec![NodeTask { node_id: "a".into(), task_uid: 0 }, NodeTask { node_id: "b".into(), task_uid: u64::MAX }];
     let t = s.create_task(nt.clone()).await.unwrap();
     assert_eq!(t.index_uid, nt.index_uid);
     assert_eq!(t.kind, nt.kind);
@@ -137,7 +135,12 @@ async fn uids_unique_under_concurrency(s: Store) {
             let mut mine = Vec::new();
             for i in 0..12 {
                 let t = s
-                    .create_task(new_task(Some(&format!("w{w}")), "documentAdditionOrUpdate", TaskStatus::Enqueued, at(i)))
+                    .create_task(new_task(
+                        Some(&format!("w{w}")),
+                        "documentAdditionOrUpdate",
+                        TaskStatus::Enqueued,
+                        at(i),
+                    ))
                     .await
                     .unwrap();
                 mine.push(t.uid);
@@ -189,7 +192,10 @@ async fn update_replaces_the_record(s: Store) {
     s.update_task(&u).await.unwrap();
     s.update_task(&u).await.unwrap();
     assert_eq!(s.get_task(t.uid).await.unwrap(), Some(u.clone()));
-    assert_eq!(by(TaskFilter { index_uids: vec!["fïlms:----0".into()], ..Default::default() }).await, Vec::<u64>::new());
+    assert_eq!(
+        by(TaskFilter { index_uids: vec!["fïlms:----0".into()], ..Default::default() }).await,
+        Vec::<u64>::new()
+    );
 
     // Updating a task that does not exist (deleted) does not bring it back.
     s.delete_tasks(&[t.uid]).await.unwrap();
@@ -255,11 +261,12 @@ fn filter_grid() -> Vec<TaskFilter> {
     let status_sets = vec![vec![], vec![Succeeded], vec![Failed, Enqueued, Enqueued]];
     let type_sets: Vec<Vec<String>> =
         vec![vec![], vec!["indexCreation".into()], vec!["documentAdditionOrUpdate".into(), "settingsUpdate".into()]];
-    let index_sets: Vec<Vec<String>> = vec![vec![], vec!["movies".into()], vec!["movies".into(), "books".into(), "none".into()]];
+    let index_sets: Vec<Vec<String>> =
+        vec![vec![], vec!["movies".into()], vec!["movies".into(), "books".into(), "none".into()]];
     let times: Vec<(Option<OffsetDateTime>, Option<OffsetDateTime>)> = vec![
         (None, None),
-        (Some(at(5)), None),                                   // strictly before: the two at 5s are out
-        (None, Some(at(5))),                                   // strictly after: the two at 5s are out
+        (Some(at(5)), None), // strictly before: the two at 5s are out
+        (None, Some(at(5))), // strictly after: the two at 5s are out
         (Some(at(8)), Some(at(2))),
         (Some(at(5) + time::Duration::nanoseconds(1)), None), // 1 ns later: the two at 5s are in
     ];
@@ -322,7 +329,8 @@ async fn filters_by_hand(s: Store) {
     assert_eq!(find(TaskFilter { before_enqueued_at: Some(at(2)), ..Default::default() }).await, vec![1, 0]);
     assert_eq!(find(TaskFilter { after_enqueued_at: Some(at(8)), ..Default::default() }).await, vec![11, 10]);
     assert_eq!(
-        find(TaskFilter { after_enqueued_at: Some(at(4)), before_enqueued_at: Some(at(6)), ..Default::default() }).await,
+        find(TaskFilter { after_enqueued_at: Some(at(4)), before_enqueued_at: Some(at(6)), ..Default::default() })
+            .await,
         vec![6, 5]
     );
     assert_eq!(
@@ -336,8 +344,13 @@ async fn filters_by_hand(s: Store) {
         vec![9, 6]
     );
     assert_eq!(
-        find(TaskFilter { uids: vec![0, 1, 2], statuses: vec![Succeeded], types: vec!["indexCreation".into()], ..Default::default() })
-            .await,
+        find(TaskFilter {
+            uids: vec![0, 1, 2],
+            statuses: vec![Succeeded],
+            types: vec!["indexCreation".into()],
+            ..Default::default()
+        })
+        .await,
         vec![2, 0]
     );
     assert_eq!(find(TaskFilter { uids: vec![u64::MAX], ..Default::default() }).await, none);
@@ -443,7 +456,8 @@ async fn mirror_rows_per_table_and_cluster(s: Store) {
     s.delete_mirror(MirrorTable::Aliases, "c1", "a").await.unwrap();
     s.delete_mirror(MirrorTable::Aliases, "c1", "a").await.unwrap();
     assert_eq!(s.get_mirror(MirrorTable::Aliases, "c1", "a").await.unwrap(), None);
-    let names: Vec<String> = s.list_mirror(MirrorTable::Aliases, "c1").await.unwrap().into_iter().map(|r| r.0).collect();
+    let names: Vec<String> =
+        s.list_mirror(MirrorTable::Aliases, "c1").await.unwrap().into_iter().map(|r| r.0).collect();
     assert_eq!(names, vec!["B", "a-1", "b"]);
     assert_eq!(s.get_mirror(MirrorTable::Aliases, "c2", "a").await.unwrap(), Some(spec(5)));
     assert_eq!(s.get_mirror(MirrorTable::Canaries, "c1", "a").await.unwrap(), Some(spec(6)));
@@ -527,7 +541,10 @@ async fn leases_exclusive_renewable_and_expiring(s: Store) {
     assert!(s.try_acquire_lease("c/leader", "A", long).await.unwrap());
     let l = s.get_lease("c/leader").await.unwrap().unwrap();
     assert_eq!((l.name.as_str(), l.holder.as_str()), ("c/leader", "A"));
-    assert!(l.expires_at > before + time::Duration::seconds(20) && l.expires_at <= OffsetDateTime::now_utc() + time::Duration::seconds(31));
+    assert!(
+        l.expires_at > before + time::Duration::seconds(20)
+            && l.expires_at <= OffsetDateTime::now_utc() + time::Duration::seconds(31)
+    );
 
     assert!(!s.try_acquire_lease("c/leader", "B", long).await.unwrap(), "B cannot take A's live lease");
     assert_eq!(s.get_lease("c/leader").await.unwrap().unwrap().holder, "A");
@@ -606,19 +623,20 @@ mod sqlite_only {
     async fn reopened_file_keeps_tasks_and_uids_continue() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.db");
-        let (kept, state) = {
+        let kept = {
             let s = SqliteStore::open(&path).await.unwrap();
             let mut kept = Vec::new();
             for i in 0..5 {
-                kept.push(s.create_task(new_task(Some("i"), "indexCreation", TaskStatus::Enqueued, at(i))).await.unwrap());
+                kept.push(
+                    s.create_task(new_task(Some("i"), "indexCreation", TaskStatus::Enqueued, at(i))).await.unwrap(),
+                );
             }
             s.delete_tasks(&[3, 4]).await.unwrap(); // the newest: their uids must still not come back
             kept.truncate(3);
             s.upsert_mirror(MirrorTable::Aliases, "c", "a", &json!(1)).await.unwrap();
             s.advance_cdc_cursor("c", "x", 7).await.unwrap();
-            (kept, ())
-        };
-        let _ = state;
+            kept
+        }; // the first store (and its connection) is dropped here
         let s = SqliteStore::open(&path).await.unwrap();
         assert_eq!(s.find_tasks(&TaskFilter::default()).await.unwrap(), kept.into_iter().rev().collect::<Vec<_>>());
         assert_eq!(s.create_task(new_task(None, "dumpCreation", TaskStatus::Enqueued, at(9))).await.unwrap().uid, 5);
@@ -682,10 +700,15 @@ async fn two_processes(a: Store, b: Store) {
                 let mut v = Vec::new();
                 for i in 0..15 {
                     v.push(
-                        s.create_task(new_task(Some(&format!("{who}{w}")), "indexCreation", TaskStatus::Enqueued, at(i)))
-                            .await
-                            .unwrap()
-                            .uid,
+                        s.create_task(new_task(
+                            Some(&format!("{who}{w}")),
+                            "indexCreation",
+                            TaskStatus::Enqueued,
+                            at(i),
+                        ))
+                        .await
+                        .unwrap()
+                        .uid,
                     );
                 }
                 v
@@ -743,7 +766,9 @@ mod redis_only {
             .await
             .unwrap();
         match RedisStore::connect(&redis_url(), &cleanup.prefix).await {
-            Err(StoreError::SchemaTooNew { found, supported }) => assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION)),
+            Err(StoreError::SchemaTooNew { found, supported }) => {
+                assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION))
+            }
             other => panic!("expected SchemaTooNew, got {other:?}"),
         }
     }
@@ -787,7 +812,10 @@ mod redis_only {
         assert!(!keys.iter().any(|k| k.contains("_index:tasks") || k.contains("task:")), "{keys:?}");
     }
 
-    async fn expect_unavailable<T: std::fmt::Debug>(what: &str, fut: impl std::future::Future<Output = Result<T, StoreError>>) {
+    async fn expect_unavailable<T: std::fmt::Debug>(
+        what: &str,
+        fut: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) {
         // A generous hang detector, not a speed assertion: the store bounds each call itself.
         match tokio::time::timeout(Duration::from_secs(15), fut).await {
             Ok(Err(StoreError::Unavailable(_))) => {}
@@ -817,7 +845,8 @@ mod redis_only {
         let s: Store = Arc::new(RedisStore::connect(&url, &cleanup.prefix).await.unwrap());
         let mut before = Vec::new();
         for i in 0..3 {
-            before.push(s.create_task(new_task(Some("m"), "indexCreation", TaskStatus::Enqueued, at(i))).await.unwrap());
+            before
+                .push(s.create_task(new_task(Some("m"), "indexCreation", TaskStatus::Enqueued, at(i))).await.unwrap());
         }
         s.upsert_mirror(MirrorTable::Canaries, "c", "a", &json!({"w": 1})).await.unwrap();
         s.advance_cdc_cursor("c", "x", 4).await.unwrap();
@@ -825,7 +854,8 @@ mod redis_only {
         // Down: connections refused and the open one closed.
         fwd.stop().await;
         expect_unavailable("ping", s.ping()).await;
-        expect_unavailable("create_task", s.create_task(new_task(None, "dumpCreation", TaskStatus::Enqueued, at(5)))).await;
+        expect_unavailable("create_task", s.create_task(new_task(None, "dumpCreation", TaskStatus::Enqueued, at(5))))
+            .await;
         expect_unavailable("get_task", s.get_task(0)).await;
         expect_unavailable("list_tasks", s.list_tasks(&TaskFilter::default(), &paging(5, None, false))).await;
         expect_unavailable("delete_tasks", s.delete_tasks(&[0])).await;
@@ -866,7 +896,11 @@ mod redis_only {
     async fn connect_to_unreachable_redis_is_unavailable() {
         // A port with nothing listening: bind then drop to get one.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let r = tokio::time::timeout(Duration::from_secs(15), RedisStore::connect(&format!("redis://127.0.0.1:{port}"), "x:")).await;
+        let r = tokio::time::timeout(
+            Duration::from_secs(15),
+            RedisStore::connect(&format!("redis://127.0.0.1:{port}"), "x:"),
+        )
+        .await;
         assert!(matches!(r, Ok(Err(StoreError::Unavailable(_)))), "{r:?}");
     }
 }

@@ -37,7 +37,10 @@ const CALL_TIMEOUT: Duration = Duration::from_millis(2500);
 const MAX_LIMIT: usize = 1 << 40;
 
 pub struct RedisStore {
-    conn: ConnectionManager,
+    client: redis::Client,
+    /// Replaced by a fresh manager if a failure is one the manager does not recover from
+    /// by itself (see [`RedisStore::bounded`]).
+    conn: std::sync::RwLock<ConnectionManager>,
     prefix: String,
 }
 
@@ -54,6 +57,8 @@ fn is_unavailable(e: &RedisError) -> bool {
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
+        // Out of memory under `noeviction`: writes are refused until memory is freed.
+        || e.code() == Some("OOM")
         || matches!(
             e.kind(),
             ErrorKind::Server(
@@ -399,6 +404,17 @@ return redis.call('GET', KEYS[1])
     )
 });
 
+/// A lazily connecting manager with the store's time bounds.
+fn new_manager(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        // One attempt per (re)connection: a call must fail fast when Redis is down; the
+        // next call triggers the next attempt.
+        .set_number_of_retries(0);
+    ConnectionManager::new_lazy_with_config(client.clone(), config)
+}
+
 fn parse_u64(s: &str) -> StoreResult<u64> {
     s.parse().map_err(|_| StoreError::Other(format!("redis returned a non-integer: {s:?}")))
 }
@@ -409,15 +425,9 @@ impl RedisStore {
     /// built, the store reconnects by itself.
     pub async fn connect(url: &str, prefix: &str) -> StoreResult<RedisStore> {
         let client = redis::Client::open(url).map_err(|e| StoreError::Other(format!("invalid redis url: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            // One attempt per (re)connection: a call must fail fast when Redis is down; the
-            // next call triggers the next attempt.
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(redis_err)?;
-        let store = RedisStore { conn, prefix: prefix.to_string() };
-        let mut c = store.conn.clone();
+        let conn = new_manager(&client).map_err(redis_err)?;
+        let store = RedisStore { client, conn: std::sync::RwLock::new(conn), prefix: prefix.to_string() };
+        let mut c = store.conn();
         let key = store.key("schema_version");
         let found: String =
             store.bounded(async move { CHECK_SCHEMA.key(key).arg(SCHEMA_VERSION).invoke_async(&mut c).await }).await?;
@@ -460,10 +470,38 @@ impl RedisStore {
     }
 
     /// Runs one Redis round trip with the overall time bound.
+    ///
+    /// The connection manager reconnects by itself after I/O errors (refused, reset,
+    /// timeouts). Other "unavailable" failures (e.g. `LOADING` while the connection was being
+    /// set up) or a call outliving every inner bound could leave it holding a failed
+    /// connection, so then the manager is replaced and the next call starts afresh.
     async fn bounded<T>(&self, fut: impl Future<Output = redis::RedisResult<T>>) -> StoreResult<T> {
         match tokio::time::timeout(CALL_TIMEOUT, fut).await {
-            Ok(r) => r.map_err(redis_err),
-            Err(_) => Err(StoreError::Unavailable(format!("redis did not answer within {CALL_TIMEOUT:?}"))),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                if is_unavailable(&e) && !e.is_io_error() {
+                    self.reset();
+                }
+                Err(redis_err(e))
+            }
+            Err(_) => {
+                self.reset();
+                Err(StoreError::Unavailable(format!("redis did not answer within {CALL_TIMEOUT:?}")))
+            }
+        }
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn reset(&self) {
+        match new_manager(&self.client) {
+            Ok(m) => {
+                *self.conn.write().unwrap_or_else(|p| p.into_inner()) = m;
+                tracing::debug!("redis connection manager rebuilt");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot rebuild the redis connection manager"),
         }
     }
 
@@ -491,7 +529,7 @@ impl RedisStore {
         for i in &filter.index_uids {
             inv.arg(i);
         }
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let out: Vec<String> = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         let mut it = out.into_iter();
         let total = parse_u64(&it.next().unwrap_or_default())?;
@@ -563,7 +601,7 @@ impl TaskStore for RedisStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let _: String = self.bounded(async move { redis::cmd("PING").query_async(&mut c).await }).await?;
         Ok(())
     }
@@ -585,7 +623,7 @@ impl TaskStore for RedisStore {
         let mut inv = CREATE_TASK.prepare_invoke();
         inv.arg(&self.prefix);
         task_args(&mut inv, &record)?;
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let uid: String = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         record.uid = parse_u64(&uid)?;
         Ok(record)
@@ -593,7 +631,7 @@ impl TaskStore for RedisStore {
 
     async fn get_task(&self, uid: u64) -> StoreResult<Option<TaskRecord>> {
         let key = self.key(&format!("task:{uid}"));
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let row: Option<String> = self.bounded(async move { c.get(key).await }).await?;
         row.map(|r| decode_task(uid, row_json(&r)?)).transpose()
     }
@@ -602,7 +640,7 @@ impl TaskStore for RedisStore {
         let mut inv = UPDATE_TASK.prepare_invoke();
         inv.arg(&self.prefix).arg(task.uid.to_string());
         task_args(&mut inv, task)?;
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         // 0 when the task does not exist: a deleted task is not brought back.
         let _: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         Ok(())
@@ -625,7 +663,7 @@ impl TaskStore for RedisStore {
         for u in uids {
             inv.arg(u.to_string());
         }
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let n: u64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         Ok(n)
     }
@@ -633,7 +671,7 @@ impl TaskStore for RedisStore {
     async fn try_acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
         let mut inv = ACQUIRE_LEASE.prepare_invoke();
         inv.key(self.lease_key(name)).key(self.lease_index()).arg(holder).arg(ttl_ms(ttl)).arg(name);
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let got: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         Ok(got == 1)
     }
@@ -641,7 +679,7 @@ impl TaskStore for RedisStore {
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
         let mut inv = RELEASE_LEASE.prepare_invoke();
         inv.key(self.lease_key(name)).key(self.lease_index()).arg(holder).arg(name);
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let _: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         Ok(())
     }
@@ -649,7 +687,7 @@ impl TaskStore for RedisStore {
     async fn get_lease(&self, name: &str) -> StoreResult<Option<Lease>> {
         let mut inv = GET_LEASE.prepare_invoke();
         inv.key(self.lease_key(name));
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let out: Vec<String> = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         let mut it = out.into_iter();
         Ok(match (it.next(), it.next()) {
@@ -667,13 +705,13 @@ impl TaskStore for RedisStore {
         let index = self.mirror_index(table, cluster);
         let mut pipe = redis::pipe();
         pipe.atomic().set(row, encode_json(spec)?).ignore().zadd(index, name, 0).ignore();
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         self.bounded(async move { pipe.exec_async(&mut c).await }).await
     }
 
     async fn get_mirror(&self, table: MirrorTable, cluster: &str, name: &str) -> StoreResult<Option<Value>> {
         let row = format!("{}{name}", self.mirror_row_prefix(table, cluster));
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let v: Option<String> = self.bounded(async move { c.get(row).await }).await?;
         v.as_deref().map(decode_json).transpose()
     }
@@ -681,7 +719,7 @@ impl TaskStore for RedisStore {
     async fn list_mirror(&self, table: MirrorTable, cluster: &str) -> StoreResult<Vec<(String, Value)>> {
         let mut inv = LIST_MIRROR.prepare_invoke();
         inv.key(self.mirror_index(table, cluster)).arg(self.mirror_row_prefix(table, cluster));
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let out: Vec<String> = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         let mut rows = Vec::with_capacity(out.len() / 2);
         let mut it = out.into_iter();
@@ -696,7 +734,7 @@ impl TaskStore for RedisStore {
         let index = self.mirror_index(table, cluster);
         let mut pipe = redis::pipe();
         pipe.atomic().del(row).ignore().zrem(index, name).ignore();
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         self.bounded(async move { pipe.exec_async(&mut c).await }).await
     }
 
@@ -710,7 +748,7 @@ impl TaskStore for RedisStore {
         for table in MirrorTable::ALL {
             inv.arg(self.mirror_row_prefix(table, cluster)).arg(self.mirror_index(table, cluster));
         }
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let _: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         Ok(())
     }
@@ -719,31 +757,32 @@ impl TaskStore for RedisStore {
         let key = self.ttl_key(kind, key);
         let value = encode_json(value)?;
         let ms = ttl_ms(ttl) as u64;
-        let mut c = self.conn.clone();
-        self.bounded(async move {
-            redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ms).exec_async(&mut c).await
-        })
-        .await
+        let mut c = self.conn();
+        self.bounded(async move { redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ms).exec_async(&mut c).await })
+            .await
     }
 
     async fn get_ttl(&self, kind: TtlKind, key: &str) -> StoreResult<Option<Value>> {
         let key = self.ttl_key(kind, key);
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let v: Option<String> = self.bounded(async move { c.get(key).await }).await?;
         v.as_deref().map(decode_json).transpose()
     }
 
     async fn advance_cdc_cursor(&self, cluster: &str, name: &str, position: u64) -> StoreResult<u64> {
         let mut inv = ADVANCE_CDC.prepare_invoke();
-        inv.key(format!("{}{name}", self.cdc_row_prefix(cluster))).key(self.cdc_index(cluster)).arg(position.to_string()).arg(name);
-        let mut c = self.conn.clone();
+        inv.key(format!("{}{name}", self.cdc_row_prefix(cluster)))
+            .key(self.cdc_index(cluster))
+            .arg(position.to_string())
+            .arg(name);
+        let mut c = self.conn();
         let stored: String = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         parse_u64(&stored)
     }
 
     async fn get_cdc_cursor(&self, cluster: &str, name: &str) -> StoreResult<Option<u64>> {
         let key = format!("{}{name}", self.cdc_row_prefix(cluster));
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let v: Option<String> = self.bounded(async move { c.get(key).await }).await?;
         v.as_deref().map(parse_u64).transpose()
     }

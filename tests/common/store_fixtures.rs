@@ -56,7 +56,6 @@ impl RedisCleanup {
     pub fn new(prefix: String) -> RedisCleanup {
         RedisCleanup { prefix }
     }
-
 }
 
 /// Every key under `prefix` (test-only use of `KEYS`).
