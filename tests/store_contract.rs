@@ -509,10 +509,11 @@ async fn delete_cluster_state_removes_only_that_cluster(s: Store) {
 async fn ttl_rows_expire(s: Store) {
     let short = Duration::from_millis(200);
     let long = Duration::from_secs(60);
+    // Reads before expiry use long TTLs only: nothing depends on how fast the machine is.
     s.put_ttl(TtlKind::IdempotencyKey, "k1", &json!({"taskUid": 1}), short).await.unwrap();
     s.put_ttl(TtlKind::IdempotencyKey, "k2", &json!({"taskUid": 2}), long).await.unwrap();
     s.put_ttl(TtlKind::Session, "k1", &json!("session"), long).await.unwrap();
-    assert_eq!(s.get_ttl(TtlKind::IdempotencyKey, "k1").await.unwrap(), Some(json!({"taskUid": 1})));
+    assert_eq!(s.get_ttl(TtlKind::IdempotencyKey, "k2").await.unwrap(), Some(json!({"taskUid": 2})));
     assert_eq!(s.get_ttl(TtlKind::IdempotencyKey, "nope").await.unwrap(), None);
 
     // Overwrite: new value, new TTL.
@@ -555,8 +556,10 @@ async fn leases_exclusive_renewable_and_expiring(s: Store) {
     assert_eq!(s.get_lease("c/leader").await.unwrap().unwrap().holder, "A");
     s.release_lease("c/leader", "A").await.unwrap();
     assert_eq!(s.get_lease("c/leader").await.unwrap(), None);
-    assert!(s.try_acquire_lease("c/leader", "B", Duration::from_millis(200)).await.unwrap(), "free lease is taken");
+    assert!(s.try_acquire_lease("c/leader", "B", long).await.unwrap(), "free lease is taken");
     assert!(!s.try_acquire_lease("c/leader", "A", long).await.unwrap());
+    // B renews with a short TTL (a renewal sets the expiry to now + ttl)...
+    assert!(s.try_acquire_lease("c/leader", "B", Duration::from_millis(200)).await.unwrap());
 
     // B stops renewing: after expiry nobody holds it and A may steal it.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -864,6 +867,15 @@ mod redis_only {
         expect_unavailable("put_ttl", s.put_ttl(TtlKind::Session, "k", &json!(1), Duration::from_secs(5))).await;
         expect_unavailable("advance_cdc_cursor", s.advance_cdc_cursor("c", "x", 9)).await;
         expect_unavailable("delete_cluster_state", s.delete_cluster_state("c")).await;
+        expect_unavailable("update_task", s.update_task(&before[0])).await;
+        expect_unavailable("find_tasks", s.find_tasks(&TaskFilter::default())).await;
+        expect_unavailable("release_lease", s.release_lease("c/l", "A")).await;
+        expect_unavailable("get_lease", s.get_lease("c/l")).await;
+        expect_unavailable("upsert_mirror", s.upsert_mirror(MirrorTable::Canaries, "c", "b", &json!(1))).await;
+        expect_unavailable("list_mirror", s.list_mirror(MirrorTable::Canaries, "c")).await;
+        expect_unavailable("delete_mirror", s.delete_mirror(MirrorTable::Canaries, "c", "a")).await;
+        expect_unavailable("get_ttl", s.get_ttl(TtlKind::Session, "k")).await;
+        expect_unavailable("get_cdc_cursor", s.get_cdc_cursor("c", "x")).await;
 
         // Hanging: connections accepted, never answered.
         fwd.black_hole().await;
