@@ -895,6 +895,16 @@ mod redis_only {
         let all = s.find_tasks(&TaskFilter::default()).await.unwrap();
         assert!(uids(&all).starts_with(&[next.uid]) && uids(&all).ends_with(&[2, 1, 0]), "{:?}", uids(&all));
 
+        // A half-dead connection (open, but nothing comes back) while Redis itself is reachable:
+        // the call times out, and the store moves to a new connection instead of waiting for the
+        // kernel to notice (minutes). The frozen connection stays frozen throughout.
+        fwd.freeze_existing();
+        expect_unavailable("get_task (frozen connection)", s.get_task(0)).await;
+        wait_until_back(&s).await;
+        assert_eq!(s.get_task(1).await.unwrap().as_ref(), Some(&before[1]));
+        fwd.thaw();
+        assert_eq!(s.get_task(2).await.unwrap().as_ref(), Some(&before[2]));
+
         // A second outage/recovery cycle.
         fwd.stop().await;
         expect_unavailable("ping (2nd outage)", s.ping()).await;

@@ -471,15 +471,16 @@ impl RedisStore {
 
     /// Runs one Redis round trip with the overall time bound.
     ///
-    /// The connection manager reconnects by itself after I/O errors (refused, reset,
-    /// timeouts). Other "unavailable" failures (e.g. `LOADING` while the connection was being
-    /// set up) or a call outliving every inner bound could leave it holding a failed
-    /// connection, so then the manager is replaced and the next call starts afresh.
+    /// The connection manager reconnects by itself only when the connection is known to be
+    /// dead (refused, reset, closed). A reply timeout leaves it on the same connection, which
+    /// may be half-dead (peer gone without a reset) for many minutes; other "unavailable"
+    /// failures (e.g. `LOADING` while connecting) can leave it holding a failed connection.
+    /// In those cases the manager is replaced, so the next call connects afresh.
     async fn bounded<T>(&self, fut: impl Future<Output = redis::RedisResult<T>>) -> StoreResult<T> {
         match tokio::time::timeout(CALL_TIMEOUT, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
-                if is_unavailable(&e) && !e.is_io_error() {
+                if is_unavailable(&e) && !e.is_unrecoverable_error() {
                     self.reset();
                 }
                 Err(redis_err(e))
