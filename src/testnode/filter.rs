@@ -12,6 +12,7 @@
 //!   `null`; `IS EMPTY` when it is `""`, `[]` or `{}`.
 
 use std::fmt;
+use std::ops::Bound::{self, Excluded, Included, Unbounded};
 
 use serde_json::{Map, Value};
 
@@ -796,13 +797,12 @@ impl Filter {
     }
 
     fn render_into(&self, out: &mut String, spans: &mut Vec<(usize, usize, usize)>) {
+        // tokens are written with Rust's `Debug` quoting, as Meilisearch serializes filters
         fn q(out: &mut String, t: &Token) -> (usize, usize) {
-            out.push('"');
-            let s = out.len();
-            out.push_str(&t.value.replace('\\', "\\\\").replace('"', "\\\""));
-            let e = out.len();
-            out.push('"');
-            (s, e)
+            let quoted = format!("{:?}", t.value);
+            let s = out.len() + 1;
+            out.push_str(&quoted);
+            (s, out.len() - 1)
         }
         match self {
             Filter::Not(f) => {
@@ -886,6 +886,49 @@ impl Filter {
 // ---------------------------------------------------------------------------------------
 // checking and evaluation
 
+/// One rule of `filterableAttributes`: a legacy string (every filter operator allowed) or an
+/// object `{attributePatterns, features}` (equality on, comparison off unless enabled).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub patterns: Vec<String>,
+    pub equality: bool,
+    pub comparison: bool,
+}
+
+impl Rule {
+    pub fn legacy(pattern: &str) -> Rule {
+        Rule { patterns: vec![pattern.to_string()], equality: true, comparison: true }
+    }
+    fn filterable(&self) -> bool {
+        self.equality || self.comparison
+    }
+    fn matches(&self, field: &str) -> bool {
+        self.patterns.iter().any(|p| matches_pattern(p, field))
+    }
+}
+
+/// The rules of a `filterableAttributes` setting value.
+pub fn rules_from_setting(filterable_attributes: &Value) -> Vec<Rule> {
+    let mut out = Vec::new();
+    for x in filterable_attributes.as_array().into_iter().flatten() {
+        match x {
+            Value::String(s) => out.push(Rule::legacy(s)),
+            Value::Object(o) => {
+                let patterns = o
+                    .get("attributePatterns")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default();
+                let filter = o.get("features").and_then(|f| f.get("filter"));
+                let flag = |name: &str, default: bool| filter.and_then(|f| f.get(name)).and_then(Value::as_bool).unwrap_or(default);
+                out.push(Rule { patterns, equality: flag("equality", true), comparison: flag("comparison", false) });
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Does `field` match one filterable attribute pattern? (`attr` itself, anything nested under
 /// it, or a `*` wildcard pattern.)
 pub fn matches_pattern(pattern: &str, field: &str) -> bool {
@@ -929,7 +972,9 @@ enum Node {
     And(Vec<Node>),
     Or(Vec<Node>),
     Eq { path: String, norm: String, num: Option<f64> },
-    Range { path: String, lo: f64, lo_incl: bool, hi: f64, hi_incl: bool },
+    /// Number facets within the number bounds (when the bounds are numbers) and string
+    /// facets (normalised) within the string bounds (the raw values), as milli does.
+    Range { path: String, num: Option<(Bound<f64>, Bound<f64>)>, text: (Bound<String>, Bound<String>) },
     Exists(String),
     Null(String),
     Empty(String),
@@ -947,11 +992,11 @@ pub enum ErrorForm {
 }
 
 /// Checks every field of `expr` against `filterable` patterns and compiles it.
-pub fn compile(expr: &FilterExpr, filterable: &[String], form: ErrorForm) -> Result<Compiled, EvalError> {
+pub fn compile(expr: &FilterExpr, filterable: &[Rule], form: ErrorForm) -> Result<Compiled, EvalError> {
     Ok(Compiled { node: compile_expr(expr, filterable, form)? })
 }
 
-fn compile_expr(expr: &FilterExpr, filterable: &[String], form: ErrorForm) -> Result<Node, EvalError> {
+fn compile_expr(expr: &FilterExpr, filterable: &[Rule], form: ErrorForm) -> Result<Node, EvalError> {
     match expr {
         FilterExpr::One(p) => {
             let ctx = Ctx::new(p, filterable, form);
@@ -965,12 +1010,12 @@ fn compile_expr(expr: &FilterExpr, filterable: &[String], form: ErrorForm) -> Re
 
 struct Ctx<'a> {
     source: &'a str,
-    filterable: &'a [String],
+    filterable: &'a [Rule],
     quoted: Option<(String, Vec<(usize, usize, usize)>)>,
 }
 
 impl<'a> Ctx<'a> {
-    fn new(p: &'a ParsedFilter, filterable: &'a [String], form: ErrorForm) -> Self {
+    fn new(p: &'a ParsedFilter, filterable: &'a [Rule], form: ErrorForm) -> Self {
         let quoted = (form == ErrorForm::Quoted).then(|| p.filter.render_quoted());
         Ctx { source: &p.source, filterable, quoted }
     }
@@ -987,7 +1032,12 @@ impl<'a> Ctx<'a> {
     }
 
     fn not_filterable(&self, attribute: &str, tok: &Token) -> EvalError {
-        let mut patterns: Vec<&str> = self.filterable.iter().map(String::as_str).collect();
+        let mut patterns: Vec<&str> = self
+            .filterable
+            .iter()
+            .filter(|r| r.filterable())
+            .flat_map(|r| r.patterns.iter().map(String::as_str))
+            .collect();
         patterns.sort_unstable();
         patterns.dedup();
         let message = if patterns.is_empty() {
@@ -1001,8 +1051,21 @@ impl<'a> Ctx<'a> {
         self.error(tok, message)
     }
 
+    /// The first rule matching `field` decides (milli's `matching_features`).
+    fn rule(&self, field: &str) -> Option<&Rule> {
+        self.filterable.iter().find(|r| r.matches(field))
+    }
+
     fn is_filterable(&self, field: &str) -> bool {
-        self.filterable.iter().any(|p| matches_pattern(p, field))
+        self.rule(field).is_some_and(Rule::filterable)
+    }
+
+    fn comparison_allowed(&self, field: &str) -> bool {
+        self.rule(field).is_some_and(|r| r.comparison)
+    }
+
+    fn equality_allowed(&self, field: &str) -> bool {
+        self.rule(field).is_some_and(|r| r.equality)
     }
 
     fn check_fields(&self, f: &Filter, depth: usize) -> Result<(), EvalError> {
@@ -1023,7 +1086,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn number(&self, t: &Token) -> Result<f64, EvalError> {
-        match t.value.trim().parse::<f64>() {
+        match t.value.parse::<f64>() {
             Ok(v) if v.is_finite() => Ok(v),
             Ok(_) => Err(self.error(t, "Non finite floats are not supported".to_string())),
             Err(e) => Err(self.error(t, e.to_string())),
@@ -1041,7 +1104,7 @@ impl<'a> Ctx<'a> {
     fn lat(&self, t: &Token) -> Result<f64, EvalError> {
         let v = self.number(t)?;
         if !(-90.0..=90.0).contains(&v) {
-            return Err(self.error(t, format!("Bad latitude `{}`. Latitude must be contained between -90 and 90 degrees. ", t.value)));
+            return Err(self.error(t, format!("Bad latitude `{v}`. Latitude must be contained between -90 and 90 degrees. ")));
         }
         Ok(v)
     }
@@ -1049,7 +1112,7 @@ impl<'a> Ctx<'a> {
     fn lng(&self, t: &Token) -> Result<f64, EvalError> {
         let v = self.number(t)?;
         if !(-180.0..=180.0).contains(&v) {
-            return Err(self.error(t, format!("Bad longitude `{}`. Longitude must be contained between -180 and 180 degrees. ", t.value)));
+            return Err(self.error(t, format!("Bad longitude `{v}`. Longitude must be contained between -180 and 180 degrees. ")));
         }
         Ok(v)
     }
@@ -1059,19 +1122,43 @@ impl<'a> Ctx<'a> {
             Filter::Not(inner) => Node::Not(Box::new(self.compile(inner)?)),
             Filter::And(v) => Node::And(v.iter().map(|f| self.compile(f)).collect::<Result<_, _>>()?),
             Filter::Or(v) => Node::Or(v.iter().map(|f| self.compile(f)).collect::<Result<_, _>>()?),
+            Filter::In { fid, .. } | Filter::Cond { fid, op: Op::Eq(_) | Op::Ne(_) } if !self.equality_allowed(&fid.value) => {
+                return Err(EvalError::NotImplemented("filterable attribute rules without the equality feature"))
+            }
             Filter::In { fid, els } => Node::Or(els.iter().map(|v| eq_node(&fid.value, &v.value)).collect()),
             Filter::Cond { fid, op } => {
                 let path = fid.value.clone();
                 match op {
                     Op::Eq(v) => eq_node(&path, &v.value),
                     Op::Ne(v) => Node::Not(Box::new(eq_node(&path, &v.value))),
-                    Op::Gt(v) => Node::Range { path, lo: self.number(v)?, lo_incl: false, hi: f64::MAX, hi_incl: true },
-                    Op::Ge(v) => Node::Range { path, lo: self.number(v)?, lo_incl: true, hi: f64::MAX, hi_incl: true },
-                    Op::Lt(v) => Node::Range { path, lo: f64::MIN, lo_incl: true, hi: self.number(v)?, hi_incl: false },
-                    Op::Le(v) => Node::Range { path, lo: f64::MIN, lo_incl: true, hi: self.number(v)?, hi_incl: true },
-                    Op::Between { from, to } => {
-                        Node::Range { path, lo: self.number(from)?, lo_incl: true, hi: self.number(to)?, hi_incl: true }
+                    Op::Gt(_) | Op::Ge(_) | Op::Lt(_) | Op::Le(_) | Op::Between { .. } if !self.comparison_allowed(&path) => {
+                        return Err(EvalError::NotImplemented("filterable attribute rules without the comparison feature"))
                     }
+                    Op::Gt(v) => Node::Range {
+                        path,
+                        num: finite(&v.value).map(|n| (Excluded(n), Included(f64::MAX))),
+                        text: (Excluded(v.value.clone()), Unbounded),
+                    },
+                    Op::Ge(v) => Node::Range {
+                        path,
+                        num: finite(&v.value).map(|n| (Included(n), Included(f64::MAX))),
+                        text: (Included(v.value.clone()), Unbounded),
+                    },
+                    Op::Lt(v) => Node::Range {
+                        path,
+                        num: finite(&v.value).map(|n| (Included(f64::MIN), Excluded(n))),
+                        text: (Unbounded, Excluded(v.value.clone())),
+                    },
+                    Op::Le(v) => Node::Range {
+                        path,
+                        num: finite(&v.value).map(|n| (Included(f64::MIN), Included(n))),
+                        text: (Unbounded, Included(v.value.clone())),
+                    },
+                    Op::Between { from, to } => Node::Range {
+                        path,
+                        num: finite(&from.value).zip(finite(&to.value)).map(|(a, b)| (Included(a), Included(b))),
+                        text: (Included(from.value.clone()), Included(to.value.clone())),
+                    },
                     Op::Exists => Node::Exists(path),
                     Op::Null => Node::Null(path),
                     Op::Empty => Node::Empty(path),
@@ -1085,19 +1172,40 @@ impl<'a> Ctx<'a> {
             }
             Filter::GeoBoundingBox { top_right, bottom_left } => {
                 self.geo_enabled(&top_right[0])?;
-                Node::BBox {
-                    top: self.lat(&top_right[0])?,
-                    right: self.lng(&top_right[1])?,
-                    bottom: self.lat(&bottom_left[0])?,
-                    left: self.lng(&bottom_left[1])?,
+                let (top, right) = (self.lat(&top_right[0])?, self.lng(&top_right[1])?);
+                let (bottom, left) = (self.lat(&bottom_left[0])?, self.lng(&bottom_left[1])?);
+                if top < bottom {
+                    return Err(self.error(
+                        &bottom_left[1],
+                        format!("The top latitude `{top}` is below the bottom latitude `{bottom}`."),
+                    ));
                 }
+                Node::BBox { top, right, bottom, left }
             }
         })
     }
 }
 
+fn finite(s: &str) -> Option<f64> {
+    s.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+fn in_bounds<T: PartialOrd + ?Sized, B: std::borrow::Borrow<T>>(x: &T, lo: &Bound<B>, hi: &Bound<B>) -> bool {
+    let above = match lo {
+        Included(l) => x >= l.borrow(),
+        Excluded(l) => x > l.borrow(),
+        Unbounded => true,
+    };
+    let below = match hi {
+        Included(h) => x <= h.borrow(),
+        Excluded(h) => x < h.borrow(),
+        Unbounded => true,
+    };
+    above && below
+}
+
 fn eq_node(path: &str, value: &str) -> Node {
-    let num = value.trim().parse::<f64>().ok().filter(|v| v.is_finite());
+    let num = finite(value);
     Node::Eq { path: path.to_string(), norm: normalize_facet(value), num }
 }
 
@@ -1137,14 +1245,18 @@ fn eval(node: &Node, doc: &Map<String, Value>) -> bool {
             });
             hit
         }
-        Node::Range { path, lo, lo_incl, hi, hi_incl } => {
+        Node::Range { path, num, text } => {
             let mut hit = false;
             for_each_value(doc, path, &mut |v| {
                 visit_leaves(v, &mut |leaf| {
-                    if let Some(x) = leaf.as_f64() {
-                        let above = if *lo_incl { x >= *lo } else { x > *lo };
-                        let below = if *hi_incl { x <= *hi } else { x < *hi };
-                        hit |= above && below;
+                    hit |= match leaf {
+                        Value::Number(n) => match (n.as_f64(), num) {
+                            (Some(x), Some((lo, hi))) => in_bounds(&x, lo, hi),
+                            _ => false,
+                        },
+                        Value::String(s) => in_bounds(&normalize_facet(s), &text.0, &text.1),
+                        Value::Bool(b) => in_bounds(&b.to_string(), &text.0, &text.1),
+                        _ => false,
                     }
                 })
             });
@@ -1173,7 +1285,7 @@ fn eval(node: &Node, doc: &Map<String, Value>) -> bool {
             hit
         }
         Node::Geo { lat, lng, radius } => match geo_point(doc) {
-            Some((dlat, dlng)) => haversine((*lat, *lng), (dlat, dlng)) <= *radius,
+            Some((dlat, dlng)) => haversine((*lat, *lng), (dlat, dlng)) <= *radius + f64::EPSILON,
             None => false,
         },
         Node::BBox { top, right, bottom, left } => match geo_point(doc) {
@@ -1259,7 +1371,7 @@ mod tests {
 
     fn run(filter: &str, filterable: &[&str], d: &Value) -> bool {
         let expr = parse_filter_value(&json!(filter)).unwrap().unwrap();
-        let fa: Vec<String> = filterable.iter().map(|s| s.to_string()).collect();
+        let fa: Vec<Rule> = filterable.iter().map(|s| Rule::legacy(s)).collect();
         compile(&expr, &fa, ErrorForm::Original).unwrap().matches(&doc(d.clone()))
     }
 
@@ -1312,7 +1424,10 @@ mod tests {
         assert!(run("year = \"1922\"", &fa, &d));
         assert!(run("year = 1922.0", &fa, &d));
         assert!(run("sid = 11", &fa, &d));
-        assert!(!run("sid > 10", &fa, &d), "strings never satisfy comparisons");
+        assert!(!run("sid > 5", &fa, &d), "strings compare as strings: \"11\" < \"5\"");
+        assert!(run("sid > 10", &fa, &d), "strings compare as strings: \"11\" > \"10\"");
+        assert!(run("genres > comedy", &fa, &d), "string facets are normalised: \"drama\" > \"comedy\"");
+        assert!(!run("year > abc", &fa, &d));
         assert!(run("ok = true", &fa, &d));
         assert!(run("year 1900 TO 1922", &fa, &d));
         assert!(!run("year < 1922", &fa, &d));
@@ -1355,7 +1470,7 @@ mod tests {
     #[test]
     fn array_form_is_and_of_ors() {
         let e = parse_filter_value(&json!([["g = a", "g = b"], "y < 3"])).unwrap().unwrap();
-        let fa = vec!["g".to_string(), "y".to_string()];
+        let fa = vec![Rule::legacy("g"), Rule::legacy("y")];
         let c = compile(&e, &fa, ErrorForm::Original).unwrap();
         assert!(c.matches(&doc(json!({"g": "b", "y": 1}))));
         assert!(!c.matches(&doc(json!({"g": "c", "y": 1}))));
@@ -1366,7 +1481,7 @@ mod tests {
 
     #[test]
     fn not_filterable_messages() {
-        let fa: Vec<String> = ["year", "genres", "director", "_geo"].iter().map(|s| s.to_string()).collect();
+        let fa: Vec<Rule> = ["year", "genres", "director", "_geo"].iter().map(|s| Rule::legacy(s)).collect();
         let e = parse_filter_value(&json!("rating > 8")).unwrap().unwrap();
         let EvalError::Invalid(o) = compile(&e, &fa, ErrorForm::Original).unwrap_err() else { panic!() };
         assert_eq!(o.to_string(), "Attribute `rating` is not filterable. Available filterable attribute patterns are: `_geo`, `director`, `genres`, `year`.\n1:7 rating > 8");
@@ -1374,8 +1489,12 @@ mod tests {
         assert_eq!(q.to_string(), "Attribute `rating` is not filterable. Available filterable attribute patterns are: `_geo`, `director`, `genres`, `year`.\n2:8 \"rating\" > \"8\"");
         let EvalError::Invalid(n) = compile(&e, &[], ErrorForm::Original).unwrap_err() else { panic!() };
         assert!(n.message.ends_with("This index does not have configured filterable attributes."));
-        let e = parse_filter_value(&json!("year > abc")).unwrap().unwrap();
-        assert!(matches!(compile(&e, &fa, ErrorForm::Original), Err(EvalError::Invalid(_))));
+        let e = parse_filter_value(&json!("_geoRadius(100, 2, 3)")).unwrap().unwrap();
+        let EvalError::Invalid(g) = compile(&e, &fa, ErrorForm::Original).unwrap_err() else { panic!() };
+        assert_eq!(g.to_string(), "Bad latitude `100`. Latitude must be contained between -90 and 90 degrees. \n12:15 _geoRadius(100, 2, 3)");
+        let e = parse_filter_value(&json!("genres = 'a \\\"b' AND x = 1")).unwrap().unwrap();
+        let EvalError::Invalid(q) = compile(&e, &fa, ErrorForm::Quoted).unwrap_err() else { panic!() };
+        assert!(q.to_string().ends_with("\n28:29 (\"genres\" = \"a \\\"b\") AND (\"x\" = \"1\")"), "{q}");
     }
 
     #[test]
@@ -1387,6 +1506,23 @@ mod tests {
         assert!(run("_geoBoundingBox([49, 3], [48, 2])", &fa, &d));
         assert!(!run("_geoBoundingBox([48, 3], [47, 2])", &fa, &d));
         assert!((haversine((48.85, 2.35), (48.87, 2.33)) - 2662.03).abs() < 0.01);
+    }
+
+    #[test]
+    fn object_rules_and_first_match() {
+        let rules = rules_from_setting(&json!([
+            {"attributePatterns": ["a*"], "features": {"filter": {"equality": false, "comparison": false}}},
+            "abc",
+            {"attributePatterns": ["n"]}
+        ]));
+        let d = doc(json!({"abc": 1, "n": 2}));
+        let e = parse_filter_value(&json!("abc = 1")).unwrap().unwrap();
+        let EvalError::Invalid(err) = compile(&e, &rules, ErrorForm::Original).unwrap_err() else { panic!() };
+        assert!(err.message.ends_with("Available filterable attribute patterns are: `abc`, `n`."), "{err}");
+        let e = parse_filter_value(&json!("n = 2")).unwrap().unwrap();
+        assert!(compile(&e, &rules, ErrorForm::Original).unwrap().matches(&d));
+        let e = parse_filter_value(&json!("n > 1")).unwrap().unwrap();
+        assert!(matches!(compile(&e, &rules, ErrorForm::Original), Err(EvalError::NotImplemented(_))));
     }
 
     #[test]

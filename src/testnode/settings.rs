@@ -457,25 +457,6 @@ pub fn apply(settings: &mut Value, update: &SettingsUpdate) {
     }
 }
 
-/// Filterable attribute patterns of stored settings (strings and `attributePatterns`).
-pub fn filterable_patterns(settings: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    for x in settings["filterableAttributes"].as_array().into_iter().flatten() {
-        match x {
-            Value::String(s) => out.push(s.clone()),
-            Value::Object(o) => {
-                for p in o.get("attributePatterns").and_then(Value::as_array).into_iter().flatten() {
-                    if let Some(s) = p.as_str() {
-                        out.push(s.to_string());
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

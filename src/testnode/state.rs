@@ -102,8 +102,8 @@ impl Index {
         self.ids.get(ext).and_then(|i| self.docs.get(i))
     }
 
-    pub fn filterable(&self) -> Vec<String> {
-        settings::filterable_patterns(&self.settings)
+    pub fn filterable(&self) -> Vec<filter::Rule> {
+        filter::rules_from_setting(&self.settings["filterableAttributes"])
     }
 
     /// `numberOfDocuments`, sizes and `fieldDistribution`, as `/stats` shows them.
