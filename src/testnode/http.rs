@@ -80,8 +80,35 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/indexes/{uid}/facet-search", post(facet_search))
         .route("/multi-search", post(multi_search))
         .merge(settings_routes)
+        .merge(unimplemented_routes())
         .layer(middleware::from_fn_with_state(node.clone(), auth))
         .with_state(node)
+}
+
+/// Meilisearch routes the test node does not implement: 501 rather than a misleading 404.
+fn unimplemented_routes() -> Router<Arc<Node>> {
+    let mut r = Router::new();
+    for path in [
+        "/keys",
+        "/keys/{key}",
+        "/dumps",
+        "/snapshots",
+        "/batches",
+        "/batches/{uid}",
+        "/swap-indexes",
+        "/experimental-features",
+        "/network",
+        "/metrics",
+        "/export",
+        "/logs/stream",
+        "/logs/stderr",
+        "/indexes/{uid}/similar",
+        "/indexes/{uid}/documents/edit",
+        "/indexes/{uid}/compact",
+    ] {
+        r = r.route(path, axum::routing::any(move || async move { ApiError::not_implemented(&format!("`{path}` in the test node")) }));
+    }
+    r
 }
 
 // ---------------------------------------------------------------------------------------
@@ -428,24 +455,21 @@ async fn delete_settings(AxState(node): S, Path(uid): Path<String>) -> ApiResult
     Ok(accepted(node.enqueue(Some(uid), TaskKind::SettingsUpdate { update }, None)))
 }
 
-fn sub_route(name: &str) -> ApiResult<(&'static str, bool)> {
-    settings::SUB_ROUTES
-        .iter()
-        .find(|(route, _, _)| *route == name)
-        .map(|(_, field, patch)| (*field, *patch))
-        .ok_or_else(|| ApiError::new(Code::NotFound, "Not found."))
+/// `(field, uses PATCH)` of a settings sub-route; `None` for a route Meilisearch lacks (404).
+fn sub_route(name: &str) -> Option<(&'static str, bool)> {
+    settings::SUB_ROUTES.iter().find(|(route, _, _)| *route == name).map(|(_, field, patch)| (*field, *patch))
 }
 
 async fn get_sub_setting(AxState(node): S, Path((uid, name)): Path<(String, String)>) -> ApiResult<Response> {
     path_uid(&uid)?;
-    let (field, _) = sub_route(&name)?;
+    let Some((field, _)) = sub_route(&name) else { return Ok(StatusCode::NOT_FOUND.into_response()) };
     let st = node.lock();
     Ok(ok(st.indexes.get(&uid).ok_or_else(|| index_not_found(&uid))?.settings[field].clone()))
 }
 
 async fn set_sub_setting(node: Arc<Node>, uid: String, name: String, headers: HeaderMap, body: Body, patch: bool) -> ApiResult<Response> {
     path_uid(&uid)?;
-    let (field, uses_patch) = sub_route(&name)?;
+    let Some((field, uses_patch)) = sub_route(&name) else { return Ok(StatusCode::NOT_FOUND.into_response()) };
     if uses_patch != patch {
         return Ok(StatusCode::METHOD_NOT_ALLOWED.into_response());
     }
@@ -466,7 +490,7 @@ async fn patch_sub_setting(AxState(node): S, Path((uid, name)): Path<(String, St
 
 async fn delete_sub_setting(AxState(node): S, Path((uid, name)): Path<(String, String)>) -> ApiResult<Response> {
     path_uid(&uid)?;
-    let (field, _) = sub_route(&name)?;
+    let Some((field, _)) = sub_route(&name) else { return Ok(StatusCode::NOT_FOUND.into_response()) };
     let mut obj = Map::new();
     obj.insert(field.to_string(), Value::Null);
     let update = settings::validate_update(&Value::Object(obj), &settings::defaults())?;
