@@ -737,17 +737,39 @@ async fn facet_search(AxState(node): S, Path(uid): Path<String>, headers: Header
     Ok(ok(engine::facet_search(&snap, &query)?))
 }
 
-/// `Inside `.queries[i]`: ...` — multi-search reports a failing query with status 400.
+/// `Inside `.queries[i]`: ...` for a query that failed while searching. Only
+/// `index_not_found` changes status (to 400: the index is not part of the URL).
 fn inside_query(i: usize, e: ApiError) -> ApiError {
-    match &e {
+    match e {
         ApiError::Own { code: Code::NotImplemented, .. } => e,
-        _ => {
-            let mut body = e.body();
-            let message = body["message"].as_str().unwrap_or_default().to_string();
-            body["message"] = Value::String(format!("Inside `.queries[{i}]`: {message}"));
-            ApiError::Passthrough { status: 400, body }
+        ApiError::Own { code, message, headers } => {
+            let message = format!("Inside `.queries[{i}]`: {message}");
+            if code == Code::IndexNotFound {
+                ApiError::Passthrough { status: 400, body: crate::error::error_object(code, &message) }
+            } else {
+                ApiError::Own { code, message, headers }
+            }
         }
+        other => other,
     }
+}
+
+/// A query of a multi-search that failed to deserialize: its error locations are relative to
+/// the query, Meilisearch's are relative to the request (`.queries[i]`).
+fn relocate(i: usize, e: ApiError) -> ApiError {
+    let ApiError::Own { code, message, headers } = e else { return e };
+    let at = format!(".queries[{i}]");
+    let message = if let Some(rest) = message.strip_prefix("Unknown field `") {
+        match rest.split_once("`: ") {
+            Some((field, tail)) => format!("Unknown field `{field}` inside `{at}`: {tail}"),
+            None => message,
+        }
+    } else if message.starts_with("Missing field `") && !message.contains(" inside `") {
+        format!("{message} inside `{at}`")
+    } else {
+        message.replacen("at `.", &format!("at `{at}."), 1)
+    };
+    ApiError::Own { code, message, headers }
 }
 
 async fn multi_search(AxState(node): S, headers: HeaderMap, body: Body) -> ApiResult<Response> {
@@ -767,9 +789,9 @@ async fn multi_search(AxState(node): S, headers: HeaderMap, body: Body) -> ApiRe
     let federation = obj.get("federation").filter(|v| !v.is_null());
     let mut parsed = Vec::with_capacity(queries.len());
     for (i, q) in queries.iter().enumerate() {
-        let query = engine::parse_search_query(q, true).map_err(|e| inside_query(i, e))?;
+        let query = engine::parse_search_query(q, true).map_err(|e| relocate(i, e))?;
         let Some(index_uid) = query.index_uid.clone() else {
-            return Err(inside_query(i, ApiError::new(Code::MissingIndexUid, "Missing field `indexUid`")));
+            return Err(relocate(i, ApiError::new(Code::MissingIndexUid, "Missing field `indexUid`")));
         };
         parsed.push((index_uid, query));
     }
@@ -1046,6 +1068,22 @@ mod tests {
         let d = json!({"id": 2, "title": "M", "year": 1927, "n": {"a": 1, "b": 2}}).as_object().unwrap().clone();
         let f = vec!["year".to_string(), "title".to_string(), "n.b".to_string()];
         assert_eq!(serde_json::to_string(&select_fields(&d, Some(&f))).unwrap(), r#"{"title":"M","year":1927,"n":{"b":2}}"#);
+    }
+
+    #[test]
+    fn multi_search_errors_are_located_like_meilisearch() {
+        let e = inside_query(1, ApiError::new(Code::IndexNotFound, "Index `nope` not found."));
+        assert_eq!(e.status().as_u16(), 400);
+        assert_eq!(e.body()["message"], "Inside `.queries[1]`: Index `nope` not found.");
+        assert_eq!(e.body()["code"], "index_not_found");
+        let e = inside_query(0, ApiError::new(Code::InvalidSearchFilter, "x"));
+        assert_eq!(e.status().as_u16(), 400);
+        let e = relocate(2, ApiError::new(Code::BadRequest, "Unknown field `x`: expected one of `q`"));
+        assert_eq!(e.body()["message"], "Unknown field `x` inside `.queries[2]`: expected one of `q`");
+        let e = relocate(0, ApiError::new(Code::InvalidSearchLimit, "Invalid value type at `.limit`: expected a positive integer"));
+        assert_eq!(e.body()["message"], "Invalid value type at `.queries[0].limit`: expected a positive integer");
+        let e = relocate(3, ApiError::new(Code::MissingIndexUid, "Missing field `indexUid`"));
+        assert_eq!(e.body()["message"], "Missing field `indexUid` inside `.queries[3]`");
     }
 
     #[test]
