@@ -863,14 +863,29 @@ fn list_param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<Vec<&'a s
     }
 }
 
+/// How deserr names an item of a comma-separated parameter: `name` for a single value,
+/// `name[i]` inside a list.
+fn item_name(name: &str, i: usize, len: usize) -> String {
+    if len > 1 {
+        format!("{name}[{i}]")
+    } else {
+        name.to_string()
+    }
+}
+
 fn uint_list(pairs: &[(String, String)], name: &str, code: Code) -> ApiResult<Option<Vec<u32>>> {
     list_param(pairs, name)
         .map(|items| {
+            let len = items.len();
             items
                 .into_iter()
-                .map(|s| {
+                .enumerate()
+                .map(|(i, s)| {
                     s.parse::<u32>().map_err(|_| {
-                        ApiError::new(code, format!("Invalid value in parameter `{name}`: could not parse `{s}` as a positive integer"))
+                        ApiError::new(
+                            code,
+                            format!("Invalid value in parameter `{}`: could not parse `{s}` as a positive integer", item_name(name, i, len)),
+                        )
                     })
                 })
                 .collect()
@@ -902,35 +917,48 @@ fn parse_task_filter(pairs: &[(String, String)]) -> ApiResult<TaskFilter> {
         canceled_by: uint_list(pairs, "canceledBy", Code::InvalidTaskCanceledBy)?,
         ..TaskFilter::default()
     };
+    // statuses and types are matched case-insensitively, as Meilisearch parses them
     if let Some(items) = list_param(pairs, "statuses") {
-        for s in &items {
-            if !Status::ALL.contains(s) {
-                return Err(ApiError::new(
-                    Code::InvalidTaskStatuses,
-                    format!("Invalid value in parameter `statuses`: `{s}` is not a valid task status. Available statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`."),
-                ));
+        let mut statuses = Vec::new();
+        for (i, s) in items.iter().enumerate() {
+            match Status::ALL.iter().find(|k| k.eq_ignore_ascii_case(s)) {
+                Some(k) => statuses.push(k.to_string()),
+                None => {
+                    return Err(ApiError::new(
+                        Code::InvalidTaskStatuses,
+                        format!("Invalid value in parameter `{}`: `{s}` is not a valid task status. Available statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`.", item_name("statuses", i, items.len())),
+                    ))
+                }
             }
         }
-        f.statuses = Some(items.into_iter().map(str::to_string).collect());
+        f.statuses = Some(statuses);
     }
     if let Some(items) = list_param(pairs, "types") {
-        for t in &items {
-            if !TASK_TYPES.contains(t) {
-                return Err(ApiError::new(
-                    Code::InvalidTaskTypes,
-                    format!(
-                        "Invalid value in parameter `types`: `{t}` is not a valid task type. Available types are {}.",
-                        TASK_TYPES.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
-                    ),
-                ));
+        let mut types = Vec::new();
+        for (i, t) in items.iter().enumerate() {
+            match TASK_TYPES.iter().find(|k| k.eq_ignore_ascii_case(t)) {
+                Some(k) => types.push(k.to_string()),
+                None => {
+                    return Err(ApiError::new(
+                        Code::InvalidTaskTypes,
+                        format!(
+                            "Invalid value in parameter `{}`: `{t}` is not a valid task type. Available types are {}.",
+                            item_name("types", i, items.len()),
+                            TASK_TYPES.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+                        ),
+                    ))
+                }
             }
         }
-        f.types = Some(items.into_iter().map(str::to_string).collect());
+        f.types = Some(types);
     }
     if let Some(items) = list_param(pairs, "indexUids") {
-        for u in &items {
+        for (i, u) in items.iter().enumerate() {
             if !valid_index_uid(u) {
-                return Err(ApiError::new(Code::InvalidTaskIndexUids, format!("Invalid value in parameter `indexUids`: {}", index_uid_message(u))));
+                return Err(ApiError::new(
+                    Code::InvalidIndexUid,
+                    format!("Invalid value in parameter `{}`: {}", item_name("indexUids", i, items.len()), index_uid_message(u)),
+                ));
             }
         }
         f.index_uids = Some(items.into_iter().map(str::to_string).collect());

@@ -156,7 +156,7 @@ impl Status {
 }
 
 /// Task types Meilisearch knows (for filter validation).
-pub const TASK_TYPES: [&str; 15] = [
+pub const TASK_TYPES: [&str; 16] = [
     "documentAdditionOrUpdate",
     "documentEdition",
     "documentDeletion",
@@ -172,6 +172,7 @@ pub const TASK_TYPES: [&str; 15] = [
     "export",
     "upgradeDatabase",
     "indexCompaction",
+    "networkTopologyChange",
 ];
 
 /// What a task does, with its payload (dropped once the task is finished).
