@@ -331,10 +331,10 @@ fn parse_filter(value: Option<&Value>, usage: FilterUse) -> ApiResult<Option<fil
     }
 }
 
-/// Documents of `index` matching `filter`, in internal-id order.
-fn filtered_docs<'a>(index: &'a Index, filter: Option<&Value>, usage: FilterUse) -> ApiResult<Vec<&'a Document>> {
+/// Documents of `index` matching `filter` with their internal ids, in internal-id order.
+fn filtered_docs<'a>(index: &'a Index, filter: Option<&Value>, usage: FilterUse) -> ApiResult<Vec<(u32, &'a Document)>> {
     let Some(expr) = parse_filter(filter, usage)? else {
-        return Ok(index.docs.values().collect());
+        return Ok(index.docs.iter().map(|(i, d)| (*i, d)).collect());
     };
     let form = match usage {
         FilterUse::Documents => ErrorForm::Original,
@@ -347,7 +347,7 @@ fn filtered_docs<'a>(index: &'a Index, filter: Option<&Value>, usage: FilterUse)
         }
         (EvalError::NotImplemented(what), _) => ApiError::not_implemented(what),
     })?;
-    Ok(index.docs.values().filter(|d| compiled.matches(d)).collect())
+    Ok(index.docs.iter().filter(|(_, d)| compiled.matches(d)).map(|(i, d)| (*i, d)).collect())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -614,16 +614,14 @@ fn fetch(node: &Node, uid: &str, p: FetchParams) -> ApiResult<Response> {
     let mut docs = filtered_docs(ix, p.filter.as_ref(), FilterUse::Documents)?;
     if let Some(ids) = &p.ids {
         let wanted: std::collections::HashSet<u32> = ids.iter().filter_map(|id| ix.ids.get(id).copied()).collect();
-        let keep: std::collections::HashSet<*const Document> =
-            wanted.iter().filter_map(|i| ix.docs.get(i)).map(|d| d as *const Document).collect();
-        docs.retain(|d| keep.contains(&(*d as *const Document)));
+        docs.retain(|(internal, _)| wanted.contains(internal));
     }
     let total = docs.len();
     let results: Vec<Value> = docs
         .into_iter()
         .skip(p.offset)
         .take(p.limit)
-        .map(|d| Value::Object(select_fields(d, p.fields.as_deref())))
+        .map(|(_, d)| Value::Object(select_fields(d, p.fields.as_deref())))
         .collect();
     Ok(ok(json!({"results": results, "offset": p.offset, "limit": p.limit, "total": total})))
 }
@@ -691,7 +689,7 @@ async fn fetch_documents(AxState(node): S, Path(uid): Path<String>, headers: Hea
 // search
 
 fn snapshot<'a>(index: &'a Index, query: &SearchQuery) -> ApiResult<IndexSnapshot<'a>> {
-    let documents = filtered_docs(index, query.filter.as_ref(), FilterUse::Search)?;
+    let documents = filtered_docs(index, query.filter.as_ref(), FilterUse::Search)?.into_iter().map(|(_, d)| d).collect();
     Ok(IndexSnapshot {
         uid: &index.uid,
         primary_key: index.primary_key.as_deref(),
@@ -972,8 +970,7 @@ fn parse_task_filter(pairs: &[(String, String)]) -> ApiResult<TaskFilter> {
         ("beforeFinishedAt", Code::InvalidTaskBeforeFinishedAt),
     ] {
         if let Some(v) = param(pairs, name) {
-            let static_name: &'static str = TASK_FILTER_PARAMS.iter().find(|p| **p == name).copied().unwrap_or("");
-            f.dates.push((static_name, parse_date(name, v, code)?));
+            f.dates.push((name, parse_date(name, v, code)?));
         }
     }
     Ok(f)
