@@ -789,7 +789,7 @@ fn unescape(s: &str) -> Option<String> {
 impl Filter {
     /// Renders the filter with every field and value double-quoted, e.g. `"rating" > "8"`.
     /// Returns the text and, for each field token (by its original start), its new byte span.
-    pub fn render_quoted(&self) -> (String, Vec<(usize, usize, usize)>) {
+    pub fn render_quoted(&self) -> Rendered {
         let mut out = String::new();
         let mut spans = Vec::new();
         self.render_into(&mut out, &mut spans);
@@ -1008,10 +1008,13 @@ fn compile_expr(expr: &FilterExpr, filterable: &[Rule], form: ErrorForm) -> Resu
     }
 }
 
+/// A filter rendered in canonical form, with `(original start, new start, new end)` of each field.
+type Rendered = (String, Vec<(usize, usize, usize)>);
+
 struct Ctx<'a> {
     source: &'a str,
     filterable: &'a [Rule],
-    quoted: Option<(String, Vec<(usize, usize, usize)>)>,
+    quoted: Option<Rendered>,
 }
 
 impl<'a> Ctx<'a> {

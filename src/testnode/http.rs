@@ -199,7 +199,7 @@ fn json_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
         .map_err(|e| ApiError::new(Code::MalformedPayload, format!("The json payload provided is malformed. `{e}`.")))
 }
 
-fn expect_object<'a>(v: &'a Value) -> ApiResult<&'a Map<String, Value>> {
+fn expect_object(v: &Value) -> ApiResult<&Map<String, Value>> {
     v.as_object().ok_or_else(|| bad_request(format!("Invalid value type: expected an object, but found {}: `{v}`", describe(v))))
 }
 

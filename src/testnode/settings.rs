@@ -428,9 +428,7 @@ pub fn validate_update(body: &Value, current: &Value) -> Result<SettingsUpdate, 
         let shown = match field {
             // nested settings show only what was sent
             "typoTolerance" | "faceting" | "pagination" => {
-                let empty = Value::Object(Map::new());
-                let partial = merge_nested(field, v, &empty)?;
-                partial
+                merge_nested(field, v, &Value::Object(Map::new()))?
             }
             _ => stored.clone(),
         };

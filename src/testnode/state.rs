@@ -111,7 +111,7 @@ impl Index {
         let n = self.docs.len() as u64;
         let bytes: u64 = self.docs.values().map(|d| serde_json::to_vec(d).map(|v| v.len() as u64).unwrap_or(0)).sum();
         let raw = if n == 0 { 0 } else { bytes.div_ceil(4096).max(1) * 4096 };
-        let avg = if n == 0 { 0 } else { raw / n };
+        let avg = raw.checked_div(n).unwrap_or(0);
         let mut dist: BTreeMap<&str, u64> = BTreeMap::new();
         for d in self.docs.values() {
             for k in d.keys() {
