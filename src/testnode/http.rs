@@ -1051,7 +1051,8 @@ async fn list_tasks(AxState(node): S, RawQuery(q): RawQuery) -> ApiResult<Respon
         })
         .collect();
     let page: Vec<Value> = after_from.iter().take(limit).map(|t| t.to_json()).collect();
-    let first = after_from.first().map(|t| t.uid);
+    // `from` is the first task returned (none when `limit=0`), `next` the one after the page
+    let first = after_from.iter().take(limit).next().map(|t| t.uid);
     let next = after_from.get(limit).map(|t| t.uid);
     Ok(ok(json!({"results": page, "total": total, "limit": limit, "from": first, "next": next})))
 }
