@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! Store fixtures for tests: a SQLite store on a temp file and a Redis store under a fresh
 //! random prefix whose keys are removed when the fixture is dropped (even on panic).
 

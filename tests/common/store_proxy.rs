@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! A tiny TCP forwarder for store tests: sits between a store and Redis so a test can take
 //! Redis "down" (connections refused), make new connections hang (accepted, never answered),
 //! freeze the connections already open (bytes no longer forwarded, sockets kept open: a
