@@ -133,92 +133,194 @@ pub fn formatted(hit: &Map<String, Value>, terms: &[Term], opts: &FormatOptions<
     hit.iter().map(|(k, v)| (k.clone(), walk(v, k, terms, opts))).collect()
 }
 
+/// A token of a text for cropping: a word, or a run of separators.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Word,
+    Separator { hard: bool },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    start: usize,
+    end: usize,
+    kind: Kind,
+}
+
+/// Words and separator runs covering the whole text.
+fn pieces(s: &str, words: &[super::text::Token]) -> Vec<Piece> {
+    let mut out = Vec::with_capacity(words.len() * 2 + 1);
+    let mut cursor = 0;
+    for w in words {
+        if w.start > cursor {
+            let sep = &s[cursor..w.start];
+            out.push(Piece { start: cursor, end: w.start, kind: Kind::Separator { hard: sep.chars().any(super::text::is_hard_separator) } });
+        }
+        out.push(Piece { start: w.start, end: w.end, kind: Kind::Word });
+        cursor = w.end;
+    }
+    if cursor < s.len() {
+        let sep = &s[cursor..];
+        out.push(Piece { start: cursor, end: s.len(), kind: Kind::Separator { hard: sep.chars().any(super::text::is_hard_separator) } });
+    }
+    out
+}
+
 fn format_text(s: &str, terms: &[Term], highlight: bool, crop: Option<usize>, opts: &FormatOptions<'_>) -> String {
     if !highlight && crop.is_none() {
         return s.to_string();
     }
     let (tokens, matches) = matches_in(s, terms);
-    // Byte range of the text to keep and whether words were cut on each side.
-    let (from, to, cut_before, cut_after) = match crop {
-        None => (0, s.len(), false, false),
-        Some(_) if tokens.is_empty() => (0, s.len(), false, false),
-        Some(0) => (0, 0, false, !tokens.is_empty()),
-        Some(len) => {
-            let (first, last) = crop_window(&tokens, &matches, len);
-            let from = if first == 0 { 0 } else { tokens[first].start };
-            let to = if last + 1 == tokens.len() { s.len() } else { tokens[last].end };
-            (from, to, first > 0, last + 1 < tokens.len())
-        }
+    let (from, to) = match crop {
+        Some(len) if len > 0 => crop_bounds(s, &tokens, &matches, len),
+        _ => (0, s.len()),
     };
     let mut out = String::new();
-    if cut_before {
+    if from > 0 {
         out.push_str(opts.crop_marker);
     }
     let mut cursor = from;
     if highlight {
-        for m in matches.iter().filter(|m| m.start >= from && m.start + m.len <= to) {
-            out.push_str(&s[cursor..m.start]);
+        for m in &matches {
+            let (m_start, m_end) = (tokens[m.token].start, tokens[m.token].end);
+            if m_end < from || m_start > to {
+                continue;
+            }
+            let (m_start, m_end) = (m_start.max(from), m_end.min(to));
+            if cursor < m_start {
+                out.push_str(&s[cursor..m_start]);
+            }
+            let hl_end = (m.start + m.len).clamp(m_start, m_end);
             out.push_str(opts.pre);
-            out.push_str(&s[m.start..m.start + m.len]);
+            out.push_str(&s[m_start..hl_end]);
             out.push_str(opts.post);
-            cursor = m.start + m.len;
+            if hl_end < m_end {
+                out.push_str(&s[hl_end..m_end]);
+            }
+            cursor = m_end;
         }
     }
-    out.push_str(&s[cursor..to]);
-    if cut_after {
+    if cursor < to {
+        out.push_str(&s[cursor..to]);
+    }
+    if to < s.len() {
         out.push_str(opts.crop_marker);
     }
     out
 }
 
-/// First and last token of the crop window of `len` words: the interval with the most
-/// distinct matched terms (then the tightest, then the first), widened evenly around it.
-fn crop_window(tokens: &[super::text::Token], matches: &[Match], len: usize) -> (usize, usize) {
-    let n = tokens.len();
-    if matches.is_empty() {
-        return (0, len.min(n) - 1);
-    }
-    let mut best: Option<(usize, usize, usize)> = None; // (distinct, first, last)
-    for (i, a) in matches.iter().enumerate() {
-        for b in &matches[i..] {
-            if b.token - a.token + 1 > len {
-                break;
+/// Meilisearch's best match interval: the run of matches fitting in `crop_size` words with
+/// the most distinct query words, then the closest together, then the most in query order.
+fn best_interval(matches: &[Match], crop_size: usize) -> (usize, usize) {
+    let score = |ms: &[Match]| -> (i32, i32, i32) {
+        let mut ids: Vec<usize> = ms.iter().map(|m| m.term).collect();
+        let (mut order, mut dist) = (0, 0);
+        for w in ms.windows(2) {
+            if w[1].term > w[0].term {
+                order += 1;
             }
-            let mut distinct: Vec<usize> = matches
-                .iter()
-                .filter(|m| m.token >= a.token && m.token <= b.token)
-                .map(|m| m.term)
-                .collect();
-            distinct.sort_unstable();
-            distinct.dedup();
-            let cand = (distinct.len(), a.token, b.token);
-            let better = match best {
-                None => true,
-                Some((d, f, l)) => cand.0 > d || (cand.0 == d && cand.2 - cand.1 < l - f),
-            };
-            if better {
-                best = Some(cand);
+            dist -= (w[1].token - w[0].token).min(7) as i32;
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        (ids.len() as i32, dist, order)
+    };
+    let mut best: Option<((i32, i32, i32), (usize, usize))> = None;
+    let mut consider = |first: usize, last: usize| {
+        let sc = score(&matches[first..=last]);
+        if best.as_ref().is_none_or(|(b, _)| sc > *b) {
+            best = Some((sc, (first, last)));
+        }
+    };
+    let mut first = 0;
+    for (i, m) in matches.iter().enumerate() {
+        if m.token - matches[first].token >= crop_size {
+            if i != 0 {
+                consider(first, i - 1);
+            }
+            loop {
+                first += 1;
+                if first == matches.len() {
+                    first -= 1;
+                    break;
+                }
+                if matches[first].token > m.token || m.token - matches[first].token < crop_size {
+                    break;
+                }
             }
         }
     }
-    let (_, mut first, mut last) = best.unwrap_or((0, matches[0].token, matches[0].token));
-    let mut remaining = len.saturating_sub(last - first + 1);
-    let mut before = remaining / 2;
-    let mut after = remaining - before;
-    if first < before {
-        after += before - first;
-        before = first;
+    consider(first, matches.len() - 1);
+    best.map_or((0, 0), |(_, i)| i)
+}
+
+/// Byte bounds of the crop window (Meilisearch's `crop_bounds`): start from the best match
+/// interval and grow it word by word, to the left first, up to `crop_size` words.
+fn crop_bounds(s: &str, words: &[super::text::Token], matches: &[Match], crop_size: usize) -> (usize, usize) {
+    let ps = pieces(s, words);
+    // Index of each word in `ps`.
+    let word_piece: Vec<usize> =
+        ps.iter().enumerate().filter(|(_, p)| p.kind == Kind::Word).map(|(i, _)| i).collect();
+    let (mut remaining, before_start, after_start) = if matches.is_empty() {
+        (crop_size, 0, 0)
+    } else {
+        let (f, l) = best_interval(matches, crop_size);
+        let (first, last) = (matches[f].token, matches[l].token);
+        let size = last - first + 1;
+        (crop_size.saturating_sub(size), word_piece[first], word_piece[last] + 1)
+    };
+    let mut before = ps[..before_start].iter().rev().peekable();
+    let mut after = ps[after_start.min(ps.len())..].iter().peekable();
+    while remaining > 0 {
+        match (before.peek().map(|p| p.kind), after.peek().map(|p| p.kind)) {
+            (Some(b), Some(a)) => match (b, a) {
+                (Kind::Separator { hard: bh }, Kind::Separator { hard: ah }) => {
+                    if bh == ah {
+                        before.next();
+                        if remaining > 1 {
+                            after.next();
+                        }
+                    } else if bh {
+                        after.next();
+                    } else {
+                        before.next();
+                    }
+                }
+                (Kind::Word, Kind::Separator { .. }) => {
+                    before.next();
+                    remaining -= 1;
+                }
+                (Kind::Separator { .. }, Kind::Word) => {
+                    after.next();
+                    remaining -= 1;
+                }
+                (Kind::Word, Kind::Word) => {
+                    before.next();
+                    remaining -= 1;
+                    if remaining > 0 {
+                        after.next();
+                        remaining -= 1;
+                    }
+                }
+            },
+            (Some(b), None) => {
+                before.next();
+                if b == Kind::Word {
+                    remaining -= 1;
+                }
+            }
+            (None, Some(a)) => {
+                after.next();
+                if a == Kind::Word {
+                    remaining -= 1;
+                }
+            }
+            (None, None) => break,
+        }
     }
-    if n - 1 - last < after {
-        let extra = after - (n - 1 - last);
-        after = n - 1 - last;
-        before = (before + extra).min(first);
-    }
-    first -= before;
-    last += after;
-    remaining = 0;
-    let _ = remaining;
-    (first, last)
+    let from = before.next().map_or(0, |p| p.end);
+    let to = after.next().map_or(s.len(), |p| p.start);
+    (from, to)
 }
 
 /// `_matchesPosition` of a selected hit.
@@ -263,4 +365,39 @@ pub fn matches_position(hit: &Map<String, Value>, terms: &[Term]) -> Map<String,
         walk(v, k, terms, None, &mut out);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testnode::engine::rank::query_terms;
+    use crate::testnode::engine::settings::EngineSettings;
+
+    fn crop(q: &str, text: &str, len: usize, highlight: bool) -> String {
+        let terms = query_terms(q, &EngineSettings::from_value(&serde_json::json!({})));
+        let opts = FormatOptions { highlight: None, crop: None, crop_length: len, crop_marker: "…", pre: "<em>", post: "</em>" };
+        format_text(text, &terms, highlight, Some(len), &opts)
+    }
+
+    #[test]
+    fn crop_without_match_keeps_the_first_words() {
+        let text = "A quick brown fox can not jump 32 feet, right? Brr, it is cold!";
+        assert_eq!(crop("split the world", text, 10, false), "A quick brown fox can not jump 32 feet, right…");
+        let text = "(A quick brown fox can not jump 32 feet, right? Brr, it is cold!)";
+        assert_eq!(crop("split the world", text, 10, false), "(A quick brown fox can not jump 32 feet, right…");
+    }
+
+    #[test]
+    fn crop_grows_around_the_best_interval_left_first() {
+        let text = "Natalie risk her future to build a world with the boy she loves.";
+        assert_eq!(crop("split the world", text, 10, false), "…future to build a world with the boy she loves…");
+        let text = "Natalie risk her future to build a world with the boy she loves. Emily Henry: The Love That Split The World.";
+        assert_eq!(crop("split the world", text, 10, false), "…she loves. Emily Henry: The Love That Split The World.");
+    }
+
+    #[test]
+    fn highlight_marks_only_the_matched_prefix() {
+        assert_eq!(crop("com", "Romantic Comedy", 10, true), "Romantic <em>Com</em>edy");
+        assert_eq!(crop("gold rush", "The Gold Rush", 2, true), "…<em>Gold</em> <em>Rush</em>");
+    }
 }

@@ -30,6 +30,8 @@ pub struct Term {
     pub prefix: bool,
     /// Maximum typos allowed (0, 1 or 2).
     pub max_typos: u8,
+    /// Position in the query (a hard separator counts as 8 positions, like in documents).
+    pub pos: u16,
 }
 
 impl Term {
@@ -74,13 +76,16 @@ impl Term {
 /// Builds the query terms of `q`.
 pub fn query_terms(q: &str, settings: &EngineSettings) -> Vec<Term> {
     let tokens = tokenize(q);
+    let positions = text::positions(&tokens, 0);
+    // The last word is a prefix unless something (a separator) follows it.
     let ends_with_word = q.chars().last().is_some_and(|c| c.is_alphanumeric());
     let n = tokens.len().min(MAX_QUERY_WORDS);
     tokens
         .into_iter()
+        .zip(positions)
         .take(n)
         .enumerate()
-        .map(|(i, t)| {
+        .map(|(i, (t, pos))| {
             let chars: Vec<char> = t.word.chars().collect();
             let len = chars.len();
             let disabled = !settings.typo_enabled
@@ -93,7 +98,7 @@ pub fn query_terms(q: &str, settings: &EngineSettings) -> Vec<Term> {
             } else {
                 2
             };
-            Term { word: t.word, chars, prefix: i + 1 == n && ends_with_word, max_typos }
+            Term { word: t.word, chars, prefix: i + 1 == n && ends_with_word, max_typos, pos }
         })
         .collect()
 }
@@ -249,27 +254,45 @@ pub fn rules(settings: &EngineSettings, sort: &[SortCrit]) -> Vec<Rule> {
     out
 }
 
-/// Which terms survive the words rule, for each number of removed terms (index 0: none
-/// removed). Terms are identified by their index.
-pub fn removal_sets(terms: &[Term], strategy: Strategy, term_doc_counts: &[usize]) -> Vec<Vec<usize>> {
+/// The words rule's buckets: the terms that must match and the cost of the terms removed
+/// to get there, cheapest first (milli's `removal_order_for_terms_matching_strategy`).
+/// Terms are identified by their index. The group removed last is never removed.
+pub fn removal_sets(terms: &[Term], strategy: Strategy, term_doc_counts: &[usize]) -> Vec<(Vec<usize>, u32)> {
     let n = terms.len();
     let all: Vec<usize> = (0..n).collect();
-    match strategy {
-        Strategy::All => vec![all],
-        Strategy::Last => (0..n).map(|removed| (0..n - removed).collect()).collect(),
+    // Removal groups, in removal order.
+    let groups: Vec<Vec<usize>> = match strategy {
+        Strategy::All => Vec::new(),
+        Strategy::Last => (1..n).rev().map(|t| vec![t]).collect(),
         Strategy::Frequency => {
-            // Most frequent terms are removed first; among equals, the last one.
-            let mut order: Vec<usize> = all.clone();
-            order.sort_by(|&a, &b| term_doc_counts[b].cmp(&term_doc_counts[a]).then(b.cmp(&a)));
-            let mut sets = vec![all];
-            let mut kept: Vec<usize> = (0..n).collect();
-            for &t in order.iter().take(n.saturating_sub(1)) {
-                kept.retain(|&k| k != t);
-                sets.push(kept.clone());
+            // The most frequent terms go first (a term in no document counts as the most
+            // frequent); terms of equal frequency go together.
+            let freq = |t: usize| match term_doc_counts.get(t).copied().unwrap_or(0) {
+                0 => usize::MAX,
+                f => f,
+            };
+            let mut order = all.clone();
+            order.sort_by_key(|&t| std::cmp::Reverse(freq(t)));
+            let mut groups: Vec<Vec<usize>> = Vec::new();
+            for t in order {
+                match groups.last_mut() {
+                    Some(g) if freq(g[0]) == freq(t) => g.push(t),
+                    _ => groups.push(vec![t]),
+                }
             }
-            sets
+            groups.pop();
+            groups
         }
+    };
+    let mut sets = vec![(all.clone(), 0)];
+    let mut kept = all;
+    let mut cost = 0;
+    for g in groups {
+        kept.retain(|t| !g.contains(t));
+        cost += g.len() as u32;
+        sets.push((kept.clone(), cost));
     }
+    sets
 }
 
 /// Everything the ranking knows about one matching document.
@@ -362,7 +385,7 @@ pub fn geo_distance(a: [f64; 2], b: [f64; 2]) -> f64 {
 pub struct Query<'a> {
     pub terms: &'a [Term],
     pub rules: &'a [Rule],
-    pub removal_sets: &'a [Vec<usize>],
+    pub removal_sets: &'a [(Vec<usize>, u32)],
     pub max_weight: u16,
 }
 
@@ -390,15 +413,14 @@ pub fn evaluate(q: &Query<'_>, doc: &Map<String, Value>, fields: &[FieldWords]) 
         }
     }
     // Words rule / universe: the first removal set fully matched.
-    let (kept, removed): (Vec<usize>, usize) = if placeholder {
+    let (kept, removed): (Vec<usize>, u32) = if placeholder {
         (Vec::new(), 0)
     } else {
-        let (i, set) = q
+        let (set, cost) = q
             .removal_sets
             .iter()
-            .enumerate()
-            .find(|(_, set)| !set.is_empty() && set.iter().all(|&t| !occs[t].is_empty()))?;
-        (set.clone(), i)
+            .find(|(set, _)| !set.is_empty() && set.iter().all(|&t| !occs[t].is_empty()))?;
+        (set.clone(), *cost)
     };
     // The typo bucket restricts each kept term to its cheapest derivations.
     let typos: Vec<u8> = kept.iter().map(|&t| occs[t].iter().map(|o| o.typos).min().unwrap_or(0)).collect();
@@ -416,7 +438,7 @@ pub fn evaluate(q: &Query<'_>, doc: &Map<String, Value>, fields: &[FieldWords]) 
         let max = 1 + 10 * kept.len() as u32;
         let cost: u32 = (0..kept.len())
             .map(|k| {
-                let qpos = kept[k] as u32;
+                let qpos = q.terms[kept[k]].pos as u32;
                 subset(k)
                     .iter()
                     .map(|o| cost_from_distance((bucketed_position(o.pos) as u32).abs_diff(qpos)))
@@ -443,8 +465,8 @@ pub fn evaluate(q: &Query<'_>, doc: &Map<String, Value>, fields: &[FieldWords]) 
             }
             _ if placeholder => {}
             Rule::Words => {
-                let max = q.removal_sets.len() as u32;
-                outcomes.push(Outcome::Words { rank: max - removed as u32, max });
+                let max = 1 + q.removal_sets.last().map_or(0, |s| s.1);
+                outcomes.push(Outcome::Words { rank: max - removed, max });
             }
             Rule::Typo => {
                 let max = 1 + kept.iter().map(|&t| q.terms[t].max_typo_cost()).sum::<u32>();
@@ -455,7 +477,8 @@ pub fn evaluate(q: &Query<'_>, doc: &Map<String, Value>, fields: &[FieldWords]) 
                 let mut max = 1;
                 let mut cost = 0;
                 for k in 1..kept.len() {
-                    if kept[k - 1] + 1 != kept[k] {
+                    // Only terms adjacent in the query have a proximity condition.
+                    if kept[k - 1] + 1 != kept[k] || q.terms[kept[k - 1]].pos + 1 != q.terms[kept[k]].pos {
                         continue;
                     }
                     max += MAX_PROXIMITY;
@@ -491,7 +514,7 @@ pub fn evaluate(q: &Query<'_>, doc: &Map<String, Value>, fields: &[FieldWords]) 
             }
             Rule::Attribute => outcomes.push(Outcome::Attribute { fid: fid(), position: position() }),
             Rule::Exactness => {
-                let attribute = exact_attribute(&kept, &typos, &occs, fields);
+                let attribute = exact_attribute(q.terms, &kept, &typos, &occs, fields);
                 let max = 1 + kept.len() as u32;
                 let cost = kept
                     .iter()
@@ -510,7 +533,7 @@ fn geo_distance_of(point: [f64; 2], value: [f64; 2]) -> f64 {
 }
 
 /// milli's `ExactAttribute` rule: 3 for an exact match, 2 for "matches start", 1 otherwise.
-fn exact_attribute(kept: &[usize], typos: &[u8], occs: &[Vec<Occ>], fields: &[FieldWords]) -> u32 {
+fn exact_attribute(terms: &[Term], kept: &[usize], typos: &[u8], occs: &[Vec<Occ>], fields: &[FieldWords]) -> u32 {
     // Terms that still have their exact original word, in order, without holes from term 0.
     let exact_terms: Vec<usize> = kept.iter().zip(typos).filter(|(_, &ty)| ty == 0).map(|(&t, _)| t).collect();
     if exact_terms.first() != Some(&0) || exact_terms.windows(2).any(|w| w[1] != w[0] + 1) {
@@ -518,7 +541,7 @@ fn exact_attribute(kept: &[usize], typos: &[u8], occs: &[Vec<Occ>], fields: &[Fi
     }
     // Each term's exact word sits at the term's position in some field.
     for &t in &exact_terms {
-        let wanted = bucketed_position(t as u16);
+        let wanted = bucketed_position(terms[t].pos);
         if !occs[t].iter().any(|o| o.exact && bucketed_position(o.pos) == wanted) {
             return 1;
         }
@@ -563,20 +586,14 @@ fn ranks(outcomes: &[Outcome]) -> Vec<(u32, u32)> {
     out
 }
 
-/// milli's `Rank::merge`.
-fn merge(outer: (u32, u32), inner: (u32, u32)) -> (u64, u64) {
-    let r = (outer.0 as u64).saturating_sub(1) * inner.1 as u64 + inner.0 as u64;
-    (r, outer.1 as u64 * inner.1 as u64)
+/// milli's `Rank::merge`: the inner rank subdivides the outer one.
+fn merge(outer: (u64, u64), inner: (u32, u32)) -> (u64, u64) {
+    (outer.0.saturating_sub(1) * inner.1 as u64 + inner.0 as u64, outer.1 * inner.1 as u64)
 }
 
 /// milli's `Rank::global_score`.
 fn global(ranks: &[(u32, u32)]) -> f64 {
-    let mut rank: (u64, u64) = (1, 1);
-    for &r in ranks {
-        let merged = ((rank.0.saturating_sub(1)) * r.1 as u64 + r.0 as u64, rank.1 * r.1 as u64);
-        rank = merged;
-    }
-    let _ = merge;
+    let rank = ranks.iter().fold((1u64, 1u64), |acc, &r| merge(acc, r));
     rank.0 as f64 / rank.1 as f64
 }
 

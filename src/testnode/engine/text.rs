@@ -19,7 +19,7 @@ pub struct Token {
     pub hard_before: bool,
 }
 
-fn is_hard_separator(c: char) -> bool {
+pub fn is_hard_separator(c: char) -> bool {
     matches!(c, '.' | '!' | '?' | ';' | '…' | '\n' | '\r' | '。' | '！' | '？' | '；')
 }
 
