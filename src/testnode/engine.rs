@@ -150,6 +150,8 @@ struct Ranked<'a> {
     terms: Vec<rank::Term>,
     /// Matching documents after `rankingScoreThreshold` and `distinct`, best first.
     hits: Vec<(&'a Map<String, Value>, rank::Evaluated, f64)>,
+    /// Top-level fields in the order the documents first show them.
+    field_order: Vec<String>,
 }
 
 fn sort_error(uid: &str, msg: String) -> ApiError {
@@ -332,28 +334,56 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
             true
         });
     }
-    Ok(Ranked { params: p, settings: s, terms, hits })
+    let mut field_order: Vec<String> = Vec::new();
+    for d in &index.documents {
+        for k in d.keys() {
+            if !field_order.contains(k) {
+                field_order.push(k.clone());
+            }
+        }
+    }
+    Ok(Ranked { params: p, settings: s, terms, hits, field_order })
+}
+
+/// Puts the top-level fields in the index's field order (Meilisearch stores documents by
+/// field id, so every hit lists its fields in the order the index first saw them).
+fn in_field_order(map: Map<String, Value>, order: &[String]) -> Map<String, Value> {
+    let mut out = Map::new();
+    for k in order {
+        if let Some(v) = map.get(k) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in map {
+        if !out.contains_key(&k) {
+            out.insert(k, v);
+        }
+    }
+    out
 }
 
 /// Renders one hit as Meilisearch does (document, `_geoDistance`, extra fields, `_formatted`,
 /// `_matchesPosition`, `_rankingScore`, `_rankingScoreDetails`).
 fn render_hit(r: &Ranked<'_>, doc: &Map<String, Value>, eval: &rank::Evaluated, score: f64, extra: Option<(&str, Value)>) -> Value {
     let p = &r.params;
+    let doc = in_field_order(doc.clone(), &r.field_order);
     let retrieve = p.attributes_to_retrieve.as_deref();
-    let mut hit = format::select(doc, &r.settings, retrieve);
-    if let Some(d) = eval.geo_distance {
+    let mut hit = format::select(&doc, &r.settings, retrieve);
+    // `_geoDistance` is computed from the retrieved `_geo` only.
+    if let (Some(d), true) = (eval.geo_distance, hit.contains_key("_geo")) {
         hit.insert("_geoDistance".into(), json!(d.round() as u64));
     }
     let highlight = p.attributes_to_highlight.as_deref().filter(|l| !l.is_empty());
     let crop = p.attributes_to_crop.as_deref().filter(|l| !l.is_empty());
     let formatted = if highlight.is_some() || crop.is_some() {
-        // Attributes to highlight or crop are formatted even when not retrieved.
-        let mut base = hit.clone();
-        base.remove("_geoDistance");
-        let wanted: Vec<String> = highlight.into_iter().chain(crop).flatten().map(|a| a.split(':').next().unwrap_or(a).to_string()).collect();
-        for (k, v) in format::select(doc, &r.settings, Some(&wanted)) {
-            base.entry(k).or_insert(v);
-        }
+        // `_formatted` holds the retrieved attributes plus those to highlight or crop.
+        let mut keys: Vec<String> = retrieve.map(<[String]>::to_vec).unwrap_or_else(|| vec!["*".to_string()]);
+        keys.extend(highlight.into_iter().flatten().cloned());
+        keys.extend(crop.into_iter().flatten().map(|a| match a.rsplit_once(':') {
+            Some((name, _)) => name.to_string(),
+            None => a.clone(),
+        }));
+        let base = format::select(&doc, &r.settings, Some(&keys));
         let opts = format::FormatOptions {
             highlight,
             crop,
@@ -366,15 +396,14 @@ fn render_hit(r: &Ranked<'_>, doc: &Map<String, Value>, eval: &rank::Evaluated, 
     } else {
         None
     };
-    let matches = p.show_matches_position.then(|| {
-        let mut base = hit.clone();
-        base.remove("_geoDistance");
-        format::matches_position(&base, &r.terms)
-    });
+    // Matches are looked for in every displayed attribute.
+    let matches = p
+        .show_matches_position
+        .then(|| format::matches_position(&format::select(&doc, &r.settings, None), &r.terms));
     if let Some((k, v)) = extra {
         hit.insert(k.to_string(), v);
     }
-    if let Some(f) = formatted {
+    if let Some(f) = formatted.filter(|f| !f.is_empty()) {
         hit.insert("_formatted".into(), Value::Object(f));
     }
     if let Some(m) = matches {

@@ -97,18 +97,20 @@ pub struct FormatOptions<'a> {
     pub post: &'a str,
 }
 
+/// Whether `path` is listed (`attr` or `attr:cropLength`); the crop length if one is given.
 fn listed(list: Option<&[String]>, path: &str) -> Option<Option<usize>> {
     let list = list?;
+    let mut found = None;
     for a in list {
         let (name, len) = match a.rsplit_once(':') {
-            Some((n, l)) if l.parse::<usize>().is_ok() => (n, l.parse().ok()),
-            _ => (a.as_str(), None),
+            Some((n, l)) => (n, l.parse().ok()),
+            None => (a.as_str(), None),
         };
-        if path_matches(name, path) {
-            return Some(len);
+        if path_matches(name, path) || path_matches(path, name) {
+            found = Some(len.or(found.flatten()));
         }
     }
-    None
+    found
 }
 
 /// Builds `_formatted` for a selected hit.
