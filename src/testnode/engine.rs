@@ -418,24 +418,32 @@ fn render_hit(r: &Ranked<'_>, doc: &Map<String, Value>, eval: &rank::Evaluated, 
     Value::Object(hit)
 }
 
-/// Facet names of a `facets` list, `*` expanded to every filterable attribute of the docs.
+/// Fields a `facets` list selects, sorted: `*` selects every filterable field, a name selects
+/// the field and the fields nested below it (milli's legacy pattern match). A requested field
+/// no document has is still listed (with no values).
 fn facet_names(s: &settings::EngineSettings, facets: &[String], docs: &[&Map<String, Value>]) -> Vec<String> {
+    let mut paths: Vec<String> = Vec::new();
+    for d in docs {
+        let mut all = Vec::new();
+        for (k, v) in d.iter() {
+            rank::leaves(v, k, &mut all);
+        }
+        for (path, _) in all {
+            if !paths.contains(&path) && s.is_filterable(&path) && path != "_geo" && !path.starts_with("_geo.") {
+                paths.push(path);
+            }
+        }
+    }
     let mut names: Vec<String> = Vec::new();
     for f in facets {
-        if f == "*" {
-            for d in docs {
-                let mut all = Vec::new();
-                for (k, v) in d.iter() {
-                    rank::leaves(v, k, &mut all);
-                }
-                for (path, _) in all {
-                    if s.is_filterable(&path) && !path.starts_with("_geo") && !names.contains(&path) {
-                        names.push(path);
-                    }
-                }
-            }
-        } else if !names.contains(f) {
+        let selected: Vec<&String> = paths.iter().filter(|p| f == "*" || settings::path_matches(f, p)).collect();
+        if selected.is_empty() && f != "*" && !names.contains(f) {
             names.push(f.clone());
+        }
+        for p in selected {
+            if !names.contains(p) {
+                names.push(p.clone());
+            }
         }
     }
     names.sort();
@@ -756,9 +764,6 @@ pub fn parse_facet_search_query(body: &Value) -> ApiResult<SearchQuery> {
     Ok(SearchQuery { raw: obj.clone(), filter, index_uid: None, federation_options: None })
 }
 
-/// Maximum number of facet hits Meilisearch returns.
-const MAX_FACET_HITS: usize = 100;
-
 /// `POST /indexes/{uid}/facet-search`.
 pub fn facet_search(index: &IndexSnapshot<'_>, query: &SearchQuery) -> ApiResult<Value> {
     let started = Instant::now();
@@ -782,20 +787,36 @@ pub fn facet_search(index: &IndexSnapshot<'_>, query: &SearchQuery) -> ApiResult
     }
     let r = rank_query(index, &search)?;
     let docs: Vec<&Map<String, Value>> = r.hits.iter().map(|h| h.0).collect();
-    let mut values = facets::count_values(&docs, &name);
-    if let Some(fq) = facet_query.as_deref().filter(|q| !q.trim().is_empty()) {
-        let normalized = text::normalize(fq.trim());
-        let mut term = rank::query_terms(fq, &s).into_iter().next();
-        if let Some(t) = &mut term {
-            t.prefix = true;
-        }
+    // Only string values are facet-searchable.
+    let mut values: Vec<facets::FacetValue> =
+        facets::count_values(&docs, &name).into_iter().filter(|v| v.number.is_none()).collect();
+    if let Some(fq) = facet_query.as_deref() {
+        // Prefix match on the normalized value, with the typo budget of the query's length.
+        let query: Vec<char> = text::normalize(fq).chars().collect();
+        let typos = if !s.typo_enabled {
+            0
+        } else if s.disable_on_words.iter().any(|w| text::normalize(w) == text::normalize(fq)) {
+            usize::MAX
+        } else if fq.len() < s.one_typo {
+            0
+        } else if fq.len() < s.two_typos {
+            1
+        } else {
+            2
+        };
         values.retain(|v| {
-            let target = if v.number.is_some() { v.display.clone() } else { v.normalized.clone() };
-            target.starts_with(&normalized)
-                || term.as_ref().is_some_and(|t| t.word == normalized && t.matches(&target).is_some())
+            let target: Vec<char> = text::normalize(&v.normalized).chars().collect();
+            if typos == usize::MAX {
+                return target == query;
+            }
+            text::distance(&query, &target, true).0 <= typos
         });
     }
-    let values = facets::order(values, s.facet_sorted_by_count(&name), MAX_FACET_HITS);
+    let max = s.max_values_per_facet;
+    if s.facet_sorted_by_count(&name) {
+        values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| b.display.cmp(&a.display)));
+    }
+    values.truncate(max);
     let hits: Vec<Value> = values.iter().map(|v| json!({"value": v.display, "count": v.count})).collect();
     Ok(json!({
         "facetHits": hits,
