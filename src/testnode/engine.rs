@@ -267,10 +267,14 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
         if !s.is_filterable(d) {
             let mut list = s.filterable.clone();
             list.sort();
-            let list = list.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ");
+            let detail = if list.is_empty() {
+                "This index does not have configured filterable attributes.".to_string()
+            } else {
+                format!("Available filterable attributes patterns are: `{}`.", list.join(", "))
+            };
             return Err(ApiError::new(
                 Code::InvalidSearchDistinct,
-                format!("Index `{}`: Attribute `{d}` is not filterable and thus, cannot be used as distinct attribute. Available filterable attributes patterns are: {list}.", index.uid),
+                format!("Index `{}`: Attribute `{d}` is not filterable and thus, cannot be used as distinct attribute. {detail}", index.uid),
             ));
         }
     }
@@ -470,7 +474,7 @@ pub fn search(index: &IndexSnapshot<'_>, query: &SearchQuery) -> ApiResult<Value
     let r = rank_query(index, query)?;
     let p = &r.params;
     if let Some(f) = &p.facets {
-        check_facets(&r.settings, f)?;
+        check_facets(&r.settings, f).map_err(|e| prefix_error(&format!("Index `{}`: ", index.uid), e))?;
     }
     let total = r.hits.len();
     let capped = total.min(r.settings.max_total_hits);
@@ -518,13 +522,15 @@ pub fn search(index: &IndexSnapshot<'_>, query: &SearchQuery) -> ApiResult<Value
     Ok(Value::Object(out))
 }
 
-fn inside(position: usize, e: ApiError) -> ApiError {
+fn prefix_error(prefix: &str, e: ApiError) -> ApiError {
     match e {
-        ApiError::Own { code, message, headers } => {
-            ApiError::Own { code, message: format!("Inside `.queries[{position}]`: {message}"), headers }
-        }
+        ApiError::Own { code, message, headers } => ApiError::Own { code, message: format!("{prefix}{message}"), headers },
         other => other,
     }
+}
+
+fn inside(position: usize, e: ApiError) -> ApiError {
+    prefix_error(&format!("Inside `.queries[{position}]`: "), e)
 }
 
 /// Federated multi-search over `(index, query)` pairs; `federation` is the request's
@@ -611,13 +617,8 @@ pub fn federated_search(inputs: &[(IndexSnapshot<'_>, SearchQuery)], federation:
             ));
         };
         let s = &ranked[pos].0.settings;
-        check_facets(s, list).map_err(|e| match e {
-            ApiError::Own { code, message, headers } => ApiError::Own {
-                code,
-                message: format!("Inside `.queries[{pos}]`: Inside `.federation.facetsByIndex.{uid}`: {message}"),
-                headers,
-            },
-            other => other,
+        check_facets(s, list).map_err(|e| {
+            prefix_error(&format!("Inside `.queries[{pos}]`: Inside `.federation.facetsByIndex.{uid}`: "), e)
         })?;
         // Union of the documents matched by the queries on this index.
         let mut docs: Vec<&Map<String, Value>> = Vec::new();
@@ -773,13 +774,15 @@ pub fn facet_search(index: &IndexSnapshot<'_>, query: &SearchQuery) -> ApiResult
     if !s.is_filterable(&name) {
         let mut list = s.filterable.clone();
         list.sort();
-        let list = list.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ");
-        let msg = if s.filterable.is_empty() {
-            format!("Attribute `{name}` is not facet-searchable. This index does not have configured facet-searchable attributes. To make it facet-searchable add it to the `filterableAttributes` index settings.")
+        let detail = if list.is_empty() {
+            "This index does not have configured facet-searchable attributes. To make it facet-searchable add it to the `filterableAttributes` index settings.".to_string()
         } else {
-            format!("Attribute `{name}` is not facet-searchable. Available facet-searchable attributes patterns are: {list}. To make it facet-searchable add it to the `filterableAttributes` index settings.")
+            format!("Available facet-searchable attributes patterns are: `{}`. To make it facet-searchable add it to the `filterableAttributes` index settings.", list.join(", "))
         };
-        return Err(ApiError::new(Code::InvalidFacetSearchFacetName, msg));
+        return Err(ApiError::new(
+            Code::InvalidFacetSearchFacetName,
+            format!("Index `{}`: Attribute `{name}` is not facet-searchable. {detail}", index.uid),
+        ));
     }
     let mut search = query.clone();
     for f in ["facetName", "facetQuery", "exhaustiveFacetCount"] {

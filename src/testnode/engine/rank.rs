@@ -53,16 +53,10 @@ impl Term {
         let len = if self.prefix { len } else { wchars.len() };
         match self.max_typos {
             1 => (same_first && d == 1).then_some((1, len)),
-            _ => {
-                if same_first {
-                    (d >= 1 && d <= 2).then_some((d as u8, len))
-                } else {
-                    // A different first letter counts as two typos and allows no other.
-                    let (d1, len1) = distance(&self.chars[1..], &wchars[1.min(wchars.len())..], self.prefix);
-                    let len1 = if self.prefix { len1 + 1 } else { wchars.len() };
-                    (d1 == 0 && !wchars.is_empty()).then_some((2, len1))
-                }
-            }
+            // Words not starting with the term's first letter are one edit away at most and
+            // count as two typos.
+            _ if !same_first => (d == 1).then_some((2, len)),
+            _ => (1..=2).contains(&d).then_some((d as u8, len)),
         }
     }
 
@@ -770,6 +764,8 @@ mod tests {
         assert_eq!(term("metropolsi", false).matches("metropolis"), Some((1, 10)));
         assert_eq!(term("netropolis", false).matches("metropolis"), Some((2, 10)));
         assert_eq!(term("netropolsi", false).matches("metropolis"), None);
+        assert_eq!(term("etropolis", false).matches("metropolis"), Some((2, 10)));
+        assert_eq!(term("metropolxx", false).matches("metropolis"), Some((2, 10)));
     }
 
     #[test]
