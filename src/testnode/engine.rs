@@ -296,7 +296,13 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
         .collect();
     let rules = rank::rules(&s, &sort);
     let removal_sets = rank::removal_sets(&terms, p.matching_strategy, &term_doc_counts);
-    let q = rank::Query { terms: &terms, rules: &rules, removal_sets: &removal_sets, max_weight: s.max_weight() };
+    let q = rank::Query {
+        terms: &terms,
+        rules: &rules,
+        removal_sets: &removal_sets,
+        max_weight: s.max_weight(),
+        displayed: s.displayed.as_deref(),
+    };
     let mut hits: Vec<(&'a Map<String, Value>, rank::Evaluated, f64)> = index
         .documents
         .iter()

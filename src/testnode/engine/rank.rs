@@ -191,7 +191,8 @@ pub enum Outcome {
     /// `attribute` (the unified rule of older versions): fid then position.
     Attribute { fid: (u32, u32), position: (u32, u32) },
     Exactness { attribute: u32, words: (u32, u32) },
-    Sort { field: String, asc: bool, value: Value },
+    /// `redacted` when the field is not displayed.
+    Sort { field: String, asc: bool, value: Value, redacted: bool },
     Geo { point: [f64; 2], asc: bool, value: Option<[f64; 2]> },
 }
 
@@ -324,21 +325,37 @@ pub fn lookup<'a>(doc: &'a Map<String, Value>, path: &str) -> Option<&'a Value> 
     }
 }
 
-/// The sort value of a field: first number, else first string (normalized).
-fn sort_value(doc: &Map<String, Value>, field: &str) -> Value {
-    fn first(v: &Value) -> Option<Value> {
+/// The bucket a document falls in for a sort rule: milli walks the number values, then the
+/// string values (by their facet key), in the rule's direction; a document with several
+/// values lands in the first bucket that holds one of them.
+fn sort_value(doc: &Map<String, Value>, field: &str, asc: bool) -> Value {
+    fn collect(v: &Value, out: &mut Vec<Value>) {
         match v {
-            Value::Number(n) => Some(json!(n.as_f64().unwrap_or(0.0))),
-            Value::String(s) => Some(Value::String(text::normalize(s))),
-            Value::Bool(b) => Some(Value::String(b.to_string())),
-            Value::Array(items) => items
-                .iter()
-                .filter_map(first)
-                .min_by(|a, b| super::rank::compare_values(a, b)),
-            _ => None,
+            Value::Number(n) => out.push(json!(n.as_f64().unwrap_or(0.0))),
+            Value::String(s) => out.push(Value::String(s.trim().to_lowercase())),
+            Value::Bool(b) => out.push(Value::String(b.to_string())),
+            Value::Array(items) => items.iter().for_each(|i| collect(i, out)),
+            _ => {}
         }
     }
-    lookup(doc, field).and_then(first).unwrap_or(Value::Null)
+    let mut values = Vec::new();
+    if let Some(v) = lookup(doc, field) {
+        collect(v, &mut values);
+    }
+    let numbers_first = |a: &Value, b: &Value| u8::from(!a.is_number()).cmp(&u8::from(!b.is_number()));
+    values
+        .into_iter()
+        .min_by(|a, b| {
+            numbers_first(a, b).then_with(|| {
+                let o = compare_values(a, b);
+                if asc {
+                    o
+                } else {
+                    o.reverse()
+                }
+            })
+        })
+        .unwrap_or(Value::Null)
 }
 
 /// Numbers before strings; numbers by value, strings lexicographically.
@@ -381,6 +398,8 @@ pub struct Query<'a> {
     pub rules: &'a [Rule],
     pub removal_sets: &'a [(Vec<usize>, u32)],
     pub max_weight: u16,
+    /// `displayedAttributes` unless `*`: sort details of hidden fields are redacted.
+    pub displayed: Option<&'a [String]>,
 }
 
 /// Evaluates one document; `None` if it does not match the query.
@@ -448,7 +467,12 @@ pub fn evaluate(q: &Query<'_>, doc: &Map<String, Value>, fields: &[FieldWords]) 
     for rule in q.rules {
         match rule {
             Rule::Sort { field, asc } => {
-                outcomes.push(Outcome::Sort { field: field.clone(), asc: *asc, value: sort_value(doc, field) })
+                outcomes.push(Outcome::Sort {
+                    field: field.clone(),
+                    asc: *asc,
+                    value: sort_value(doc, field, *asc),
+                    redacted: q.displayed.is_some_and(|d| !d.iter().any(|a| a == field)),
+                })
             }
             Rule::Geo { point, asc } => {
                 let value = geo_of(doc);
@@ -716,9 +740,13 @@ pub fn details(outcomes: &[Outcome]) -> Value {
                 };
                 map.insert("exactness".into(), v);
             }
-            Outcome::Sort { field, asc, value } => {
-                let key = format!("{field}:{}", if *asc { "asc" } else { "desc" });
-                map.insert(key, json!({"order": order, "value": value}));
+            Outcome::Sort { field, asc, value, redacted } => {
+                if *redacted {
+                    map.insert(format!("<hidden-rule-{order}>"), json!({"order": order, "value": "<hidden>"}));
+                } else {
+                    let key = format!("{field}:{}", if *asc { "asc" } else { "desc" });
+                    map.insert(key, json!({"order": order, "value": value}));
+                }
             }
             Outcome::Geo { point, asc, value } => {
                 let key = format!("_geoPoint({}, {}):{}", point[0], point[1], if *asc { "asc" } else { "desc" });
@@ -790,7 +818,7 @@ mod tests {
         let terms = query_terms("gold rush", &s);
         let rules = rules(&s, &[]);
         let sets = removal_sets(&terms, Strategy::Last, &[]);
-        let q = Query { terms: &terms, rules: &rules, removal_sets: &sets, max_weight: s.max_weight() };
+        let q = Query { terms: &terms, rules: &rules, removal_sets: &sets, max_weight: s.max_weight(), displayed: None };
         let near = json!({"title": "The Gold Rush"});
         let far = json!({"title": "Rush of the Gold"});
         let eval = |d: &Value| {
@@ -811,7 +839,7 @@ mod tests {
         let terms = query_terms("the kid", &s);
         let rules = rules(&s, &[]);
         let sets = removal_sets(&terms, Strategy::Last, &[]);
-        let q = Query { terms: &terms, rules: &rules, removal_sets: &sets, max_weight: s.max_weight() };
+        let q = Query { terms: &terms, rules: &rules, removal_sets: &sets, max_weight: s.max_weight(), displayed: None };
         let exact = |title: &str| {
             let d = json!({ "title": title });
             let m = d.as_object().unwrap();
