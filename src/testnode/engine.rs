@@ -645,14 +645,16 @@ pub fn federated_search(inputs: &[(IndexSnapshot<'_>, SearchQuery)], federation:
         facets_out.insert(uid.clone(), facet_objects(s, list, &docs));
     }
 
-    // Merge by weighted ranking score; ties keep query order, then each query's order.
-    let mut merged: Vec<(f64, usize, usize)> = Vec::new();
+    // Merge by weighted score values; ties keep query order, then each query's order.
+    let mut merged: Vec<(f64, Vec<rank::Weighted>, usize, usize)> = Vec::new();
     for (qi, (r, weight)) in ranked.iter().enumerate() {
         for (hi, h) in r.hits.iter().enumerate() {
-            merged.push((h.2 * weight, qi, hi));
+            merged.push((h.2 * weight, rank::weighted_values(&h.1.outcomes, *weight), qi, hi));
         }
     }
-    merged.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    merged.sort_by(|a, b| {
+        rank::compare_weighted(&a.1, a.0, &b.1, b.0).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3))
+    });
     let total = merged.len();
     let finite = page.is_some() || hits_per_page.is_some();
     let (skip, take) = if finite {
@@ -668,7 +670,7 @@ pub fn federated_search(inputs: &[(IndexSnapshot<'_>, SearchQuery)], federation:
         .iter()
         .skip(skip)
         .take(take)
-        .map(|&(weighted, qi, hi)| {
+        .map(|&(weighted, _, qi, hi)| {
             let (r, _) = &ranked[qi];
             let (d, e, s) = &r.hits[hi];
             let meta = json!({
@@ -832,4 +834,101 @@ pub fn facet_search(index: &IndexSnapshot<'_>, query: &SearchQuery) -> ApiResult
         "facetQuery": facet_query,
         "processingTimeMs": started.elapsed().as_millis() as u64,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn docs() -> Vec<Map<String, Value>> {
+        [
+            json!({"id": 1, "title": "Blue Moon", "genre": "Jazz", "year": 1934}),
+            json!({"id": 2, "title": "Moon River", "genre": "Pop", "year": 1961}),
+            json!({"id": 3, "title": "Fly Me to the Moon", "genre": "Jazz", "year": 1954}),
+            json!({"id": 4, "title": "Blue Skies", "genre": "jazz ", "year": 1926}),
+        ]
+        .into_iter()
+        .map(|d| d.as_object().unwrap().clone())
+        .collect()
+    }
+
+    fn settings() -> Value {
+        json!({"searchableAttributes": ["title", "genre"], "filterableAttributes": ["genre", "year"],
+               "sortableAttributes": ["year"]})
+    }
+
+    fn run(body: Value) -> ApiResult<Value> {
+        let docs = docs();
+        let settings = settings();
+        let index = IndexSnapshot { uid: "songs", primary_key: Some("id"), settings: &settings, documents: docs.iter().collect() };
+        search(&index, &parse_search_query(&body, false)?)
+    }
+
+    fn ids(v: &Value) -> Vec<u64> {
+        v["hits"].as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect()
+    }
+
+    #[test]
+    fn ties_keep_insertion_order_and_sort_breaks_them() {
+        let v = run(json!({"q": "moon"})).unwrap();
+        // "Blue Moon" has "moon" at position 1, "Moon River" at 0: word position decides.
+        assert_eq!(ids(&v), [2, 1, 3]);
+        let v = run(json!({"q": "moon", "sort": ["year:asc"]})).unwrap();
+        // Same attributeRank for all three: the sort (before wordPosition) decides.
+        assert_eq!(ids(&v), [1, 3, 2]);
+        let v = run(json!({"q": "", "sort": ["year:desc"]})).unwrap();
+        assert_eq!(ids(&v), [2, 3, 1, 4]);
+    }
+
+    #[test]
+    fn pagination_modes() {
+        let v = run(json!({"q": "", "page": 2, "hitsPerPage": 3})).unwrap();
+        assert_eq!(ids(&v), [4]);
+        assert_eq!((v["totalPages"].as_u64(), v["totalHits"].as_u64()), (Some(2), Some(4)));
+        let v = run(json!({"q": "", "offset": 3, "limit": 10})).unwrap();
+        assert_eq!(ids(&v), [4]);
+        assert_eq!(v["estimatedTotalHits"], 4);
+    }
+
+    #[test]
+    fn validation_errors_carry_meilisearch_codes() {
+        let e = run(json!({"limit": "x"})).unwrap_err();
+        assert_eq!(e.code_name(), "invalid_search_limit");
+        assert_eq!(e.body()["message"], "Invalid value type at `.limit`: expected a positive integer, but found a string: `\"x\"`");
+        assert_eq!(run(json!({"sort": ["title:asc"]})).unwrap_err().code_name(), "invalid_search_sort");
+        assert_eq!(run(json!({"facets": ["title"]})).unwrap_err().code_name(), "invalid_search_facets");
+        assert_eq!(run(json!({"hybrid": {"embedder": "x"}})).unwrap_err().code_name(), "miroir_not_implemented");
+        let e = parse_multi_search_query(&json!({"indexUid": "a", "nope": 1}), 2).unwrap_err();
+        assert!(e.body()["message"].as_str().unwrap().starts_with("Unknown field `nope` inside `.queries[2]`: expected one of `indexUid`, `q`"));
+        let e = parse_search_params(&[("limit".into(), "-1".into())]).unwrap_err();
+        assert_eq!(e.code_name(), "invalid_search_limit");
+    }
+
+    #[test]
+    fn facets_group_case_and_trim() {
+        let v = run(json!({"q": "", "facets": ["genre", "year"]})).unwrap();
+        assert_eq!(v["facetDistribution"]["genre"], json!({"Jazz": 3, "Pop": 1}));
+        assert_eq!(v["facetStats"], json!({"year": {"min": 1926.0, "max": 1961.0}}));
+        let docs = docs();
+        let settings = settings();
+        let index = IndexSnapshot { uid: "songs", primary_key: Some("id"), settings: &settings, documents: docs.iter().collect() };
+        let q = parse_facet_search_query(&json!({"facetName": "genre", "facetQuery": "ja"})).unwrap();
+        assert_eq!(facet_search(&index, &q).unwrap()["facetHits"], json!([{"value": "Jazz", "count": 3}]));
+    }
+
+    #[test]
+    fn federated_weights_reorder_hits() {
+        let docs = docs();
+        let settings = settings();
+        let a = IndexSnapshot { uid: "a", primary_key: Some("id"), settings: &settings, documents: docs.iter().take(2).collect() };
+        let b = IndexSnapshot { uid: "b", primary_key: Some("id"), settings: &settings, documents: docs.iter().skip(2).collect() };
+        let qa = parse_multi_search_query(&json!({"indexUid": "a", "q": "blue", "federationOptions": {"weight": 0.5}}), 0).unwrap();
+        let qb = parse_multi_search_query(&json!({"indexUid": "b", "q": "blue"}), 1).unwrap();
+        let v = federated_search(&[(a, qa), (b, qb)], &json!({})).unwrap();
+        let hits = v["hits"].as_array().unwrap();
+        assert_eq!(hits.len(), 2);
+        assert_eq!(hits[0]["_federation"]["indexUid"], "b");
+        assert_eq!(hits[1]["_federation"]["weightedRankingScore"].as_f64().unwrap() * 2.0, hits[0]["_federation"]["weightedRankingScore"].as_f64().unwrap());
+        assert_eq!(v["estimatedTotalHits"], 2);
+    }
 }

@@ -679,6 +679,96 @@ pub fn compare(a: &[Outcome], b: &[Outcome]) -> Ordering {
     Ordering::Equal
 }
 
+/// One element of milli's `weighted_score_values`: consecutive ranks merged into one score
+/// multiplied by the query's weight, or a sort value.
+#[derive(Debug, Clone)]
+pub enum Weighted {
+    Score(f64),
+    Sort { asc: bool, value: Value },
+    Geo { asc: bool, distance: Option<f64> },
+}
+
+/// `weighted_score_values` of one hit.
+pub fn weighted_values(outcomes: &[Outcome], weight: f64) -> Vec<Weighted> {
+    let mut out = Vec::new();
+    let mut pending: Vec<(u32, u32)> = Vec::new();
+    let flush = |pending: &mut Vec<(u32, u32)>, out: &mut Vec<Weighted>| {
+        if !pending.is_empty() {
+            out.push(Weighted::Score(global(pending) * weight));
+            pending.clear();
+        }
+    };
+    for o in outcomes {
+        match o {
+            Outcome::Sort { asc, value, .. } => {
+                flush(&mut pending, &mut out);
+                out.push(Weighted::Sort { asc: *asc, value: value.clone() });
+            }
+            Outcome::Geo { point, asc, value } => {
+                flush(&mut pending, &mut out);
+                out.push(Weighted::Geo { asc: *asc, distance: value.map(|v| geo_distance(*point, v)) });
+            }
+            other => pending.extend(ranks(std::slice::from_ref(other))),
+        }
+    }
+    flush(&mut pending, &mut out);
+    out
+}
+
+/// Orders two federated hits (better first), as Meilisearch's federated merge compares their
+/// weighted score values, falling back on the weighted global scores.
+pub fn compare_weighted(a: &[Weighted], a_global: f64, b: &[Weighted], b_global: f64) -> Ordering {
+    let fallback = || b_global.partial_cmp(&a_global).unwrap_or(Ordering::Equal);
+    for (x, y) in a.iter().zip(b) {
+        // `better` is Greater when x ranks before y.
+        let better = match (x, y) {
+            (Weighted::Score(l), Weighted::Score(r)) => l.partial_cmp(r).unwrap_or(Ordering::Equal),
+            (Weighted::Sort { asc: la, value: l }, Weighted::Sort { asc: ra, value: r }) if la == ra => {
+                match (l.is_null(), r.is_null()) {
+                    (true, true) => Ordering::Equal,
+                    (true, false) => Ordering::Less,
+                    (false, true) => Ordering::Greater,
+                    _ => match (l.is_number(), r.is_number()) {
+                        (true, false) => Ordering::Greater,
+                        (false, true) => Ordering::Less,
+                        _ => {
+                            let o = compare_values(l, r);
+                            if *la {
+                                o.reverse()
+                            } else {
+                                o
+                            }
+                        }
+                    },
+                }
+            }
+            (Weighted::Geo { asc: la, distance: l }, Weighted::Geo { asc: ra, distance: r }) if la == ra => {
+                match (l, r) {
+                    (None, None) => Ordering::Equal,
+                    (None, Some(_)) => Ordering::Less,
+                    (Some(_), None) => Ordering::Greater,
+                    (Some(l), Some(r)) => {
+                        let o = l.partial_cmp(r).unwrap_or(Ordering::Equal);
+                        if *la {
+                            o.reverse()
+                        } else {
+                            o
+                        }
+                    }
+                }
+            }
+            _ => return fallback(),
+        };
+        if better != Ordering::Equal {
+            return better.reverse();
+        }
+    }
+    match a.len().cmp(&b.len()) {
+        Ordering::Equal => Ordering::Equal,
+        other => other.reverse(),
+    }
+}
+
 fn local(rank: u32, max: u32) -> f64 {
     rank as f64 / max as f64
 }
