@@ -279,12 +279,24 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
         }
     }
 
-    let terms = rank::query_terms(p.q.as_deref().unwrap_or(""), &s);
-    let fields: Vec<Vec<rank::FieldWords>> = index
+    let q_text = p.q.as_deref().unwrap_or("");
+    let terms = rank::query_terms(q_text, &s);
+    let negatives = rank::negative_words(q_text);
+    let mut fields: Vec<Vec<rank::FieldWords>> = index
         .documents
         .iter()
         .map(|d| rank::analyze(d, &s, p.attributes_to_search_on.as_deref()))
         .collect();
+    // Documents holding a negated word are out.
+    let excluded: Vec<bool> = fields
+        .iter()
+        .map(|fs| fs.iter().any(|f| f.words.iter().any(|(w, _)| negatives.contains(w))))
+        .collect();
+    for (fs, out) in fields.iter_mut().zip(&excluded) {
+        if *out {
+            fs.clear();
+        }
+    }
     let term_doc_counts: Vec<usize> = terms
         .iter()
         .map(|t| {
@@ -307,7 +319,9 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
         .documents
         .iter()
         .zip(&fields)
-        .filter_map(|(d, f)| rank::evaluate(&q, d, f).map(|e| (*d, e)))
+        .zip(&excluded)
+        .filter(|(_, out)| !**out)
+        .filter_map(|((d, f), _)| rank::evaluate(&q, d, f).map(|e| (*d, e)))
         .map(|(d, e)| {
             let score = rank::score(&e.outcomes);
             (d, e, score)

@@ -67,34 +67,53 @@ impl Term {
     }
 }
 
-/// Builds the query terms of `q`.
+/// Whether the word at byte `start` of `q` is negated: directly preceded by a `-` that
+/// starts the query or follows whitespace.
+fn negated(q: &str, start: usize) -> bool {
+    let before = &q[..start];
+    match before.strip_suffix('-') {
+        Some(rest) => rest.chars().last().is_none_or(char::is_whitespace),
+        None => false,
+    }
+}
+
+/// Builds the query terms of `q`: at most 10 words, without negated words, and without stop
+/// words unless last (positions still count them).
 pub fn query_terms(q: &str, settings: &EngineSettings) -> Vec<Term> {
     let tokens = tokenize(q);
     let positions = text::positions(&tokens, 0);
     // The last word is a prefix unless something (a separator) follows it.
     let ends_with_word = q.chars().last().is_some_and(|c| c.is_alphanumeric());
-    let n = tokens.len().min(MAX_QUERY_WORDS);
-    tokens
-        .into_iter()
-        .zip(positions)
-        .take(n)
-        .enumerate()
-        .map(|(i, (t, pos))| {
-            let chars: Vec<char> = t.word.chars().collect();
-            let len = chars.len();
-            let disabled = !settings.typo_enabled
-                || settings.disable_on_words.iter().any(|w| text::normalize(w) == t.word)
-                || (settings.disable_on_numbers && chars.iter().all(|c| c.is_ascii_digit()));
-            let max_typos = if disabled || len < settings.one_typo {
-                0
-            } else if len < settings.two_typos {
-                1
-            } else {
-                2
-            };
-            Term { word: t.word, chars, prefix: i + 1 == n && ends_with_word, max_typos, pos }
-        })
-        .collect()
+    let count = tokens.len();
+    let mut terms = Vec::new();
+    for (i, (t, pos)) in tokens.into_iter().zip(positions).enumerate() {
+        if terms.len() >= MAX_QUERY_WORDS {
+            break;
+        }
+        let last = i + 1 == count;
+        if negated(q, t.start) || (!last && settings.stop_words.contains(&t.word)) {
+            continue;
+        }
+        let chars: Vec<char> = t.word.chars().collect();
+        let len = chars.len();
+        let disabled = !settings.typo_enabled
+            || settings.disable_on_words.iter().any(|w| text::normalize(w) == t.word)
+            || (settings.disable_on_numbers && chars.iter().all(|c| c.is_ascii_digit()));
+        let max_typos = if disabled || len < settings.one_typo {
+            0
+        } else if len < settings.two_typos {
+            1
+        } else {
+            2
+        };
+        terms.push(Term { word: t.word, chars, prefix: last && ends_with_word, max_typos, pos });
+    }
+    terms
+}
+
+/// Negated words of `q` (`-word`): documents containing one exactly are excluded.
+pub fn negative_words(q: &str) -> Vec<String> {
+    tokenize(q).into_iter().filter(|t| negated(q, t.start)).map(|t| t.word).collect()
 }
 
 /// One searchable field of a document: its weight and its words with their positions.
@@ -154,7 +173,12 @@ pub fn analyze(doc: &Map<String, Value>, settings: &EngineSettings, search_on: O
                     } else {
                         next_start = base.saturating_add(text::MAX_DISTANCE);
                     }
-                    words.extend(toks.into_iter().map(|t| t.word).zip(pos));
+                    words.extend(
+                        toks.into_iter()
+                            .map(|t| t.word)
+                            .zip(pos)
+                            .filter(|(w, _)| !settings.stop_words.contains(w)),
+                    );
                 }
                 Value::Number(n) => {
                     words.push((n.to_string(), base));
@@ -892,6 +916,10 @@ mod tests {
         let t = query_terms("the gen", &s);
         assert!(!t[0].prefix && t[1].prefix);
         assert!(!query_terms("the gen ", &s)[1].prefix);
+        // Negated words are no terms; positions still count them.
+        let t = query_terms("-blue moon", &s);
+        assert_eq!((t.len(), t[0].word.as_str(), t[0].pos), (1, "moon", 1));
+        assert_eq!(negative_words("x-ray -blue"), ["blue"]);
     }
 
     #[test]

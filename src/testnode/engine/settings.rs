@@ -22,6 +22,8 @@ pub struct EngineSettings {
     pub max_values_per_facet: usize,
     pub sort_facet_values_by: serde_json::Map<String, Value>,
     pub max_total_hits: usize,
+    /// Normalized stop words.
+    pub stop_words: Vec<String>,
 }
 
 pub const DEFAULT_RANKING_RULES: &[&str] =
@@ -90,6 +92,11 @@ impl EngineSettings {
                 .and_then(|p| p.get("maxTotalHits"))
                 .and_then(Value::as_u64)
                 .unwrap_or(1000) as usize,
+            stop_words: strings(s.get("stopWords"))
+                .unwrap_or_default()
+                .iter()
+                .map(|w| super::text::normalize(w))
+                .collect(),
         }
     }
 
