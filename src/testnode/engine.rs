@@ -297,24 +297,28 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
             fs.clear();
         }
     }
-    let term_doc_counts: Vec<usize> = terms
-        .iter()
+    let rules = rank::rules(&s, &sort);
+    let mut q = rank::Query {
+        terms: &terms,
+        rules: &rules,
+        removal_sets: &[],
+        max_weight: s.max_weight(),
+        displayed: s.displayed.as_deref(),
+        memo: Default::default(),
+    };
+    // Term frequencies only matter to the `frequency` strategy.
+    let frequency = p.matching_strategy == params::Strategy::Frequency;
+    let term_doc_counts: Vec<usize> = (0..terms.len())
+        .filter(|_| frequency)
         .map(|t| {
             fields
                 .iter()
-                .filter(|fs| fs.iter().any(|f| f.words.iter().any(|(w, _)| t.matches(w).is_some())))
+                .filter(|fs| fs.iter().any(|f| f.words.iter().any(|(w, _)| q.matches(t, w).is_some())))
                 .count()
         })
         .collect();
-    let rules = rank::rules(&s, &sort);
     let removal_sets = rank::removal_sets(&terms, p.matching_strategy, &term_doc_counts);
-    let q = rank::Query {
-        terms: &terms,
-        rules: &rules,
-        removal_sets: &removal_sets,
-        max_weight: s.max_weight(),
-        displayed: s.displayed.as_deref(),
-    };
+    q.removal_sets = &removal_sets;
     let mut hits: Vec<(&'a Map<String, Value>, rank::Evaluated, f64)> = index
         .documents
         .iter()

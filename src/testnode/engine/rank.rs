@@ -424,6 +424,20 @@ pub struct Query<'a> {
     pub max_weight: u16,
     /// `displayedAttributes` unless `*`: sort details of hidden fields are redacted.
     pub displayed: Option<&'a [String]>,
+    /// Memo of [`Term::matches`] by (term, word): documents share most of their words.
+    pub memo: std::cell::RefCell<std::collections::HashMap<(usize, String), Option<(u8, usize)>>>,
+}
+
+impl Query<'_> {
+    /// [`Term::matches`] for term `t`, memoized.
+    pub fn matches(&self, t: usize, word: &str) -> Option<(u8, usize)> {
+        if let Some(m) = self.memo.borrow().get(&(t, word.to_string())) {
+            return *m;
+        }
+        let m = self.terms[t].matches(word);
+        self.memo.borrow_mut().insert((t, word.to_string()), m);
+        m
+    }
 }
 
 /// Evaluates one document; `None` if it does not match the query.
@@ -436,7 +450,7 @@ pub fn evaluate(q: &Query<'_>, doc: &Map<String, Value>, fields: &[FieldWords]) 
             for (w, pos) in &f.words {
                 for (ti, t) in q.terms.iter().enumerate() {
                     let m = if f.typos_allowed {
-                        t.matches(w)
+                        q.matches(ti, w)
                     } else if w == &t.word || (t.prefix && w.starts_with(&t.word)) {
                         Some((0, 0))
                     } else {
@@ -936,7 +950,7 @@ mod tests {
         let terms = query_terms("gold rush", &s);
         let rules = rules(&s, &[]);
         let sets = removal_sets(&terms, Strategy::Last, &[]);
-        let q = Query { terms: &terms, rules: &rules, removal_sets: &sets, max_weight: s.max_weight(), displayed: None };
+        let q = Query { terms: &terms, rules: &rules, removal_sets: &sets, max_weight: s.max_weight(), displayed: None, memo: Default::default() };
         let near = json!({"title": "The Gold Rush"});
         let far = json!({"title": "Rush of the Gold"});
         let eval = |d: &Value| {
@@ -957,7 +971,7 @@ mod tests {
         let terms = query_terms("the kid", &s);
         let rules = rules(&s, &[]);
         let sets = removal_sets(&terms, Strategy::Last, &[]);
-        let q = Query { terms: &terms, rules: &rules, removal_sets: &sets, max_weight: s.max_weight(), displayed: None };
+        let q = Query { terms: &terms, rules: &rules, removal_sets: &sets, max_weight: s.max_weight(), displayed: None, memo: Default::default() };
         let exact = |title: &str| {
             let d = json!({ "title": title });
             let m = d.as_object().unwrap();
