@@ -297,7 +297,7 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
             fs.clear();
         }
     }
-    let rules = rank::rules(&s, &sort);
+    let rules = rank::rules(&s, &sort, p.matching_strategy);
     let mut q = rank::Query {
         terms: &terms,
         rules: &rules,
@@ -896,6 +896,23 @@ mod tests {
         assert_eq!(ids(&v), [1, 3, 2]);
         let v = run(json!({"q": "", "sort": ["year:desc"]})).unwrap();
         assert_eq!(ids(&v), [2, 3, 1, 4]);
+    }
+
+    #[test]
+    fn matching_strategies() {
+        // `last`: documents need the first word; fewer matched words rank lower.
+        let v = run(json!({"q": "blue moon", "showRankingScoreDetails": true})).unwrap();
+        assert_eq!(ids(&v), [1, 4]);
+        assert_eq!(v["hits"][1]["_rankingScoreDetails"]["words"], json!({"order": 0, "matchingWords": 1, "maxMatchingWords": 2, "score": 0.5}));
+        // `all`: every word, and no `words` rule in the details.
+        let v = run(json!({"q": "blue moon", "matchingStrategy": "all", "showRankingScoreDetails": true})).unwrap();
+        assert_eq!(ids(&v), [1]);
+        assert!(v["hits"][0]["_rankingScoreDetails"].get("words").is_none());
+        // `frequency`: the most frequent word ("moon", in 3 documents) is dropped first.
+        let v = run(json!({"q": "moon skies", "matchingStrategy": "frequency"})).unwrap();
+        assert_eq!(ids(&v), [4]);
+        let v = run(json!({"q": "moon skies", "matchingStrategy": "last"})).unwrap();
+        assert_eq!(ids(&v), [2, 1, 3]);
     }
 
     #[test]

@@ -241,12 +241,42 @@ pub enum SortCrit {
     Geo { point: [f64; 2], asc: bool },
 }
 
-/// Resolves the rules of the index, inserting `sort` criteria at the `sort` rule.
-pub fn rules(settings: &EngineSettings, sort: &[SortCrit]) -> Vec<Rule> {
-    let mut out = Vec::new();
+/// Resolves the rules of the index as milli does: `sort` criteria go where the `sort` rule
+/// is, a rule (or a sorted field) listed twice counts once, and `words` is implied before the
+/// first rule that needs it — except with the `all` strategy, which has no `words` rule.
+pub fn rules(settings: &EngineSettings, sort: &[SortCrit], strategy: Strategy) -> Vec<Rule> {
+    let mut out: Vec<Rule> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut sorted_fields: Vec<String> = Vec::new();
+    let mut geo_sorted = false;
+    let mut words = strategy == Strategy::All;
+    let mut push_sort = |out: &mut Vec<Rule>, field: &str, asc: bool| {
+        if !sorted_fields.iter().any(|f| f == field) {
+            sorted_fields.push(field.to_string());
+            out.push(Rule::Sort { field: field.to_string(), asc });
+        }
+    };
     for r in &settings.ranking_rules {
-        match r.as_str() {
-            "words" => out.push(Rule::Words),
+        let name = r.as_str();
+        let needs_words = matches!(name, "typo" | "proximity" | "attributeRank" | "wordPosition" | "attribute" | "exactness");
+        if needs_words && !words {
+            out.push(Rule::Words);
+            words = true;
+        }
+        let builtin = matches!(name, "words" | "typo" | "proximity" | "attributeRank" | "wordPosition" | "attribute" | "exactness" | "sort");
+        if builtin {
+            if seen.contains(&name) {
+                continue;
+            }
+            seen.push(name);
+        }
+        match name {
+            "words" => {
+                if !words {
+                    out.push(Rule::Words);
+                    words = true;
+                }
+            }
             "typo" => out.push(Rule::Typo),
             "proximity" => out.push(Rule::Proximity),
             "attributeRank" => out.push(Rule::Fid),
@@ -255,17 +285,22 @@ pub fn rules(settings: &EngineSettings, sort: &[SortCrit]) -> Vec<Rule> {
             "exactness" => out.push(Rule::Exactness),
             "sort" => {
                 for s in sort {
-                    out.push(match s {
-                        SortCrit::Field { field, asc } => Rule::Sort { field: field.clone(), asc: *asc },
-                        SortCrit::Geo { point, asc } => Rule::Geo { point: *point, asc: *asc },
-                    })
+                    match s {
+                        SortCrit::Field { field, asc } => push_sort(&mut out, field, *asc),
+                        SortCrit::Geo { point, asc } => {
+                            if !geo_sorted {
+                                geo_sorted = true;
+                                out.push(Rule::Geo { point: *point, asc: *asc });
+                            }
+                        }
+                    }
                 }
             }
             other => {
                 if let Some(f) = other.strip_suffix(":asc") {
-                    out.push(Rule::Sort { field: f.to_string(), asc: true });
+                    push_sort(&mut out, f, true);
                 } else if let Some(f) = other.strip_suffix(":desc") {
-                    out.push(Rule::Sort { field: f.to_string(), asc: false });
+                    push_sort(&mut out, f, false);
                 }
             }
         }
@@ -948,7 +983,7 @@ mod tests {
     fn proximity_and_position_costs() {
         let s = settings();
         let terms = query_terms("gold rush", &s);
-        let rules = rules(&s, &[]);
+        let rules = rules(&s, &[], Strategy::Last);
         let sets = removal_sets(&terms, Strategy::Last, &[]);
         let q = Query { terms: &terms, rules: &rules, removal_sets: &sets, max_weight: s.max_weight(), displayed: None, memo: Default::default() };
         let near = json!({"title": "The Gold Rush"});
@@ -969,7 +1004,7 @@ mod tests {
     fn exactness_distinguishes_exact_start_and_none() {
         let s = settings();
         let terms = query_terms("the kid", &s);
-        let rules = rules(&s, &[]);
+        let rules = rules(&s, &[], Strategy::Last);
         let sets = removal_sets(&terms, Strategy::Last, &[]);
         let q = Query { terms: &terms, rules: &rules, removal_sets: &sets, max_weight: s.max_weight(), displayed: None, memo: Default::default() };
         let exact = |title: &str| {
