@@ -762,7 +762,7 @@ fn merge_facet_objects(parts: impl Iterator<Item = (Value, Value)>, max: usize) 
     let dist: Map<String, Value> = dist
         .into_iter()
         .map(|(attr, mut values)| {
-            values.sort_by(|a, b| text::normalize(&a.0).cmp(&text::normalize(&b.0)));
+            values.sort_by_key(|v| text::normalize(&v.0));
             values.truncate(max);
             (attr, Value::Object(values.into_iter().map(|(k, c)| (k, json!(c))).collect()))
         })

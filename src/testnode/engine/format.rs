@@ -227,7 +227,8 @@ fn best_interval(matches: &[Match], crop_size: usize) -> (usize, usize) {
         ids.dedup();
         (ids.len() as i32, dist, order)
     };
-    let mut best: Option<((i32, i32, i32), (usize, usize))> = None;
+    type Scored = ((i32, i32, i32), (usize, usize));
+    let mut best: Option<Scored> = None;
     let mut consider = |first: usize, last: usize| {
         let sc = score(&matches[first..=last]);
         if best.as_ref().is_none_or(|(b, _)| sc > *b) {

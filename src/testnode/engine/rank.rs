@@ -451,6 +451,9 @@ pub fn geo_distance(a: [f64; 2], b: [f64; 2]) -> f64 {
     2.0 * EARTH_RADIUS * h.sqrt().asin()
 }
 
+/// Matches of (term, word) already computed.
+pub type Memo = std::collections::HashMap<(usize, String), Option<(u8, usize)>>;
+
 /// Context of one search shared by all documents.
 pub struct Query<'a> {
     pub terms: &'a [Term],
@@ -460,7 +463,7 @@ pub struct Query<'a> {
     /// `displayedAttributes` unless `*`: sort details of hidden fields are redacted.
     pub displayed: Option<&'a [String]>,
     /// Memo of [`Term::matches`] by (term, word): documents share most of their words.
-    pub memo: std::cell::RefCell<std::collections::HashMap<(usize, String), Option<(u8, usize)>>>,
+    pub memo: std::cell::RefCell<Memo>,
 }
 
 impl Query<'_> {
@@ -849,8 +852,7 @@ fn local(rank: u32, max: u32) -> f64 {
 /// `_rankingScoreDetails`.
 pub fn details(outcomes: &[Outcome]) -> Value {
     let mut map = Map::new();
-    let mut order = 0;
-    for o in outcomes {
+    for (order, o) in outcomes.iter().enumerate() {
         match o {
             Outcome::Words { rank, max } => {
                 map.insert(
@@ -923,7 +925,6 @@ pub fn details(outcomes: &[Outcome]) -> Value {
                 map.insert(key, json!({"order": order, "value": v, "distance": d}));
             }
         }
-        order += 1;
     }
     Value::Object(map)
 }

@@ -120,8 +120,8 @@ pub fn distance(query: &[char], word: &[char], prefix: bool) -> (usize, usize) {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=m {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=n {
         for j in 1..=m {
@@ -135,9 +135,9 @@ pub fn distance(query: &[char], word: &[char], prefix: bool) -> (usize, usize) {
     }
     if prefix {
         let mut best = (d[n][0], 0);
-        for j in 1..=m {
-            if d[n][j] < best.0 {
-                best = (d[n][j], j);
+        for (j, &v) in d[n].iter().enumerate().skip(1) {
+            if v < best.0 {
+                best = (v, j);
             }
         }
         best
