@@ -304,6 +304,7 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
         removal_sets: &[],
         max_weight: s.max_weight(),
         displayed: s.displayed.as_deref(),
+        proximity_by_attribute: s.proximity_by_attribute,
         memo: Default::default(),
     };
     // Term frequencies only matter to the `frequency` strategy.
@@ -394,7 +395,10 @@ fn in_field_order(map: Map<String, Value>, order: &[String]) -> Map<String, Valu
 /// `_matchesPosition`, `_rankingScore`, `_rankingScoreDetails`).
 fn render_hit(r: &Ranked<'_>, doc: &Map<String, Value>, eval: &rank::Evaluated, score: f64, extra: Option<(&str, Value)>) -> Value {
     let p = &r.params;
-    let doc = in_field_order(doc.clone(), &r.field_order);
+    let mut doc = in_field_order(doc.clone(), &r.field_order);
+    if !p.retrieve_vectors {
+        doc.shift_remove("_vectors");
+    }
     let retrieve = p.attributes_to_retrieve.as_deref();
     let mut hit = format::select(&doc, &r.settings, retrieve);
     // `_geoDistance` is computed from the retrieved `_geo` only.

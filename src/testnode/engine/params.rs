@@ -87,6 +87,8 @@ pub struct Params {
     pub show_ranking_score_details: bool,
     /// `hybrid`, `vector` or `media` given: semantic search, not implemented here.
     pub semantic: bool,
+    /// `retrieveVectors`: without it, `_vectors` is left out of hits.
+    pub retrieve_vectors: bool,
 }
 
 /// deserr's description of a JSON value's kind.
@@ -244,7 +246,6 @@ impl Params {
             }
         }
         r.strings("locales", Code::InvalidSearchLocales)?;
-        r.bool("retrieveVectors", Code::InvalidSearchRetrieveVectors)?;
         let semantic = ["hybrid", "vector", "media"].iter().any(|f| r.get(f).is_some());
         Ok(Params {
             q: r.string("q", Code::InvalidSearchQ)?,
@@ -279,6 +280,7 @@ impl Params {
                 .bool("showRankingScoreDetails", Code::InvalidSearchShowRankingScoreDetails)?
                 .unwrap_or(false),
             semantic,
+            retrieve_vectors: r.bool("retrieveVectors", Code::InvalidSearchRetrieveVectors)?.unwrap_or(false),
         })
     }
 }

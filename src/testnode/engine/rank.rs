@@ -106,7 +106,7 @@ pub fn query_terms(q: &str, settings: &EngineSettings) -> Vec<Term> {
         } else {
             2
         };
-        terms.push(Term { word: t.word, chars, prefix: last && ends_with_word, max_typos, pos });
+        terms.push(Term { word: t.word, chars, prefix: last && ends_with_word && settings.prefix_search, max_typos, pos });
     }
     terms
 }
@@ -154,6 +154,9 @@ pub fn analyze(doc: &Map<String, Value>, settings: &EngineSettings, search_on: O
     }
     let mut fields = Vec::new();
     for (path, values) in all {
+        if path == "_vectors" || path.starts_with("_vectors.") {
+            continue;
+        }
         let Some(weight) = settings.searchable_weight(&path) else { continue };
         if let Some(on) = search_on {
             if !on.iter().any(|a| super::settings::path_matches(a, &path)) {
@@ -462,6 +465,8 @@ pub struct Query<'a> {
     pub max_weight: u16,
     /// `displayedAttributes` unless `*`: sort details of hidden fields are redacted.
     pub displayed: Option<&'a [String]>,
+    /// `proximityPrecision: byAttribute`.
+    pub proximity_by_attribute: bool,
     /// Memo of [`Term::matches`] by (term, word): documents share most of their words.
     pub memo: std::cell::RefCell<Memo>,
 }
@@ -584,7 +589,9 @@ pub fn evaluate(q: &Query<'_>, doc: &Map<String, Value>, fields: &[FieldWords]) 
                             if a.field != b.field || a.pos == b.pos {
                                 continue;
                             }
-                            let prox = if a.pos < b.pos {
+                            let prox = if q.proximity_by_attribute {
+                                1
+                            } else if a.pos < b.pos {
                                 (b.pos - a.pos) as u32
                             } else {
                                 (a.pos - b.pos) as u32 + 1
@@ -986,7 +993,7 @@ mod tests {
         let terms = query_terms("gold rush", &s);
         let rules = rules(&s, &[], Strategy::Last);
         let sets = removal_sets(&terms, Strategy::Last, &[]);
-        let q = Query { terms: &terms, rules: &rules, removal_sets: &sets, max_weight: s.max_weight(), displayed: None, memo: Default::default() };
+        let q = Query { terms: &terms, rules: &rules, removal_sets: &sets, max_weight: s.max_weight(), displayed: None, proximity_by_attribute: false, memo: Default::default() };
         let near = json!({"title": "The Gold Rush"});
         let far = json!({"title": "Rush of the Gold"});
         let eval = |d: &Value| {
@@ -1007,7 +1014,7 @@ mod tests {
         let terms = query_terms("the kid", &s);
         let rules = rules(&s, &[], Strategy::Last);
         let sets = removal_sets(&terms, Strategy::Last, &[]);
-        let q = Query { terms: &terms, rules: &rules, removal_sets: &sets, max_weight: s.max_weight(), displayed: None, memo: Default::default() };
+        let q = Query { terms: &terms, rules: &rules, removal_sets: &sets, max_weight: s.max_weight(), displayed: None, proximity_by_attribute: false, memo: Default::default() };
         let exact = |title: &str| {
             let d = json!({ "title": title });
             let m = d.as_object().unwrap();

@@ -24,6 +24,10 @@ pub struct EngineSettings {
     pub max_total_hits: usize,
     /// Normalized stop words.
     pub stop_words: Vec<String>,
+    /// `prefixSearch` is not `disabled`.
+    pub prefix_search: bool,
+    /// `proximityPrecision` is `byAttribute`: two words are close when in the same attribute.
+    pub proximity_by_attribute: bool,
 }
 
 pub const DEFAULT_RANKING_RULES: &[&str] =
@@ -97,6 +101,8 @@ impl EngineSettings {
                 .iter()
                 .map(|w| super::text::normalize(w))
                 .collect(),
+            prefix_search: s.get("prefixSearch").and_then(Value::as_str) != Some("disabled"),
+            proximity_by_attribute: s.get("proximityPrecision").and_then(Value::as_str) == Some("byAttribute"),
         }
     }
 
