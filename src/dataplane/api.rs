@@ -193,6 +193,7 @@ async fn broadcast_write(
     index_uid: Option<&str>,
     details: Value,
 ) -> ApiResult<Response> {
+    let enqueued_at = time::OffsetDateTime::now_utc();
     let routing = routing(proxy)?;
     let (outcomes, report) = proxy.broadcast(&routing, method, path, body).await?;
     if !report.ok() {
@@ -202,7 +203,7 @@ async fn broadcast_write(
         .iter()
         .find_map(|o| o.result.as_ref().ok().filter(|r| r.is_success()).and_then(|r| r.body.get("type")).and_then(Value::as_str).map(str::to_string))
         .unwrap_or_default();
-    let task = proxy.create_task(&kind, index_uid, details, node_tasks(&outcomes)).await?;
+    let task = proxy.create_task(&kind, index_uid, details, node_tasks(&outcomes), enqueued_at).await?;
     Ok(accepted(&task, Some(&report)))
 }
 
@@ -508,6 +509,7 @@ async fn update_documents(State(proxy): State<Proxy>, Path(uid): Path<String>, R
 
 async fn write_documents(proxy: Proxy, uid: String, q: Option<String>, headers: HeaderMap, body: Body, method: Method) -> ApiResult<Response> {
     const KIND: &str = "documentAdditionOrUpdate";
+    let enqueued_at = time::OffsetDateTime::now_utc();
     let params = query_pairs(&q);
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let format = format_of(ct)?;
@@ -604,12 +606,13 @@ async fn write_documents(proxy: Proxy, uid: String, q: Option<String>, headers: 
     if !report.ok() {
         return Err(report.into_error());
     }
-    let task = proxy.create_task(KIND, Some(&uid), details, node_tasks(&outcomes)).await?;
+    let task = proxy.create_task(KIND, Some(&uid), details, node_tasks(&outcomes), enqueued_at).await?;
     Ok(accepted(&task, Some(&report)))
 }
 
 /// Deletes documents by id: each id goes to the holders of its shard.
 async fn delete_ids(proxy: &Proxy, uid: &str, ids: Vec<Value>) -> ApiResult<Response> {
+    let enqueued_at = time::OffsetDateTime::now_utc();
     let routing = routing(proxy)?;
     let mut routed: Vec<(u32, Value)> = Vec::with_capacity(ids.len());
     for id in &ids {
@@ -645,7 +648,7 @@ async fn delete_ids(proxy: &Proxy, uid: &str, ids: Vec<Value>) -> ApiResult<Resp
     if !report.ok() {
         return Err(report.into_error());
     }
-    let task = proxy.create_task("documentDeletion", Some(uid), details, node_tasks(&outcomes)).await?;
+    let task = proxy.create_task("documentDeletion", Some(uid), details, node_tasks(&outcomes), enqueued_at).await?;
     Ok(accepted(&task, Some(&report)))
 }
 
@@ -852,7 +855,7 @@ async fn delete_tasks(State(proxy): State<Proxy>, RawQuery(q): RawQuery) -> ApiR
         }
     }
     let details = json!({"matchedTasks": matched.len(), "deletedTasks": null, "originalFilter": tq.original});
-    let task = proxy.create_task("taskDeletion", None, details, vec![]).await?;
+    let task = proxy.create_task("taskDeletion", None, details, vec![], time::OffsetDateTime::now_utc()).await?;
     let deleted = store.delete_tasks(&finished).await.map_err(store_error)?;
     let now = time::OffsetDateTime::now_utc();
     let mut done = task.clone();
@@ -870,6 +873,7 @@ async fn cancel_tasks(State(proxy): State<Proxy>, RawQuery(q): RawQuery) -> ApiR
     if !tq.has_filter {
         return Err(ApiError::new(Code::MissingTaskFilters, "Query parameters to filter the tasks to cancel are missing. Available query parameters are: `uids`, `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, `afterEnqueuedAt`, `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, `afterFinishedAt`."));
     }
+    let enqueued_at = time::OffsetDateTime::now_utc();
     let routing = routing(&proxy)?;
     let matched = proxy.store().find_tasks(&tq.filter).await.map_err(store_error)?;
     // Cancel the node tasks behind every matched, unfinished Miroir task.
@@ -894,7 +898,7 @@ async fn cancel_tasks(State(proxy): State<Proxy>, RawQuery(q): RawQuery) -> ApiR
         .collect();
     let outcomes = proxy.call_nodes(&routing, calls).await;
     let details = json!({"matchedTasks": matched.len(), "canceledTasks": null, "originalFilter": tq.original});
-    let task = proxy.create_task("taskCancelation", None, details, node_tasks(&outcomes)).await?;
+    let task = proxy.create_task("taskCancelation", None, details, node_tasks(&outcomes), enqueued_at).await?;
     Ok(json_response(StatusCode::OK, summarized(&task)))
 }
 

@@ -183,12 +183,14 @@ fn aggregate_details(
 
 impl Proxy {
     /// Stores a new task for a write the nodes accepted.
+    /// `enqueued_at` is when the request arrived: before any node could start the work.
     pub(crate) async fn create_task(
         &self,
         kind: &str,
         index_uid: Option<&str>,
         details: Value,
         node_tasks: Vec<NodeTask>,
+        enqueued_at: OffsetDateTime,
     ) -> ApiResult<TaskRecord> {
         self.inner
             .store
@@ -196,7 +198,7 @@ impl Proxy {
                 index_uid: index_uid.map(str::to_string),
                 kind: kind.to_string(),
                 status: TaskStatus::Enqueued,
-                enqueued_at: OffsetDateTime::now_utc(),
+                enqueued_at,
                 details,
                 error: None,
                 node_tasks,
