@@ -20,6 +20,15 @@ enum Command {
         #[arg(long, short)]
         config: std::path::PathBuf,
     },
+    /// Run the in-repo Meilisearch-compatible test node (for development and tests; not a
+    /// Meilisearch replacement: it keeps everything in memory).
+    TestNode {
+        #[arg(long, default_value_t = 7701)]
+        port: u16,
+        /// Master key the node requires (like Meilisearch's --master-key).
+        #[arg(long, env = "MEILI_MASTER_KEY")]
+        master_key: Option<String>,
+    },
 }
 
 fn init_tracing() {
@@ -61,6 +70,10 @@ fn main() {
     let result = rt.block_on(async {
         match cli.command {
             Command::Serve { config } => serve(&config).await,
+            Command::TestNode { port, master_key } => {
+                tracing::info!(port, "test node serving on 127.0.0.1");
+                miroir::testnode::serve_forever(port, master_key).await.map_err(anyhow::Error::from)
+            }
         }
     });
     if let Err(e) = result {
