@@ -280,12 +280,43 @@ impl Proxy {
                     });
                 }
                 let mut body = merge::merge_federated(&federation, fq)?;
+                let mut uids: Vec<&str> = queries_maps.iter().filter_map(|q| q.get("indexUid").and_then(Value::as_str)).collect();
+                let n = uids.len();
+                uids.sort_unstable();
+                uids.dedup();
+                if uids.len() < n {
+                    // Several queries on one index: its total is the union of their matches,
+                    // which only the nodes can count. Ask each node of a covering set for the
+                    // union over its shards (a federated count); shards are disjoint, so the
+                    // sum is exact.
+                    let total = self.federated_union_count(&routing, &queries_maps).await?;
+                    set_total(&mut body, total);
+                }
                 body.as_object_mut().expect("object").insert("requestUid".into(), json!(request_uid()));
                 missing.sort_unstable();
                 missing.dedup();
                 Ok(ReadAnswer { body, missing_shards: missing })
             }
         }
+    }
+
+    /// Exact number of distinct documents matched by a federated search's queries.
+    async fn federated_union_count(&self, routing: &RoutingTable, queries: &[Map<String, Value>]) -> ApiResult<u64> {
+        let body_for = |_: &str, shards: &[u32], only: bool| {
+            let qs: Vec<Value> = queries
+                .iter()
+                .map(|q| {
+                    let mut q = q.clone();
+                    let f = shard_filter(q.get("filter"), shards, only);
+                    set_filter(&mut q, f);
+                    Value::Object(q)
+                })
+                .collect();
+            json!({"federation": {"limit": 0, "offset": 0}, "queries": qs})
+        };
+        let (answers, missing) = self.scatter(routing, "/multi-search", false, &body_for).await?;
+        self.check_missing(&missing)?;
+        Ok(answers.iter().map(|(_, _, b)| b.get("estimatedTotalHits").and_then(Value::as_u64).unwrap_or(0)).sum())
     }
 
     /// `GET /documents` and `POST /documents/fetch`: `request` holds `offset, limit,
@@ -421,6 +452,19 @@ impl Proxy {
             body: json!({"databaseSize": database_size, "usedDatabaseSize": used, "lastUpdate": last_update, "indexes": indexes}),
             missing_shards: missing,
         })
+    }
+}
+
+/// Replaces the total of a search answer in either pagination mode.
+fn set_total(body: &mut Value, total: u64) {
+    let Some(o) = body.as_object_mut() else { return };
+    if o.contains_key("estimatedTotalHits") {
+        o.insert("estimatedTotalHits".into(), json!(total));
+    }
+    if o.contains_key("totalHits") {
+        o.insert("totalHits".into(), json!(total));
+        let hpp = o.get("hitsPerPage").and_then(Value::as_u64).unwrap_or(0);
+        o.insert("totalPages".into(), json!(if hpp == 0 { 0 } else { total.div_ceil(hpp) }));
     }
 }
 

@@ -677,6 +677,18 @@ pub fn federated_search(inputs: &[(IndexSnapshot<'_>, SearchQuery)], federation:
     merged.sort_by(|a, b| {
         rank::compare_weighted(&a.1, a.0, &b.1, b.0).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3))
     });
+    // A document matched by several queries on one index appears once, at its best rank,
+    // and counts once in the total (Meilisearch unions each index's candidates).
+    let mut seen: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
+    merged.retain(|&(_, _, qi, hi)| {
+        let (index, _) = &inputs[qi];
+        let doc = ranked[qi].0.hits[hi].0;
+        let key = match index.primary_key.and_then(|pk| doc.get(pk)) {
+            Some(v) => v.to_string(),
+            None => format!("{:p}", doc as *const _),
+        };
+        seen.insert((index.uid.to_string(), key))
+    });
     let total = merged.len();
     let finite = page.is_some() || hits_per_page.is_some();
     let (skip, take) = if finite {

@@ -972,6 +972,8 @@ enum Node {
     And(Vec<Node>),
     Or(Vec<Node>),
     Eq { path: String, norm: String, num: Option<f64> },
+    /// `IN [...]`: equality with any of the values, the field looked up once.
+    In { path: String, values: Vec<(String, Option<f64>)> },
     /// Number facets within the number bounds (when the bounds are numbers) and string
     /// facets (normalised) within the string bounds (the raw values), as milli does.
     Range { path: String, num: Option<(Bound<f64>, Bound<f64>)>, text: (Bound<String>, Bound<String>) },
@@ -1128,7 +1130,10 @@ impl<'a> Ctx<'a> {
             Filter::In { fid, .. } | Filter::Cond { fid, op: Op::Eq(_) | Op::Ne(_) } if !self.equality_allowed(&fid.value) => {
                 return Err(EvalError::NotImplemented("filterable attribute rules without the equality feature"))
             }
-            Filter::In { fid, els } => Node::Or(els.iter().map(|v| eq_node(&fid.value, &v.value)).collect()),
+            Filter::In { fid, els } => Node::In {
+                path: fid.value.to_string(),
+                values: els.iter().map(|v| (normalize_facet(&v.value), finite(&v.value))).collect(),
+            },
             Filter::Cond { fid, op } => {
                 let path = fid.value.clone();
                 match op {
@@ -1242,6 +1247,26 @@ fn eval(node: &Node, doc: &Map<String, Value>) -> bool {
                         Value::String(s) => normalize_facet(s) == *norm,
                         Value::Number(n) => matches!((n.as_f64(), num), (Some(a), Some(b)) if a == *b),
                         Value::Bool(b) => b.to_string() == *norm,
+                        _ => false,
+                    }
+                })
+            });
+            hit
+        }
+        Node::In { path, values } => {
+            let mut hit = false;
+            for_each_value(doc, path, &mut |v| {
+                visit_leaves(v, &mut |leaf| {
+                    hit |= match leaf {
+                        Value::Number(n) => n.as_f64().is_some_and(|a| values.iter().any(|(_, b)| *b == Some(a))),
+                        Value::String(s) => {
+                            let s = normalize_facet(s);
+                            values.iter().any(|(norm, _)| *norm == s)
+                        }
+                        Value::Bool(b) => {
+                            let b = b.to_string();
+                            values.iter().any(|(norm, _)| *norm == b)
+                        }
                         _ => false,
                     }
                 })
