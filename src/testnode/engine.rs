@@ -280,8 +280,8 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
     }
 
     let q_text = p.q.as_deref().unwrap_or("");
-    let terms = rank::query_terms(q_text, &s);
-    let negatives = rank::negative_words(q_text);
+    let parsed = rank::parse_query(q_text, &s);
+    let terms = parsed.terms;
     let mut fields: Vec<Vec<rank::FieldWords>> = index
         .documents
         .iter()
@@ -290,7 +290,12 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
     // Documents holding a negated word are out.
     let excluded: Vec<bool> = fields
         .iter()
-        .map(|fs| fs.iter().any(|f| f.words.iter().any(|(w, _)| negatives.contains(w))))
+        .map(|fs| {
+            fs.iter().any(|f| {
+                f.words.iter().any(|(w, _)| parsed.negative_words.contains(w))
+                    || parsed.negative_phrases.iter().any(|p| !rank::phrase_positions(&f.words, p).is_empty())
+            })
+        })
         .collect();
     for (fs, out) in fields.iter_mut().zip(&excluded) {
         if *out {
@@ -917,6 +922,21 @@ mod tests {
         assert_eq!(ids(&v), [4]);
         let v = run(json!({"q": "moon skies", "matchingStrategy": "last"})).unwrap();
         assert_eq!(ids(&v), [2, 1, 3]);
+    }
+
+    #[test]
+    fn phrases_match_words_in_sequence() {
+        let v = run(json!({"q": "\"blue moon\"", "attributesToHighlight": ["title"]})).unwrap();
+        assert_eq!(ids(&v), [1]);
+        assert_eq!(v["hits"][0]["_formatted"]["title"], "<em>Blue Moon</em>");
+        assert_eq!(ids(&run(json!({"q": "\"moon blue\""})).unwrap()), Vec::<u64>::new());
+        // Negated phrase.
+        assert_eq!(ids(&run(json!({"q": "moon -\"blue moon\""})).unwrap()), [2, 3]);
+        // Phrase words count as matched words; phrases are never dropped.
+        let v = run(json!({"q": "\"fly me\" moon", "showRankingScoreDetails": true})).unwrap();
+        assert_eq!(ids(&v), [3]);
+        assert_eq!(v["hits"][0]["_rankingScoreDetails"]["words"]["maxMatchingWords"], 3);
+        assert_eq!(v["hits"][0]["_rankingScoreDetails"]["words"]["matchingWords"], 3);
     }
 
     #[test]
