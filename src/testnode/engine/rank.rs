@@ -149,7 +149,7 @@ pub fn parse_query(q: &str, settings: &EngineSettings) -> ParsedQuery {
             let before_quote = &sep[..sep.rfind('"').unwrap_or(0)];
             let negative = before_quote.ends_with('-') && {
                 let rest = &before_quote[..before_quote.len() - 1];
-                rest.chars().last().map_or(true, char::is_whitespace)
+                rest.chars().last().is_none_or(char::is_whitespace)
             };
             *phrase = Some((Vec::new(), u16::MAX, u16::MAX, negative));
         }
