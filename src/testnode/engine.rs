@@ -940,6 +940,19 @@ mod tests {
     }
 
     #[test]
+    fn single_word_synonyms_match_without_typos() {
+        let docs = docs();
+        let mut settings = settings();
+        settings["synonyms"] = json!({"lune": ["moon"]});
+        let index = IndexSnapshot { uid: "songs", primary_key: Some("id"), settings: &settings, documents: docs.iter().collect() };
+        let q = parse_search_query(&json!({"q": "lune ", "showRankingScoreDetails": true}), false).unwrap();
+        let v = search(&index, &q).unwrap();
+        assert_eq!(ids(&v), [2, 1, 3]);
+        // A synonym is no exact match of the query word.
+        assert_eq!(v["hits"][0]["_rankingScoreDetails"]["exactness"]["matchType"], "noExactMatch");
+    }
+
+    #[test]
     fn pagination_modes() {
         let v = run(json!({"q": "", "page": 2, "hitsPerPage": 3})).unwrap();
         assert_eq!(ids(&v), [4]);

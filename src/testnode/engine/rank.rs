@@ -36,6 +36,8 @@ pub struct Term {
     pub end: u16,
     /// A quoted phrase: its words, `None` for stop words. Phrases match exactly, in order.
     pub phrase: Option<Vec<Option<String>>>,
+    /// Single-word synonyms: they match like the word itself, without typos.
+    pub synonyms: Vec<String>,
 }
 
 impl Term {
@@ -47,6 +49,9 @@ impl Term {
         }
         if word == self.word {
             return Some((0, self.chars.len()));
+        }
+        if self.synonyms.iter().any(|s| s == word) {
+            return Some((0, word.chars().count()));
         }
         if self.prefix && word.starts_with(&self.word) {
             return Some((0, self.chars.len()));
@@ -131,6 +136,7 @@ pub fn parse_query(q: &str, settings: &EngineSettings) -> ParsedQuery {
                 pos: start,
                 end,
                 phrase: Some(words),
+                synonyms: Vec::new(),
             });
         }
     };
@@ -190,7 +196,14 @@ pub fn parse_query(q: &str, settings: &EngineSettings) -> ParsedQuery {
             2
         };
         let prefix = last && ends_with_word && settings.prefix_search;
-        out.terms.push(Term { word: t.word, chars, prefix, max_typos, pos, end: pos, phrase: None });
+        // Synonyms of single words (multi-word synonyms are not supported).
+        let synonyms = settings
+            .synonyms
+            .iter()
+            .filter(|(k, _)| *k == t.word)
+            .flat_map(|(_, v)| v.iter().filter(|s| !s.contains(' ')).cloned())
+            .collect();
+        out.terms.push(Term { word: t.word, chars, prefix, max_typos, pos, end: pos, phrase: None, synonyms });
     }
     separators(&mut phrase, &mut out, &q[prev_end..]);
     if let Some(p) = phrase.take() {
