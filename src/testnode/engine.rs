@@ -974,6 +974,8 @@ mod tests {
         assert!(e.body()["message"].as_str().unwrap().starts_with("Unknown field `nope` inside `.queries[2]`: expected one of `indexUid`, `q`"));
         let e = parse_search_params(&[("limit".into(), "-1".into())]).unwrap_err();
         assert_eq!(e.code_name(), "invalid_search_limit");
+        let q = parse_search_params(&[("sort".into(), "_geoPoint(1.5, 2):asc,year:desc".into())]).unwrap();
+        assert_eq!(q.raw["sort"], json!(["_geoPoint(1.5, 2):asc", "year:desc"]));
     }
 
     #[test]

@@ -307,8 +307,28 @@ pub fn params_to_object(params: &[(String, String)]) -> ApiResult<Map<String, Va
                 let n: u64 = raw.parse().map_err(|_| parse_err("a positive integer", code))?;
                 Value::from(n)
             }
-            "attributesToRetrieve" | "attributesToCrop" | "attributesToHighlight" | "facets" | "sort"
+            "attributesToRetrieve" | "attributesToCrop" | "attributesToHighlight" | "facets"
             | "attributesToSearchOn" | "locales" => list(),
+            // `_geoPoint(lat, lng):asc` holds a comma: split outside parentheses only.
+            "sort" => {
+                let mut items = Vec::new();
+                let (mut depth, mut cur) = (0i32, String::new());
+                for c in raw.chars() {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        ',' if depth == 0 => {
+                            items.push(Value::String(cur.trim().to_string()));
+                            cur.clear();
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    cur.push(c);
+                }
+                items.push(Value::String(cur.trim().to_string()));
+                Value::Array(items)
+            }
             "showMatchesPosition" | "showRankingScore" | "showRankingScoreDetails" | "retrieveVectors"
             | "showPerformanceDetails" => {
                 let code = match name.as_str() {
