@@ -351,9 +351,11 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
                 rank::leaves(v, k, &mut leaves);
                 for (path, vs) in leaves {
                     if path == attr {
+                        // Distinct values compare as facet values.
                         vals.extend(vs.iter().map(|v| match v {
-                            Value::String(s) => text::normalize(s),
-                            other => other.to_string(),
+                            Value::String(s) => format!("s{}", s.trim().to_lowercase()),
+                            Value::Number(n) => format!("n{}", n.as_f64().unwrap_or(0.0)),
+                            other => format!("o{other}"),
                         }));
                     }
                 }
