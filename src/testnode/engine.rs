@@ -954,6 +954,36 @@ mod tests {
         assert_eq!(v["hits"][0]["_rankingScoreDetails"]["exactness"]["matchType"], "noExactMatch");
     }
 
+    /// milli's own `exactness_simple_ordered` case: the rule alone implies `words` before it.
+    #[test]
+    fn exactness_simple_ordered_as_milli() {
+        let texts = [
+            "", "the", "the quick", "the quick brown", "the quick brown fox", "the quick brown fox jumps",
+            "the quick brown fox jumps over", "the quick brown fox jumps over the",
+            "the quick brown fox jumps over the lazy", "the quick brown fox jumps over the lazy dog",
+        ];
+        let docs: Vec<Map<String, Value>> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| json!({"id": i, "text": t}).as_object().unwrap().clone())
+            .collect();
+        let settings = json!({"searchableAttributes": ["text"], "rankingRules": ["exactness"]});
+        let index = IndexSnapshot { uid: "t", primary_key: Some("id"), settings: &settings, documents: docs.iter().collect() };
+        let q = parse_search_query(&json!({"q": "the quick brown fox jumps over the lazy dog", "showRankingScoreDetails": true}), false).unwrap();
+        let v = search(&index, &q).unwrap();
+        assert_eq!(ids(&v), [9, 8, 7, 6, 5, 4, 3, 2, 1]);
+        let details = |i: usize| v["hits"][i]["_rankingScoreDetails"].clone();
+        assert_eq!(details(0)["words"], json!({"order": 0, "matchingWords": 9, "maxMatchingWords": 9, "score": 1.0}));
+        assert_eq!(details(0)["exactness"]["matchType"], "exactMatch");
+        // "…jumps over" holds the 7 first query words ("the" twice) but not in place.
+        assert_eq!(details(3)["words"]["matchingWords"], 7);
+        assert_eq!(
+            details(3)["exactness"],
+            json!({"order": 1, "matchType": "noExactMatch", "matchingWords": 7, "maxMatchingWords": 7, "score": 0.3333333333333333})
+        );
+        assert_eq!(details(2)["exactness"]["matchType"], "exactMatch");
+    }
+
     #[test]
     fn pagination_modes() {
         let v = run(json!({"q": "", "page": 2, "hitsPerPage": 3})).unwrap();
