@@ -249,6 +249,9 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
     if p.semantic {
         return Err(ApiError::not_implemented("Hybrid and vector search in the test node"));
     }
+    if let Some(what) = p.unsupported {
+        return Err(ApiError::not_implemented(what));
+    }
     let s = settings::EngineSettings::from_value(index.settings);
     let sort = parse_sort(p.sort.as_deref().unwrap_or(&[]), &s, index.uid)?;
     if let Some(on) = &p.attributes_to_search_on {

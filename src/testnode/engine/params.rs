@@ -89,6 +89,9 @@ pub struct Params {
     pub semantic: bool,
     /// `retrieveVectors`: without it, `_vectors` is left out of hits.
     pub retrieve_vectors: bool,
+    /// A parameter asking for something the engine lacks (`showPerformanceDetails`,
+    /// `personalize`, `useNetwork`): searching answers 501.
+    pub unsupported: Option<&'static str>,
 }
 
 /// deserr's description of a JSON value's kind.
@@ -281,6 +284,15 @@ impl Params {
                 .unwrap_or(false),
             semantic,
             retrieve_vectors: r.bool("retrieveVectors", Code::InvalidSearchRetrieveVectors)?.unwrap_or(false),
+            unsupported: if r.get("showPerformanceDetails").is_some_and(|v| v != &Value::Bool(false)) {
+                Some("`showPerformanceDetails` in the test node")
+            } else if r.get("personalize").is_some() {
+                Some("`personalize` in the test node")
+            } else if r.get("useNetwork").is_some_and(|v| v != &Value::Bool(false)) {
+                Some("`useNetwork` in the test node")
+            } else {
+                None
+            },
         })
     }
 }
