@@ -257,7 +257,7 @@ fn best_interval(matches: &[Match], crop_size: usize) -> (usize, usize) {
     };
     let mut first = 0;
     for (i, m) in matches.iter().enumerate() {
-        if m.last - matches[first].token >= crop_size {
+        if m.last.saturating_sub(matches[first].token) >= crop_size {
             if i != 0 {
                 consider(first, i - 1);
             }
