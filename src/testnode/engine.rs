@@ -988,6 +988,26 @@ mod tests {
     }
 
     #[test]
+    fn odd_queries_do_not_break_the_engine() {
+        let queries = [
+            "", " ", "-", "\"", "\"\"", "- moon", "-\"blue", "moon\"", "b", "blue moon fly me to the sky river jazz pop x y z",
+            "m", "moonriver", "bleu", "skiez", "Fly. Me! to?", "1934", "\"the moon\" \"blue\"", "é", "🌙 moon",
+        ];
+        for q in queries {
+            for crop in [0, 1, 2, 5] {
+                let body = json!({"q": q, "attributesToHighlight": ["*"], "attributesToCrop": ["title"], "cropLength": crop,
+                                  "showMatchesPosition": true, "showRankingScore": true, "showRankingScoreDetails": true,
+                                  "facets": ["*"], "sort": ["year:asc"], "matchingStrategy": "frequency"});
+                let v = run(body).unwrap_or_else(|e| panic!("{q:?}: {e}"));
+                for h in v["hits"].as_array().unwrap() {
+                    let score = h["_rankingScore"].as_f64().unwrap();
+                    assert!((0.0..=1.0).contains(&score), "{q:?}: score {score}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn pagination_modes() {
         let v = run(json!({"q": "", "page": 2, "hitsPerPage": 3})).unwrap();
         assert_eq!(ids(&v), [4]);
