@@ -7,10 +7,12 @@
 //! filter language), and passes the surviving documents, in internal-id (insertion) order,
 //! in an [`IndexSnapshot`].
 //!
-//! Ranking follows milli's bucket sort (see [`rank`]); ties keep insertion order, as in
-//! Meilisearch. Not implemented: hybrid/vector search (501), phrases (`"..."` is searched as
-//! plain words), synonyms, stop words, n-grams and split words, sorting federated results by
-//! `sort` values (federated hits merge by weighted ranking score only).
+//! Ranking follows milli's bucket sort, evaluated document by document (see `rank`): every
+//! rule's `Rank { rank, max_rank }` and the global `_rankingScore` are milli's; ties keep
+//! insertion order, as in Meilisearch. Exact as long as no document matches through what is
+//! not implemented: n-grams and split words (`sun flower` ↔ `sunflower`), multi-word
+//! synonyms, non-Latin segmentation (CJK, …), custom separators and dictionary. Hybrid and
+//! vector search, `showPerformanceDetails`, `personalize`, `useNetwork` answer 501.
 
 mod facets;
 mod format;
