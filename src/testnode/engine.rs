@@ -287,10 +287,12 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
     let q_text = p.q.as_deref().unwrap_or("");
     let parsed = rank::parse_query(q_text, &s);
     let terms = parsed.terms;
+    // A placeholder search without negations reads no text.
+    let reads_text = !terms.is_empty() || !parsed.negative_words.is_empty() || !parsed.negative_phrases.is_empty();
     let mut fields: Vec<Vec<rank::FieldWords>> = index
         .documents
         .iter()
-        .map(|d| rank::analyze(d, &s, p.attributes_to_search_on.as_deref()))
+        .map(|d| if reads_text { rank::analyze(d, &s, p.attributes_to_search_on.as_deref()) } else { Vec::new() })
         .collect();
     // Documents holding a negated word are out.
     let excluded: Vec<bool> = fields

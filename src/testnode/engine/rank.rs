@@ -585,8 +585,8 @@ pub fn geo_distance(a: [f64; 2], b: [f64; 2]) -> f64 {
     2.0 * EARTH_RADIUS * h.sqrt().asin()
 }
 
-/// Matches of (term, word) already computed.
-pub type Memo = std::collections::HashMap<(usize, String), Option<(u8, usize)>>;
+/// Matches already computed: word → per term.
+pub type Memo = std::collections::HashMap<String, std::rc::Rc<[Option<(u8, usize)>]>>;
 
 /// Context of one search shared by all documents.
 pub struct Query<'a> {
@@ -605,12 +605,17 @@ pub struct Query<'a> {
 impl Query<'_> {
     /// [`Term::matches`] for term `t`, memoized.
     pub fn matches(&self, t: usize, word: &str) -> Option<(u8, usize)> {
-        if let Some(m) = self.memo.borrow().get(&(t, word.to_string())) {
-            return *m;
+        self.matches_all(word)[t]
+    }
+
+    /// [`Term::matches`] of every term, memoized.
+    pub fn matches_all(&self, word: &str) -> std::rc::Rc<[Option<(u8, usize)>]> {
+        if let Some(ms) = self.memo.borrow().get(word) {
+            return ms.clone();
         }
-        let m = self.terms[t].matches(word);
-        self.memo.borrow_mut().insert((t, word.to_string()), m);
-        m
+        let ms: std::rc::Rc<[Option<(u8, usize)>]> = self.terms.iter().map(|term| term.matches(word)).collect();
+        self.memo.borrow_mut().insert(word.to_string(), ms.clone());
+        ms
     }
 }
 
@@ -630,12 +635,13 @@ pub fn evaluate(q: &Query<'_>, doc: &Map<String, Value>, fields: &[FieldWords]) 
                 }
             }
             for (w, pos) in &f.words {
+                let matched = q.matches_all(w);
                 for (ti, t) in q.terms.iter().enumerate() {
                     if t.phrase.is_some() {
                         continue;
                     }
                     let m = if f.typos_allowed {
-                        q.matches(ti, w)
+                        matched[ti]
                     } else if w == &t.word || (t.prefix && w.starts_with(&t.word)) {
                         Some((0, 0))
                     } else {
