@@ -14,6 +14,7 @@
 //! synonyms, non-Latin segmentation (CJK, …), custom separators and dictionary. Hybrid and
 //! vector search, `showPerformanceDetails`, `personalize`, `useNetwork` answer 501.
 
+mod cache;
 mod facets;
 mod format;
 mod params;
@@ -289,10 +290,18 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
     let terms = parsed.terms;
     // A placeholder search without negations reads no text.
     let reads_text = !terms.is_empty() || !parsed.negative_words.is_empty() || !parsed.negative_phrases.is_empty();
-    let mut fields: Vec<Vec<rank::FieldWords>> = index
+    let search_on = p.attributes_to_search_on.as_deref();
+    let settings_key = cache::settings_key(&s, search_on);
+    let fields: Vec<std::sync::Arc<Vec<rank::FieldWords>>> = index
         .documents
         .iter()
-        .map(|d| if reads_text { rank::analyze(d, &s, p.attributes_to_search_on.as_deref()) } else { Vec::new() })
+        .map(|d| {
+            if reads_text {
+                cache::analyze(d, settings_key, || rank::analyze(d, &s, search_on))
+            } else {
+                Default::default()
+            }
+        })
         .collect();
     // Documents holding a negated word are out.
     let excluded: Vec<bool> = fields
@@ -304,11 +313,6 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
             })
         })
         .collect();
-    for (fs, out) in fields.iter_mut().zip(&excluded) {
-        if *out {
-            fs.clear();
-        }
-    }
     let rules = rank::rules(&s, &sort, p.matching_strategy);
     let mut q = rank::Query {
         terms: &terms,
