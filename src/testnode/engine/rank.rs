@@ -586,7 +586,7 @@ pub fn geo_distance(a: [f64; 2], b: [f64; 2]) -> f64 {
 }
 
 /// Matches already computed: word → per term.
-pub type Memo = std::collections::HashMap<String, std::rc::Rc<[Option<(u8, usize)>]>, xxhash_rust::xxh3::Xxh3DefaultBuilder>;
+pub type Memo = std::collections::HashMap<String, std::rc::Rc<[Option<(u8, usize)>]>>;
 
 /// Context of one search shared by all documents.
 pub struct Query<'a> {
