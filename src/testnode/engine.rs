@@ -7,11 +7,14 @@
 //! filter language), and passes the surviving documents, in internal-id (insertion) order,
 //! in an [`IndexSnapshot`].
 //!
-//! Ranking follows milli's bucket sort (see [`rank`]); ties keep insertion order, as in
-//! Meilisearch. Not implemented: hybrid/vector search (501), phrases (`"..."` is searched as
-//! plain words), synonyms, stop words, n-grams and split words, sorting federated results by
-//! `sort` values (federated hits merge by weighted ranking score only).
+//! Ranking follows milli's bucket sort, evaluated document by document (see `rank`): every
+//! rule's `Rank { rank, max_rank }` and the global `_rankingScore` are milli's; ties keep
+//! insertion order, as in Meilisearch. Exact as long as no document matches through what is
+//! not implemented: n-grams and split words (`sun flower` ↔ `sunflower`), multi-word
+//! synonyms, non-Latin segmentation (CJK, …), custom separators and dictionary. Hybrid and
+//! vector search, `showPerformanceDetails`, `personalize`, `useNetwork` answer 501.
 
+mod cache;
 mod facets;
 mod format;
 mod params;
@@ -249,6 +252,9 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
     if p.semantic {
         return Err(ApiError::not_implemented("Hybrid and vector search in the test node"));
     }
+    if let Some(what) = p.unsupported {
+        return Err(ApiError::not_implemented(what));
+    }
     let s = settings::EngineSettings::from_value(index.settings);
     let sort = parse_sort(p.sort.as_deref().unwrap_or(&[]), &s, index.uid)?;
     if let Some(on) = &p.attributes_to_search_on {
@@ -280,23 +286,33 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
     }
 
     let q_text = p.q.as_deref().unwrap_or("");
-    let terms = rank::query_terms(q_text, &s);
-    let negatives = rank::negative_words(q_text);
-    let mut fields: Vec<Vec<rank::FieldWords>> = index
+    let parsed = rank::parse_query(q_text, &s);
+    let terms = parsed.terms;
+    // A placeholder search without negations reads no text.
+    let reads_text = !terms.is_empty() || !parsed.negative_words.is_empty() || !parsed.negative_phrases.is_empty();
+    let search_on = p.attributes_to_search_on.as_deref();
+    let settings_key = cache::settings_key(&s, search_on);
+    let fields: Vec<std::sync::Arc<Vec<rank::FieldWords>>> = index
         .documents
         .iter()
-        .map(|d| rank::analyze(d, &s, p.attributes_to_search_on.as_deref()))
+        .map(|d| {
+            if reads_text {
+                cache::analyze(d, settings_key, || rank::analyze(d, &s, search_on))
+            } else {
+                Default::default()
+            }
+        })
         .collect();
     // Documents holding a negated word are out.
     let excluded: Vec<bool> = fields
         .iter()
-        .map(|fs| fs.iter().any(|f| f.words.iter().any(|(w, _)| negatives.contains(w))))
+        .map(|fs| {
+            fs.iter().any(|f| {
+                f.words.iter().any(|(w, _)| parsed.negative_words.contains(w))
+                    || parsed.negative_phrases.iter().any(|p| !rank::phrase_positions(&f.words, p).is_empty())
+            })
+        })
         .collect();
-    for (fs, out) in fields.iter_mut().zip(&excluded) {
-        if *out {
-            fs.clear();
-        }
-    }
     let rules = rank::rules(&s, &sort, p.matching_strategy);
     let mut q = rank::Query {
         terms: &terms,
@@ -346,9 +362,11 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
                 rank::leaves(v, k, &mut leaves);
                 for (path, vs) in leaves {
                     if path == attr {
+                        // Distinct values compare as facet values.
                         vals.extend(vs.iter().map(|v| match v {
-                            Value::String(s) => text::normalize(s),
-                            other => other.to_string(),
+                            Value::String(s) => format!("s{}", s.trim().to_lowercase()),
+                            Value::Number(n) => format!("n{}", n.as_f64().unwrap_or(0.0)),
+                            other => format!("o{other}"),
                         }));
                     }
                 }
@@ -932,6 +950,84 @@ mod tests {
     }
 
     #[test]
+    fn phrases_match_words_in_sequence() {
+        let v = run(json!({"q": "\"blue moon\"", "attributesToHighlight": ["title"]})).unwrap();
+        assert_eq!(ids(&v), [1]);
+        assert_eq!(v["hits"][0]["_formatted"]["title"], "<em>Blue Moon</em>");
+        assert_eq!(ids(&run(json!({"q": "\"moon blue\""})).unwrap()), Vec::<u64>::new());
+        // Negated phrase.
+        assert_eq!(ids(&run(json!({"q": "moon -\"blue moon\""})).unwrap()), [2, 3]);
+        // Phrase words count as matched words; phrases are never dropped.
+        let v = run(json!({"q": "\"fly me\" moon", "showRankingScoreDetails": true})).unwrap();
+        assert_eq!(ids(&v), [3]);
+        assert_eq!(v["hits"][0]["_rankingScoreDetails"]["words"]["maxMatchingWords"], 3);
+        assert_eq!(v["hits"][0]["_rankingScoreDetails"]["words"]["matchingWords"], 3);
+    }
+
+    #[test]
+    fn single_word_synonyms_match_without_typos() {
+        let docs = docs();
+        let mut settings = settings();
+        settings["synonyms"] = json!({"lune": ["moon"]});
+        let index = IndexSnapshot { uid: "songs", primary_key: Some("id"), settings: &settings, documents: docs.iter().collect() };
+        let q = parse_search_query(&json!({"q": "lune ", "showRankingScoreDetails": true}), false).unwrap();
+        let v = search(&index, &q).unwrap();
+        assert_eq!(ids(&v), [2, 1, 3]);
+        // A synonym is no exact match of the query word.
+        assert_eq!(v["hits"][0]["_rankingScoreDetails"]["exactness"]["matchType"], "noExactMatch");
+    }
+
+    /// milli's own `exactness_simple_ordered` case: the rule alone implies `words` before it.
+    #[test]
+    fn exactness_simple_ordered_as_milli() {
+        let texts = [
+            "", "the", "the quick", "the quick brown", "the quick brown fox", "the quick brown fox jumps",
+            "the quick brown fox jumps over", "the quick brown fox jumps over the",
+            "the quick brown fox jumps over the lazy", "the quick brown fox jumps over the lazy dog",
+        ];
+        let docs: Vec<Map<String, Value>> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| json!({"id": i, "text": t}).as_object().unwrap().clone())
+            .collect();
+        let settings = json!({"searchableAttributes": ["text"], "rankingRules": ["exactness"]});
+        let index = IndexSnapshot { uid: "t", primary_key: Some("id"), settings: &settings, documents: docs.iter().collect() };
+        let q = parse_search_query(&json!({"q": "the quick brown fox jumps over the lazy dog", "showRankingScoreDetails": true}), false).unwrap();
+        let v = search(&index, &q).unwrap();
+        assert_eq!(ids(&v), [9, 8, 7, 6, 5, 4, 3, 2, 1]);
+        let details = |i: usize| v["hits"][i]["_rankingScoreDetails"].clone();
+        assert_eq!(details(0)["words"], json!({"order": 0, "matchingWords": 9, "maxMatchingWords": 9, "score": 1.0}));
+        assert_eq!(details(0)["exactness"]["matchType"], "exactMatch");
+        // "…jumps over" holds the 7 first query words ("the" twice) but not in place.
+        assert_eq!(details(3)["words"]["matchingWords"], 7);
+        assert_eq!(
+            details(3)["exactness"],
+            json!({"order": 1, "matchType": "noExactMatch", "matchingWords": 7, "maxMatchingWords": 7, "score": 0.3333333333333333})
+        );
+        assert_eq!(details(2)["exactness"]["matchType"], "exactMatch");
+    }
+
+    #[test]
+    fn odd_queries_do_not_break_the_engine() {
+        let queries = [
+            "", " ", "-", "\"", "\"\"", "- moon", "-\"blue", "moon\"", "b", "blue moon fly me to the sky river jazz pop x y z",
+            "m", "moonriver", "bleu", "skiez", "Fly. Me! to?", "1934", "\"the moon\" \"blue\"", "é", "🌙 moon",
+        ];
+        for q in queries {
+            for crop in [0, 1, 2, 5] {
+                let body = json!({"q": q, "attributesToHighlight": ["*"], "attributesToCrop": ["title"], "cropLength": crop,
+                                  "showMatchesPosition": true, "showRankingScore": true, "showRankingScoreDetails": true,
+                                  "facets": ["*"], "sort": ["year:asc"], "matchingStrategy": "frequency"});
+                let v = run(body).unwrap_or_else(|e| panic!("{q:?}: {e}"));
+                for h in v["hits"].as_array().unwrap() {
+                    let score = h["_rankingScore"].as_f64().unwrap();
+                    assert!((0.0..=1.0).contains(&score), "{q:?}: score {score}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn pagination_modes() {
         let v = run(json!({"q": "", "page": 2, "hitsPerPage": 3})).unwrap();
         assert_eq!(ids(&v), [4]);
@@ -953,6 +1049,8 @@ mod tests {
         assert!(e.body()["message"].as_str().unwrap().starts_with("Unknown field `nope` inside `.queries[2]`: expected one of `indexUid`, `q`"));
         let e = parse_search_params(&[("limit".into(), "-1".into())]).unwrap_err();
         assert_eq!(e.code_name(), "invalid_search_limit");
+        let q = parse_search_params(&[("sort".into(), "_geoPoint(1.5, 2):asc,year:desc".into())]).unwrap();
+        assert_eq!(q.raw["sort"], json!(["_geoPoint(1.5, 2):asc", "year:desc"]));
     }
 
     #[test]

@@ -53,10 +53,12 @@ pub fn select(doc: &Map<String, Value>, settings: &EngineSettings, retrieve: Opt
     })
 }
 
-/// A match of a query term in a string: byte range and highlighted byte length.
+/// A match of a query term in a string: its first and last word, its byte start and its
+/// highlighted byte length.
 #[derive(Debug, Clone, Copy)]
 struct Match {
     token: usize,
+    last: usize,
     start: usize,
     len: usize,
     term: usize,
@@ -65,7 +67,21 @@ struct Match {
 fn matches_in(text: &str, terms: &[Term]) -> (Vec<super::text::Token>, Vec<Match>) {
     let tokens = tokenize(text);
     let mut out = Vec::new();
-    for (i, t) in tokens.iter().enumerate() {
+    let mut i = 0;
+    'tokens: while i < tokens.len() {
+        // A phrase matches its words in sequence and is highlighted as a whole.
+        for (ti, term) in terms.iter().enumerate() {
+            let Some(phrase) = &term.phrase else { continue };
+            let fits = i + phrase.len() <= tokens.len()
+                && phrase.iter().enumerate().all(|(j, w)| w.as_ref().is_none_or(|w| *w == tokens[i + j].word));
+            if fits && !phrase.is_empty() {
+                let last = i + phrase.len() - 1;
+                out.push(Match { token: i, last, start: tokens[i].start, len: tokens[last].end - tokens[i].start, term: ti });
+                i = last + 1;
+                continue 'tokens;
+            }
+        }
+        let t = &tokens[i];
         // Longest match over the terms (a full word beats a prefix).
         let mut best: Option<Match> = None;
         for (ti, term) in terms.iter().enumerate() {
@@ -78,11 +94,12 @@ fn matches_in(text: &str, terms: &[Term]) -> (Vec<super::text::Token>, Vec<Match
                     original.char_indices().nth(chars).map(|(b, _)| b).unwrap_or(original.len())
                 };
                 if best.is_none_or(|b| len > b.len) {
-                    best = Some(Match { token: i, start: t.start, len, term: ti });
+                    best = Some(Match { token: i, last: i, start: t.start, len, term: ti });
                 }
             }
         }
         out.extend(best);
+        i += 1;
     }
     (tokens, out)
 }
@@ -184,7 +201,7 @@ fn format_text(s: &str, terms: &[Term], highlight: bool, crop: Option<usize>, op
     let mut cursor = from;
     if highlight {
         for m in &matches {
-            let (m_start, m_end) = (tokens[m.token].start, tokens[m.token].end);
+            let (m_start, m_end) = (tokens[m.token].start, tokens[m.last].end);
             if m_end < from || m_start > to {
                 continue;
             }
@@ -221,7 +238,10 @@ fn best_interval(matches: &[Match], crop_size: usize) -> (usize, usize) {
             if w[1].term > w[0].term {
                 order += 1;
             }
-            dist -= (w[1].token - w[0].token).min(7) as i32;
+            dist -= (w[1].token - w[0].last).min(7) as i32;
+            // A phrase counts as its words, in order and next to each other.
+            order += (w[0].last - w[0].token) as i32;
+            dist -= (w[0].last - w[0].token) as i32;
         }
         ids.sort_unstable();
         ids.dedup();
@@ -237,7 +257,7 @@ fn best_interval(matches: &[Match], crop_size: usize) -> (usize, usize) {
     };
     let mut first = 0;
     for (i, m) in matches.iter().enumerate() {
-        if m.token - matches[first].token >= crop_size {
+        if m.last.saturating_sub(matches[first].token) >= crop_size {
             if i != 0 {
                 consider(first, i - 1);
             }
@@ -247,7 +267,7 @@ fn best_interval(matches: &[Match], crop_size: usize) -> (usize, usize) {
                     first -= 1;
                     break;
                 }
-                if matches[first].token > m.token || m.token - matches[first].token < crop_size {
+                if matches[first].token > m.last || m.last - matches[first].token < crop_size {
                     break;
                 }
             }
@@ -268,7 +288,7 @@ fn crop_bounds(s: &str, words: &[super::text::Token], matches: &[Match], crop_si
         (crop_size, 0, 0)
     } else {
         let (f, l) = best_interval(matches, crop_size);
-        let (first, last) = (matches[f].token, matches[l].token);
+        let (first, last) = (matches[f].token, matches[l].last);
         let size = last - first + 1;
         (crop_size.saturating_sub(size), word_piece[first], word_piece[last] + 1)
     };

@@ -89,6 +89,9 @@ pub struct Params {
     pub semantic: bool,
     /// `retrieveVectors`: without it, `_vectors` is left out of hits.
     pub retrieve_vectors: bool,
+    /// A parameter asking for something the engine lacks (`showPerformanceDetails`,
+    /// `personalize`, `useNetwork`): searching answers 501.
+    pub unsupported: Option<&'static str>,
 }
 
 /// deserr's description of a JSON value's kind.
@@ -281,6 +284,15 @@ impl Params {
                 .unwrap_or(false),
             semantic,
             retrieve_vectors: r.bool("retrieveVectors", Code::InvalidSearchRetrieveVectors)?.unwrap_or(false),
+            unsupported: if r.get("showPerformanceDetails").is_some_and(|v| v != &Value::Bool(false)) {
+                Some("`showPerformanceDetails` in the test node")
+            } else if r.get("personalize").is_some() {
+                Some("`personalize` in the test node")
+            } else if r.get("useNetwork").is_some_and(|v| v != &Value::Bool(false)) {
+                Some("`useNetwork` in the test node")
+            } else {
+                None
+            },
         })
     }
 }
@@ -307,8 +319,28 @@ pub fn params_to_object(params: &[(String, String)]) -> ApiResult<Map<String, Va
                 let n: u64 = raw.parse().map_err(|_| parse_err("a positive integer", code))?;
                 Value::from(n)
             }
-            "attributesToRetrieve" | "attributesToCrop" | "attributesToHighlight" | "facets" | "sort"
+            "attributesToRetrieve" | "attributesToCrop" | "attributesToHighlight" | "facets"
             | "attributesToSearchOn" | "locales" => list(),
+            // `_geoPoint(lat, lng):asc` holds a comma: split outside parentheses only.
+            "sort" => {
+                let mut items = Vec::new();
+                let (mut depth, mut cur) = (0i32, String::new());
+                for c in raw.chars() {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        ',' if depth == 0 => {
+                            items.push(Value::String(cur.trim().to_string()));
+                            cur.clear();
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    cur.push(c);
+                }
+                items.push(Value::String(cur.trim().to_string()));
+                Value::Array(items)
+            }
             "showMatchesPosition" | "showRankingScore" | "showRankingScoreDetails" | "retrieveVectors"
             | "showPerformanceDetails" => {
                 let code = match name.as_str() {

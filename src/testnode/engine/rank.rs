@@ -32,14 +32,26 @@ pub struct Term {
     pub max_typos: u8,
     /// Position in the query (a hard separator counts as 8 positions, like in documents).
     pub pos: u16,
+    /// Last position (a phrase spans several).
+    pub end: u16,
+    /// A quoted phrase: its words, `None` for stop words. Phrases match exactly, in order.
+    pub phrase: Option<Vec<Option<String>>>,
+    /// Single-word synonyms: they match like the word itself, without typos.
+    pub synonyms: Vec<String>,
 }
 
 impl Term {
     /// Number of typos with which `word` matches this term and the matched length in chars
     /// (a prefix match covers only the term's length).
     pub fn matches(&self, word: &str) -> Option<(u8, usize)> {
+        if self.phrase.is_some() {
+            return None;
+        }
         if word == self.word {
             return Some((0, self.chars.len()));
+        }
+        if self.synonyms.iter().any(|s| s == word) {
+            return Some((0, word.chars().count()));
         }
         if self.prefix && word.starts_with(&self.word) {
             return Some((0, self.chars.len()));
@@ -63,7 +75,16 @@ impl Term {
     /// milli's `max_typo_cost`: a term without typos can still be split in two words,
     /// which costs one typo.
     fn max_typo_cost(&self) -> u32 {
-        (self.max_typos as u32).max(1)
+        if self.phrase.is_some() {
+            0
+        } else {
+            (self.max_typos as u32).max(1)
+        }
+    }
+
+    /// Words of a phrase in it (stop words excepted).
+    pub fn phrase_words(&self) -> impl Iterator<Item = &str> {
+        self.phrase.iter().flatten().flatten().map(String::as_str)
     }
 }
 
@@ -77,21 +98,89 @@ fn negated(q: &str, start: usize) -> bool {
     }
 }
 
-/// Builds the query terms of `q`: at most 10 words, without negated words, and without stop
-/// words unless last (positions still count them).
-pub fn query_terms(q: &str, settings: &EngineSettings) -> Vec<Term> {
+/// A parsed `q`.
+#[derive(Debug, Clone, Default)]
+pub struct ParsedQuery {
+    pub terms: Vec<Term>,
+    /// `-word`: documents holding the word are excluded.
+    pub negative_words: Vec<String>,
+    /// `-"a phrase"`: documents holding the phrase are excluded.
+    pub negative_phrases: Vec<Vec<Option<String>>>,
+}
+
+/// Parses `q` as milli does: at most 10 terms; `"quoted words"` make a phrase (an unclosed
+/// quote runs to the end); `-word` and `-"phrase"` after whitespace are negations; stop
+/// words are dropped unless last (positions still count them); the last word is a prefix
+/// unless something follows it.
+pub fn parse_query(q: &str, settings: &EngineSettings) -> ParsedQuery {
     let tokens = tokenize(q);
     let positions = text::positions(&tokens, 0);
-    // The last word is a prefix unless something (a separator) follows it.
     let ends_with_word = q.chars().last().is_some_and(|c| c.is_alphanumeric());
     let count = tokens.len();
-    let mut terms = Vec::new();
-    for (i, (t, pos)) in tokens.into_iter().zip(positions).enumerate() {
-        if terms.len() >= MAX_QUERY_WORDS {
-            break;
+    let mut out = ParsedQuery::default();
+    // An open phrase: words, start, end, negated.
+    let mut phrase: Option<(Vec<Option<String>>, u16, u16, bool)> = None;
+    let close = |phrase: (Vec<Option<String>>, u16, u16, bool), out: &mut ParsedQuery| {
+        let (words, start, end, negative) = phrase;
+        if words.iter().all(Option::is_none) {
+            return;
         }
+        if negative {
+            out.negative_phrases.push(words);
+        } else if out.terms.len() < MAX_QUERY_WORDS {
+            out.terms.push(Term {
+                word: words.iter().flatten().cloned().collect::<Vec<_>>().join(" "),
+                chars: Vec::new(),
+                prefix: false,
+                max_typos: 0,
+                pos: start,
+                end,
+                phrase: Some(words),
+                synonyms: Vec::new(),
+            });
+        }
+    };
+    // Quotes in the separators before a word (or at the end) close and open phrases.
+    let separators = |phrase: &mut Option<(Vec<Option<String>>, u16, u16, bool)>, out: &mut ParsedQuery, sep: &str| {
+        let mut quotes = sep.matches('"').count();
+        if quotes == 0 {
+            return;
+        }
+        if let Some(p) = phrase.take() {
+            close(p, out);
+            quotes -= 1;
+        }
+        if quotes % 2 == 1 {
+            // `-"` after whitespace negates the phrase.
+            let before_quote = &sep[..sep.rfind('"').unwrap_or(0)];
+            let negative = before_quote.ends_with('-') && {
+                let rest = &before_quote[..before_quote.len() - 1];
+                rest.chars().last().is_none_or(char::is_whitespace)
+            };
+            *phrase = Some((Vec::new(), u16::MAX, u16::MAX, negative));
+        }
+    };
+    let mut prev_end = 0;
+    for (i, (t, pos)) in tokens.into_iter().zip(positions).enumerate() {
+        separators(&mut phrase, &mut out, &q[prev_end..t.start]);
+        prev_end = t.end;
         let last = i + 1 == count;
-        if negated(q, t.start) || (!last && settings.stop_words.contains(&t.word)) {
+        if let Some((words, start, end, _)) = &mut phrase {
+            if *start == u16::MAX {
+                *start = pos;
+            }
+            *end = pos;
+            words.push((!settings.stop_words.contains(&t.word)).then_some(t.word));
+            continue;
+        }
+        if out.terms.len() >= MAX_QUERY_WORDS {
+            continue;
+        }
+        if negated(q, t.start) {
+            out.negative_words.push(t.word);
+            continue;
+        }
+        if !last && settings.stop_words.contains(&t.word) {
             continue;
         }
         let chars: Vec<char> = t.word.chars().collect();
@@ -106,14 +195,49 @@ pub fn query_terms(q: &str, settings: &EngineSettings) -> Vec<Term> {
         } else {
             2
         };
-        terms.push(Term { word: t.word, chars, prefix: last && ends_with_word && settings.prefix_search, max_typos, pos });
+        let prefix = last && ends_with_word && settings.prefix_search;
+        // Synonyms of single words (multi-word synonyms are not supported).
+        let synonyms = settings
+            .synonyms
+            .iter()
+            .filter(|(k, _)| *k == t.word)
+            .flat_map(|(_, v)| v.iter().filter(|s| !s.contains(' ')).cloned())
+            .collect();
+        out.terms.push(Term { word: t.word, chars, prefix, max_typos, pos, end: pos, phrase: None, synonyms });
     }
-    terms
+    separators(&mut phrase, &mut out, &q[prev_end..]);
+    if let Some(p) = phrase.take() {
+        close(p, &mut out);
+    }
+    out
 }
 
-/// Negated words of `q` (`-word`): documents containing one exactly are excluded.
-pub fn negative_words(q: &str) -> Vec<String> {
-    tokenize(q).into_iter().filter(|t| negated(q, t.start)).map(|t| t.word).collect()
+/// The query terms of `q` (see [`parse_query`]).
+#[cfg(test)]
+pub fn query_terms(q: &str, settings: &EngineSettings) -> Vec<Term> {
+    parse_query(q, settings).terms
+}
+
+/// Start positions of `phrase` in a field's words.
+pub fn phrase_positions(words: &[(String, u16)], phrase: &[Option<String>]) -> Vec<u16> {
+    let Some((offset, first)) = phrase.iter().enumerate().find_map(|(i, w)| w.as_ref().map(|w| (i, w))) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (w, p) in words {
+        if w != first || (*p as usize) < offset {
+            continue;
+        }
+        let start = p - offset as u16;
+        let all = phrase.iter().enumerate().all(|(i, pw)| match pw {
+            None => true,
+            Some(pw) => words.iter().any(|(w2, p2)| w2 == pw && *p2 as usize == start as usize + i),
+        });
+        if all && !out.contains(&start) {
+            out.push(start);
+        }
+    }
+    out
 }
 
 /// One searchable field of a document: its weight and its words with their positions.
@@ -203,6 +327,8 @@ pub fn analyze(doc: &Map<String, Value>, settings: &EngineSettings, search_on: O
 struct Occ {
     field: usize,
     pos: u16,
+    /// Last position (of a phrase).
+    end: u16,
     typos: u8,
     exact: bool,
 }
@@ -318,9 +444,12 @@ pub fn removal_sets(terms: &[Term], strategy: Strategy, term_doc_counts: &[usize
     let n = terms.len();
     let all: Vec<usize> = (0..n).collect();
     // Removal groups, in removal order.
-    let groups: Vec<Vec<usize>> = match strategy {
+    // Phrases are never removed; the group removed last is kept unless a phrase is.
+    let removable: Vec<usize> = all.iter().copied().filter(|&t| terms[t].phrase.is_none()).collect();
+    let mandatory = removable.len() < n;
+    let mut groups: Vec<Vec<usize>> = match strategy {
         Strategy::All => Vec::new(),
-        Strategy::Last => (1..n).rev().map(|t| vec![t]).collect(),
+        Strategy::Last => removable.iter().rev().map(|&t| vec![t]).collect(),
         Strategy::Frequency => {
             // The most frequent terms go first (a term in no document counts as the most
             // frequent); terms of equal frequency go together.
@@ -328,7 +457,7 @@ pub fn removal_sets(terms: &[Term], strategy: Strategy, term_doc_counts: &[usize
                 0 => usize::MAX,
                 f => f,
             };
-            let mut order = all.clone();
+            let mut order = removable.clone();
             order.sort_by_key(|&t| std::cmp::Reverse(freq(t)));
             let mut groups: Vec<Vec<usize>> = Vec::new();
             for t in order {
@@ -337,10 +466,12 @@ pub fn removal_sets(terms: &[Term], strategy: Strategy, term_doc_counts: &[usize
                     _ => groups.push(vec![t]),
                 }
             }
-            groups.pop();
             groups
         }
     };
+    if !mandatory {
+        groups.pop();
+    }
     let mut sets = vec![(all.clone(), 0)];
     let mut kept = all;
     let mut cost = 0;
@@ -454,8 +585,8 @@ pub fn geo_distance(a: [f64; 2], b: [f64; 2]) -> f64 {
     2.0 * EARTH_RADIUS * h.sqrt().asin()
 }
 
-/// Matches of (term, word) already computed.
-pub type Memo = std::collections::HashMap<(usize, String), Option<(u8, usize)>>;
+/// Matches already computed: word → per term.
+pub type Memo = std::collections::HashMap<String, std::rc::Rc<[Option<(u8, usize)>]>>;
 
 /// Context of one search shared by all documents.
 pub struct Query<'a> {
@@ -474,12 +605,17 @@ pub struct Query<'a> {
 impl Query<'_> {
     /// [`Term::matches`] for term `t`, memoized.
     pub fn matches(&self, t: usize, word: &str) -> Option<(u8, usize)> {
-        if let Some(m) = self.memo.borrow().get(&(t, word.to_string())) {
-            return *m;
+        self.matches_all(word)[t]
+    }
+
+    /// [`Term::matches`] of every term, memoized.
+    pub fn matches_all(&self, word: &str) -> std::rc::Rc<[Option<(u8, usize)>]> {
+        if let Some(ms) = self.memo.borrow().get(word) {
+            return ms.clone();
         }
-        let m = self.terms[t].matches(word);
-        self.memo.borrow_mut().insert((t, word.to_string()), m);
-        m
+        let ms: std::rc::Rc<[Option<(u8, usize)>]> = self.terms.iter().map(|term| term.matches(word)).collect();
+        self.memo.borrow_mut().insert(word.to_string(), ms.clone());
+        ms
     }
 }
 
@@ -490,17 +626,29 @@ pub fn evaluate(q: &Query<'_>, doc: &Map<String, Value>, fields: &[FieldWords]) 
     let mut occs: Vec<Vec<Occ>> = vec![Vec::new(); q.terms.len()];
     if !placeholder {
         for (fi, f) in fields.iter().enumerate() {
+            for (ti, t) in q.terms.iter().enumerate() {
+                if let Some(phrase) = &t.phrase {
+                    let len = phrase.len().saturating_sub(1) as u16;
+                    for start in phrase_positions(&f.words, phrase) {
+                        occs[ti].push(Occ { field: fi, pos: start, end: start + len, typos: 0, exact: true });
+                    }
+                }
+            }
             for (w, pos) in &f.words {
+                let matched = q.matches_all(w);
                 for (ti, t) in q.terms.iter().enumerate() {
+                    if t.phrase.is_some() {
+                        continue;
+                    }
                     let m = if f.typos_allowed {
-                        q.matches(ti, w)
+                        matched[ti]
                     } else if w == &t.word || (t.prefix && w.starts_with(&t.word)) {
                         Some((0, 0))
                     } else {
                         None
                     };
                     if let Some((typos, _)) = m {
-                        occs[ti].push(Occ { field: fi, pos: *pos, typos, exact: w == &t.word });
+                        occs[ti].push(Occ { field: fi, pos: *pos, end: *pos, typos, exact: w == &t.word });
                     }
                 }
             }
@@ -564,7 +712,9 @@ pub fn evaluate(q: &Query<'_>, doc: &Map<String, Value>, fields: &[FieldWords]) 
             }
             _ if placeholder => {}
             Rule::Words => {
-                let max = 1 + q.removal_sets.last().map_or(0, |s| s.1);
+                // Words of phrases count as matched words.
+                let phrase_words = q.terms.iter().map(|t| t.phrase_words().count() as u32).sum::<u32>();
+                let max = 1 + phrase_words.saturating_sub(1) + q.removal_sets.last().map_or(0, |s| s.1);
                 outcomes.push(Outcome::Words { rank: max - removed, max });
             }
             Rule::Typo => {
@@ -577,7 +727,7 @@ pub fn evaluate(q: &Query<'_>, doc: &Map<String, Value>, fields: &[FieldWords]) 
                 let mut cost = 0;
                 for k in 1..kept.len() {
                     // Only terms adjacent in the query have a proximity condition.
-                    if kept[k - 1] + 1 != kept[k] || q.terms[kept[k - 1]].pos + 1 != q.terms[kept[k]].pos {
+                    if kept[k - 1] + 1 != kept[k] || q.terms[kept[k - 1]].end + 1 != q.terms[kept[k]].pos {
                         continue;
                     }
                     max += MAX_PROXIMITY;
@@ -586,15 +736,16 @@ pub fn evaluate(q: &Query<'_>, doc: &Map<String, Value>, fields: &[FieldWords]) 
                     let mut best = MAX_PROXIMITY;
                     for a in &left {
                         for b in &right {
-                            if a.field != b.field || a.pos == b.pos {
+                            // A phrase is near by its last word on the left, its first on the right.
+                            if a.field != b.field || a.end == b.pos {
                                 continue;
                             }
                             let prox = if q.proximity_by_attribute {
                                 1
-                            } else if a.pos < b.pos {
-                                (b.pos - a.pos) as u32
+                            } else if a.end < b.pos {
+                                (b.pos - a.end) as u32
                             } else {
-                                (a.pos - b.pos) as u32 + 1
+                                (a.end - b.pos) as u32 + 1
                             };
                             if prox <= MAX_PROXIMITY {
                                 best = best.min(prox - 1);
@@ -647,10 +798,13 @@ fn exact_attribute(terms: &[Term], kept: &[usize], typos: &[u8], occs: &[Vec<Occ
             return 1;
         }
     }
-    let count = exact_terms.len();
+    let count: usize = exact_terms.iter().map(|&t| (terms[t].end - terms[t].pos) as usize + 1).sum();
     let mut best = 1;
     for (fi, f) in fields.iter().enumerate() {
-        let all_in_field = exact_terms.iter().all(|&t| occs[t].iter().any(|o| o.exact && o.field == fi));
+        let all_in_field = exact_terms.iter().all(|&t| match &terms[t].phrase {
+            Some(_) => terms[t].phrase_words().all(|pw| f.words.iter().any(|(w, _)| w == pw)),
+            None => occs[t].iter().any(|o| o.exact && o.field == fi),
+        });
         if !all_in_field {
             continue;
         }
@@ -976,7 +1130,7 @@ mod tests {
         // Negated words are no terms; positions still count them.
         let t = query_terms("-blue moon", &s);
         assert_eq!((t.len(), t[0].word.as_str(), t[0].pos), (1, "moon", 1));
-        assert_eq!(negative_words("x-ray -blue"), ["blue"]);
+        assert_eq!(parse_query("x-ray -blue", &s).negative_words, ["blue"]);
     }
 
     #[test]

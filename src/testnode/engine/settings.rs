@@ -28,6 +28,8 @@ pub struct EngineSettings {
     pub prefix_search: bool,
     /// `proximityPrecision` is `byAttribute`: two words are close when in the same attribute.
     pub proximity_by_attribute: bool,
+    /// Single-word synonyms, normalized: word → its synonyms.
+    pub synonyms: Vec<(String, Vec<String>)>,
 }
 
 pub const DEFAULT_RANKING_RULES: &[&str] =
@@ -103,6 +105,18 @@ impl EngineSettings {
                 .collect(),
             prefix_search: s.get("prefixSearch").and_then(Value::as_str) != Some("disabled"),
             proximity_by_attribute: s.get("proximityPrecision").and_then(Value::as_str) == Some("byAttribute"),
+            synonyms: s
+                .get("synonyms")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| {
+                            let syns = strings(Some(v)).unwrap_or_default();
+                            (super::text::normalize(k), syns.iter().map(|w| super::text::normalize(w)).collect())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
