@@ -2,3 +2,7 @@
 
 pub mod crd;
 pub mod desired;
+pub mod leader;
+pub mod metrics;
+pub mod controller;
+pub mod mirror;
