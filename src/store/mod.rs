@@ -12,6 +12,21 @@ use time::OffsetDateTime;
 
 pub mod sqlite;
 pub mod redis;
+mod codec;
+
+/// Opens the configured backend (SQLite file or Redis), migrating/checking its schema.
+pub async fn open(cfg: &crate::config::TaskStoreConfig) -> StoreResult<std::sync::Arc<dyn TaskStore>> {
+    match cfg.backend {
+        crate::config::StoreBackend::Sqlite => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(&cfg.path).await?)),
+        crate::config::StoreBackend::Redis => {
+            let url = cfg
+                .url
+                .as_deref()
+                .ok_or_else(|| StoreError::Other("`task_store.url` is required for the redis backend".into()))?;
+            Ok(std::sync::Arc::new(redis::RedisStore::connect(url, &cfg.prefix).await?))
+        }
+    }
+}
 
 /// Meilisearch task statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,1 +1,692 @@
 //! Redis backend of the task store. Keyspace documented in `docs/redis-keyspace.md`.
+//!
+//! One key per row plus `_index:*` sorted sets/sets for list-wide reads: no request ever
+//! uses `SCAN`/`KEYS`. Every multi-key change is one Lua script or one `MULTI`, so a crash
+//! or a concurrent writer never sees a row without its index entries. Every call is
+//! bounded in time; when Redis cannot be reached it fails with [`StoreError::Unavailable`]
+//! and the connection manager reconnects by itself once Redis is back.
+//!
+//! Scripts build key names from the prefix, so this backend targets a single Redis primary
+//! (optionally with replicas/Sentinel), not Redis Cluster.
+
+use std::future::Future;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, RedisError, Script};
+use serde_json::Value;
+
+use super::codec::{decode_json, decode_task, encode_json, encode_task, ms_to_datetime, now_ms, ttl_ms, unix_ns_key};
+use super::{
+    Lease, MirrorTable, NewTask, StoreError, StoreResult, TaskFilter, TaskPage, TaskPaging, TaskRecord, TaskStore,
+    TtlKind,
+};
+
+/// Keyspace version this build writes and understands (`<prefix>schema_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Bound on establishing one TCP connection to Redis.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bound on one command's reply.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on a whole store call (connect + command), whatever the client library does.
+const CALL_TIMEOUT: Duration = Duration::from_millis(2500);
+/// Largest page the list script is asked for (keeps `limit + 1` an exact Lua number).
+const MAX_LIMIT: usize = 1 << 40;
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: never printed.
+        f.debug_struct("RedisStore").field("prefix", &self.prefix).finish()
+    }
+}
+
+fn is_unavailable(e: &RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        )
+}
+
+fn redis_err(e: RedisError) -> StoreError {
+    if is_unavailable(&e) {
+        StoreError::Unavailable(format!("redis: {e}"))
+    } else {
+        StoreError::Other(format!("redis: {e}"))
+    }
+}
+
+/// Escapes a key component that is followed by more components (`%` and `:`), so that
+/// `("a:b", "c")` and `("a", "b:c")` never share a key.
+fn enc(s: &str) -> String {
+    s.replace('%', "%25").replace(':', "%3A")
+}
+
+// ---- Lua scripts. ARGV[1] is always the key prefix.
+
+/// Shared helpers: add/remove a task's index entries.
+const TASK_INDEX_LUA: &str = r#"
+local function idx_add(p, uid, status, typ, iu, enq)
+  redis.call('ZADD', p .. '_index:tasks', uid, uid)
+  redis.call('ZADD', p .. '_index:tasks:status:' .. status, uid, uid)
+  redis.call('ZADD', p .. '_index:tasks:type:' .. typ, uid, uid)
+  if iu then redis.call('ZADD', p .. '_index:tasks:index_uid:' .. iu, uid, uid) end
+  redis.call('ZADD', p .. '_index:tasks:enqueued_at', 0, enq .. ':' .. uid)
+end
+local function idx_rem(p, uid, status, typ, iu, enq)
+  redis.call('ZREM', p .. '_index:tasks', uid)
+  redis.call('ZREM', p .. '_index:tasks:status:' .. status, uid)
+  redis.call('ZREM', p .. '_index:tasks:type:' .. typ, uid)
+  if iu then redis.call('ZREM', p .. '_index:tasks:index_uid:' .. iu, uid) end
+  redis.call('ZREM', p .. '_index:tasks:enqueued_at', enq .. ':' .. uid)
+end
+local function write_task(p, uid, body, status, typ, iu, enq)
+  local key = p .. 'task:' .. uid
+  redis.call('DEL', key)
+  if iu then
+    redis.call('HSET', key, 'body', body, 'status', status, 'type', typ, 'enq', enq, 'index_uid', iu)
+  else
+    redis.call('HSET', key, 'body', body, 'status', status, 'type', typ, 'enq', enq)
+  end
+  idx_add(p, uid, status, typ, iu, enq)
+end
+"#;
+
+/// ARGV: prefix, body, status, type, has_index_uid, index_uid, enq. Returns the new uid.
+static CREATE_TASK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{TASK_INDEX_LUA}
+local p = ARGV[1]
+local uid = string.format('%d', redis.call('INCR', p .. 'task_uid_seq') - 1)
+local iu = false
+if ARGV[5] == '1' then iu = ARGV[6] end
+write_task(p, uid, ARGV[2], ARGV[3], ARGV[4], iu, ARGV[7])
+return uid
+"#
+    ))
+});
+
+/// ARGV: prefix, uid, body, status, type, has_index_uid, index_uid, enq. Returns 1 if the task existed.
+static UPDATE_TASK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{TASK_INDEX_LUA}
+local p, uid = ARGV[1], ARGV[2]
+local old = redis.call('HMGET', p .. 'task:' .. uid, 'status', 'type', 'index_uid', 'enq')
+if not old[1] then return 0 end
+idx_rem(p, uid, old[1], old[2], old[3], old[4])
+local iu = false
+if ARGV[6] == '1' then iu = ARGV[7] end
+write_task(p, uid, ARGV[3], ARGV[4], ARGV[5], iu, ARGV[8])
+return 1
+"#
+    ))
+});
+
+/// ARGV: prefix, uid... Returns how many existed.
+static DELETE_TASKS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{TASK_INDEX_LUA}
+local p = ARGV[1]
+local n = 0
+for i = 2, #ARGV do
+  local uid = ARGV[i]
+  local key = p .. 'task:' .. uid
+  local old = redis.call('HMGET', key, 'status', 'type', 'index_uid', 'enq')
+  if old[1] then
+    idx_rem(p, uid, old[1], old[2], old[3], old[4])
+    redis.call('DEL', key)
+    n = n + 1
+  end
+end
+return n
+"#
+    ))
+});
+
+/// Filtered, paged task listing, atomically.
+/// ARGV: prefix, limit, from ('' = none), reverse ('1'/'0'), before ('' = none), after ('' = none),
+/// then four counted lists: uids, statuses, types, index_uids (each `n, v1..vn`).
+/// Returns {total, next ('' = none), uid1, body1, uid2, body2, ...}.
+static LIST_TASKS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local p = ARGV[1]
+local limit = tonumber(ARGV[2])
+local from = ARGV[3]
+local reverse = ARGV[4] == '1'
+local before, after = ARGV[5], ARGV[6]
+local i = 7
+local function list()
+  local n = tonumber(ARGV[i]); local out, set = {}, {}
+  for j = 1, n do
+    local v = ARGV[i + j]
+    if not set[v] then set[v] = true; out[#out + 1] = v end
+  end
+  i = i + n + 1
+  return out, set
+end
+local uids = list()
+local dims = {}
+for _, d in ipairs({{'status', 'status'}, {'type', 'type'}, {'index_uid', 'index_uid'}}) do
+  local vals, set = list()
+  if #vals > 0 then
+    local keys = {}
+    for _, v in ipairs(vals) do keys[#keys + 1] = p .. '_index:tasks:' .. d[2] .. ':' .. v end
+    dims[#dims + 1] = {field = d[1], set = set, keys = keys}
+  end
+end
+
+local total, page = 0, {}
+local src = nil
+if #uids == 0 and before == '' and after == '' then
+  if #dims == 0 then src = p .. '_index:tasks'
+  elseif #dims == 1 and #dims[1].keys == 1 then src = dims[1].keys[1] end
+end
+
+if src then
+  -- One sorted set answers the whole query.
+  total = redis.call('ZCARD', src)
+  if reverse then
+    local lo = '-inf'; if from ~= '' then lo = from end
+    page = redis.call('ZRANGEBYSCORE', src, lo, '+inf', 'LIMIT', 0, limit + 1)
+  else
+    local hi = '+inf'; if from ~= '' then hi = from end
+    page = redis.call('ZREVRANGEBYSCORE', src, hi, '-inf', 'LIMIT', 0, limit + 1)
+  end
+else
+  -- Candidates from the most selective source, then every filter checked on the row.
+  local cands = {}
+  if #uids > 0 then
+    cands = uids
+  elseif #dims > 0 then
+    local best, best_n = nil, -1
+    for _, d in ipairs(dims) do
+      local n = 0
+      for _, k in ipairs(d.keys) do n = n + redis.call('ZCARD', k) end
+      if best_n < 0 or n < best_n then best, best_n = d, n end
+    end
+    for _, k in ipairs(best.keys) do
+      for _, u in ipairs(redis.call('ZRANGE', k, 0, -1)) do cands[#cands + 1] = u end
+    end
+  else
+    local lo, hi = '-', '+'
+    if after ~= '' then lo = '(' .. after .. ':~' end
+    if before ~= '' then hi = '(' .. before end
+    for _, m in ipairs(redis.call('ZRANGEBYLEX', p .. '_index:tasks:enqueued_at', lo, hi)) do
+      cands[#cands + 1] = string.sub(m, string.find(m, ':', 1, true) + 1)
+    end
+  end
+  local matched, seen = {}, {}
+  for _, u in ipairs(cands) do
+    if not seen[u] then
+      seen[u] = true
+      local f = redis.call('HMGET', p .. 'task:' .. u, 'status', 'type', 'index_uid', 'enq')
+      local ok = f[1] ~= false
+      local vals = {status = f[1], type = f[2], index_uid = f[3]}
+      if ok then
+        for _, d in ipairs(dims) do
+          local v = vals[d.field]
+          if not v or not d.set[v] then ok = false; break end
+        end
+      end
+      if ok and before ~= '' and not (f[4] < before) then ok = false end
+      if ok and after ~= '' and not (f[4] > after) then ok = false end
+      if ok then matched[#matched + 1] = tonumber(u) end
+    end
+  end
+  if reverse then table.sort(matched) else table.sort(matched, function(a, b) return a > b end) end
+  total = #matched
+  local f = tonumber(from)
+  for _, u in ipairs(matched) do
+    if #page > limit then break end
+    if not f or (reverse and u >= f) or (not reverse and u <= f) then
+      page[#page + 1] = string.format('%d', u)
+    end
+  end
+end
+
+local out = {string.format('%d', total), ''}
+for j, u in ipairs(page) do
+  if j > limit then out[2] = u; break end
+  local body = redis.call('HGET', p .. 'task:' .. u, 'body')
+  if body then out[#out + 1] = u; out[#out + 1] = body end
+end
+return out
+"#,
+    )
+});
+
+/// KEYS: lease, lease index. ARGV: holder, ttl ms, name.
+static ACQUIRE_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('SADD', KEYS[2], ARGV[3])
+  return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"#,
+    )
+});
+
+/// KEYS: lease, lease index. ARGV: holder, name.
+static RELEASE_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[2])
+end
+return 0
+"#,
+    )
+});
+
+/// KEYS: lease. Returns {holder, pttl} or {}.
+static GET_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local h = redis.call('GET', KEYS[1])
+if not h then return {} end
+return {h, tostring(redis.call('PTTL', KEYS[1]))}
+"#,
+    )
+});
+
+/// KEYS: mirror index. ARGV: row key prefix. Returns {name1, spec1, ...} ordered by name.
+static LIST_MIRROR: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local out = {}
+for _, name in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local v = redis.call('GET', ARGV[1] .. name)
+  if v then out[#out + 1] = name; out[#out + 1] = v end
+end
+return out
+"#,
+    )
+});
+
+/// ARGV: lease key prefix, lease index, lease-name prefix of the cluster, cdc row prefix,
+/// cdc index, then pairs (mirror row prefix, mirror index) for every mirror table.
+static DELETE_CLUSTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local lease_prefix, lease_index, cluster_leases = ARGV[1], ARGV[2], ARGV[3]
+for _, name in ipairs(redis.call('SMEMBERS', lease_index)) do
+  if string.sub(name, 1, #cluster_leases) == cluster_leases then
+    redis.call('DEL', lease_prefix .. name)
+    redis.call('SREM', lease_index, name)
+  end
+end
+for _, name in ipairs(redis.call('SMEMBERS', ARGV[5])) do redis.call('DEL', ARGV[4] .. name) end
+redis.call('DEL', ARGV[5])
+for i = 6, #ARGV, 2 do
+  for _, name in ipairs(redis.call('ZRANGE', ARGV[i + 1], 0, -1)) do redis.call('DEL', ARGV[i] .. name) end
+  redis.call('DEL', ARGV[i + 1])
+end
+return 0
+"#,
+    )
+});
+
+/// KEYS: cursor, cdc index. ARGV: position (decimal u64), name. Returns the stored position.
+static ADVANCE_CDC: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local cur = redis.call('GET', KEYS[1])
+local function gt(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+if cur and not gt(ARGV[1], cur) then return cur end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+return ARGV[1]
+"#,
+    )
+});
+
+/// KEYS: schema version key. ARGV: this build's version. Returns the stored version.
+static CHECK_SCHEMA: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"#,
+    )
+});
+
+fn parse_u64(s: &str) -> StoreResult<u64> {
+    s.parse().map_err(|_| StoreError::Other(format!("redis returned a non-integer: {s:?}")))
+}
+
+impl RedisStore {
+    /// Connects to `url` with all keys under `prefix` (e.g. `miroir:`) and checks the keyspace
+    /// version. Fails with [`StoreError::Unavailable`] if Redis cannot be reached now; once
+    /// built, the store reconnects by itself.
+    pub async fn connect(url: &str, prefix: &str) -> StoreResult<RedisStore> {
+        let client = redis::Client::open(url).map_err(|e| StoreError::Other(format!("invalid redis url: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            // One attempt per (re)connection: a call must fail fast when Redis is down; the
+            // next call triggers the next attempt.
+            .set_number_of_retries(0);
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(redis_err)?;
+        let store = RedisStore { conn, prefix: prefix.to_string() };
+        let mut c = store.conn.clone();
+        let key = store.key("schema_version");
+        let found: String =
+            store.bounded(async move { CHECK_SCHEMA.key(key).arg(SCHEMA_VERSION).invoke_async(&mut c).await }).await?;
+        let found: i64 = found.parse().map_err(|_| StoreError::Other(format!("invalid schema version {found:?}")))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+        }
+        tracing::info!(prefix, version = found, "redis task store connected");
+        Ok(store)
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    fn lease_index(&self) -> String {
+        self.key("_index:leases")
+    }
+    fn lease_key(&self, name: &str) -> String {
+        self.key(&format!("lease:{name}"))
+    }
+    fn mirror_row_prefix(&self, table: MirrorTable, cluster: &str) -> String {
+        self.key(&format!("mirror:{}:{}:", table.name(), enc(cluster)))
+    }
+    fn mirror_index(&self, table: MirrorTable, cluster: &str) -> String {
+        self.key(&format!("_index:mirror:{}:{}", table.name(), enc(cluster)))
+    }
+    fn cdc_row_prefix(&self, cluster: &str) -> String {
+        self.key(&format!("cdc:{}:", enc(cluster)))
+    }
+    fn cdc_index(&self, cluster: &str) -> String {
+        self.key(&format!("_index:cdc:{}", enc(cluster)))
+    }
+    fn ttl_key(&self, kind: TtlKind, key: &str) -> String {
+        self.key(&format!("ttl:{}:{key}", kind.name()))
+    }
+
+    /// Runs one Redis round trip with the overall time bound.
+    async fn bounded<T>(&self, fut: impl Future<Output = redis::RedisResult<T>>) -> StoreResult<T> {
+        match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+            Ok(r) => r.map_err(redis_err),
+            Err(_) => Err(StoreError::Unavailable(format!("redis did not answer within {CALL_TIMEOUT:?}"))),
+        }
+    }
+
+    async fn list(&self, filter: &TaskFilter, limit: usize, from: Option<u64>, reverse: bool) -> StoreResult<TaskPage> {
+        let mut inv = LIST_TASKS.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(limit.min(MAX_LIMIT))
+            .arg(from.map(|f| f.to_string()).unwrap_or_default())
+            .arg(if reverse { "1" } else { "0" })
+            .arg(filter.before_enqueued_at.map(unix_ns_key).unwrap_or_default())
+            .arg(filter.after_enqueued_at.map(unix_ns_key).unwrap_or_default());
+        inv.arg(filter.uids.len());
+        for u in &filter.uids {
+            inv.arg(u.to_string());
+        }
+        inv.arg(filter.statuses.len());
+        for s in &filter.statuses {
+            inv.arg(s.as_str());
+        }
+        inv.arg(filter.types.len());
+        for t in &filter.types {
+            inv.arg(t);
+        }
+        inv.arg(filter.index_uids.len());
+        for i in &filter.index_uids {
+            inv.arg(i);
+        }
+        let mut c = self.conn.clone();
+        let out: Vec<String> = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        let mut it = out.into_iter();
+        let total = parse_u64(&it.next().unwrap_or_default())?;
+        let next = match it.next() {
+            Some(n) if !n.is_empty() => Some(parse_u64(&n)?),
+            _ => None,
+        };
+        let mut results = Vec::new();
+        while let (Some(uid), Some(body)) = (it.next(), it.next()) {
+            results.push(decode_task(parse_u64(&uid)?, &body)?);
+        }
+        Ok(TaskPage { results, total, next })
+    }
+}
+
+/// Script arguments describing a task row: body, status, type, has_index_uid, index_uid, enq.
+fn task_args(inv: &mut redis::ScriptInvocation<'_>, t: &TaskRecord) -> StoreResult<()> {
+    inv.arg(encode_task(t)?)
+        .arg(t.status.as_str())
+        .arg(&t.kind)
+        .arg(if t.index_uid.is_some() { "1" } else { "0" })
+        .arg(t.index_uid.as_deref().unwrap_or(""))
+        .arg(unix_ns_key(t.enqueued_at));
+    Ok(())
+}
+
+#[async_trait]
+impl TaskStore for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let mut c = self.conn.clone();
+        let _: String = self.bounded(async move { redis::cmd("PING").query_async(&mut c).await }).await?;
+        Ok(())
+    }
+
+    async fn create_task(&self, task: NewTask) -> StoreResult<TaskRecord> {
+        let mut record = TaskRecord {
+            uid: 0,
+            index_uid: task.index_uid,
+            kind: task.kind,
+            status: task.status,
+            enqueued_at: task.enqueued_at,
+            started_at: None,
+            finished_at: None,
+            details: task.details,
+            error: task.error,
+            canceled_by: None,
+            node_tasks: task.node_tasks,
+        };
+        let mut inv = CREATE_TASK.prepare_invoke();
+        inv.arg(&self.prefix);
+        task_args(&mut inv, &record)?;
+        let mut c = self.conn.clone();
+        let uid: String = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        record.uid = parse_u64(&uid)?;
+        Ok(record)
+    }
+
+    async fn get_task(&self, uid: u64) -> StoreResult<Option<TaskRecord>> {
+        let key = self.key(&format!("task:{uid}"));
+        let mut c = self.conn.clone();
+        let body: Option<String> = self.bounded(async move { c.hget(key, "body").await }).await?;
+        body.map(|b| decode_task(uid, &b)).transpose()
+    }
+
+    async fn update_task(&self, task: &TaskRecord) -> StoreResult<()> {
+        let mut inv = UPDATE_TASK.prepare_invoke();
+        inv.arg(&self.prefix).arg(task.uid.to_string());
+        task_args(&mut inv, task)?;
+        let mut c = self.conn.clone();
+        // 0 when the task does not exist: a deleted task is not brought back.
+        let _: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(())
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter, paging: &TaskPaging) -> StoreResult<TaskPage> {
+        self.list(filter, paging.limit, paging.from, paging.reverse).await
+    }
+
+    async fn find_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<TaskRecord>> {
+        Ok(self.list(filter, MAX_LIMIT, None, false).await?.results)
+    }
+
+    async fn delete_tasks(&self, uids: &[u64]) -> StoreResult<u64> {
+        if uids.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = DELETE_TASKS.prepare_invoke();
+        inv.arg(&self.prefix);
+        for u in uids {
+            inv.arg(u.to_string());
+        }
+        let mut c = self.conn.clone();
+        let n: u64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(n)
+    }
+
+    async fn try_acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
+        let mut inv = ACQUIRE_LEASE.prepare_invoke();
+        inv.key(self.lease_key(name)).key(self.lease_index()).arg(holder).arg(ttl_ms(ttl)).arg(name);
+        let mut c = self.conn.clone();
+        let got: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(got == 1)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        let mut inv = RELEASE_LEASE.prepare_invoke();
+        inv.key(self.lease_key(name)).key(self.lease_index()).arg(holder).arg(name);
+        let mut c = self.conn.clone();
+        let _: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(())
+    }
+
+    async fn get_lease(&self, name: &str) -> StoreResult<Option<Lease>> {
+        let mut inv = GET_LEASE.prepare_invoke();
+        inv.key(self.lease_key(name));
+        let mut c = self.conn.clone();
+        let out: Vec<String> = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        let mut it = out.into_iter();
+        Ok(match (it.next(), it.next()) {
+            // PTTL -2: expired between GET and PTTL (cannot happen inside a script; defensive).
+            (Some(holder), Some(pttl)) if pttl != "-2" => {
+                let pttl: i64 = pttl.parse().unwrap_or(0);
+                Some(Lease { name: name.to_string(), holder, expires_at: ms_to_datetime(now_ms() + pttl.max(0)) })
+            }
+            _ => None,
+        })
+    }
+
+    async fn upsert_mirror(&self, table: MirrorTable, cluster: &str, name: &str, spec: &Value) -> StoreResult<()> {
+        let row = format!("{}{name}", self.mirror_row_prefix(table, cluster));
+        let index = self.mirror_index(table, cluster);
+        let mut pipe = redis::pipe();
+        pipe.atomic().set(row, encode_json(spec)?).ignore().zadd(index, name, 0).ignore();
+        let mut c = self.conn.clone();
+        self.bounded(async move { pipe.exec_async(&mut c).await }).await
+    }
+
+    async fn get_mirror(&self, table: MirrorTable, cluster: &str, name: &str) -> StoreResult<Option<Value>> {
+        let row = format!("{}{name}", self.mirror_row_prefix(table, cluster));
+        let mut c = self.conn.clone();
+        let v: Option<String> = self.bounded(async move { c.get(row).await }).await?;
+        v.as_deref().map(decode_json).transpose()
+    }
+
+    async fn list_mirror(&self, table: MirrorTable, cluster: &str) -> StoreResult<Vec<(String, Value)>> {
+        let mut inv = LIST_MIRROR.prepare_invoke();
+        inv.key(self.mirror_index(table, cluster)).arg(self.mirror_row_prefix(table, cluster));
+        let mut c = self.conn.clone();
+        let out: Vec<String> = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        let mut rows = Vec::with_capacity(out.len() / 2);
+        let mut it = out.into_iter();
+        while let (Some(name), Some(spec)) = (it.next(), it.next()) {
+            rows.push((name, decode_json(&spec)?));
+        }
+        Ok(rows)
+    }
+
+    async fn delete_mirror(&self, table: MirrorTable, cluster: &str, name: &str) -> StoreResult<()> {
+        let row = format!("{}{name}", self.mirror_row_prefix(table, cluster));
+        let index = self.mirror_index(table, cluster);
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(row).ignore().zrem(index, name).ignore();
+        let mut c = self.conn.clone();
+        self.bounded(async move { pipe.exec_async(&mut c).await }).await
+    }
+
+    async fn delete_cluster_state(&self, cluster: &str) -> StoreResult<()> {
+        let mut inv = DELETE_CLUSTER.prepare_invoke();
+        inv.arg(self.key("lease:"))
+            .arg(self.lease_index())
+            .arg(format!("{cluster}/"))
+            .arg(self.cdc_row_prefix(cluster))
+            .arg(self.cdc_index(cluster));
+        for table in MirrorTable::ALL {
+            inv.arg(self.mirror_row_prefix(table, cluster)).arg(self.mirror_index(table, cluster));
+        }
+        let mut c = self.conn.clone();
+        let _: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(())
+    }
+
+    async fn put_ttl(&self, kind: TtlKind, key: &str, value: &Value, ttl: Duration) -> StoreResult<()> {
+        let key = self.ttl_key(kind, key);
+        let value = encode_json(value)?;
+        let ms = ttl_ms(ttl) as u64;
+        let mut c = self.conn.clone();
+        self.bounded(async move {
+            redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ms).exec_async(&mut c).await
+        })
+        .await
+    }
+
+    async fn get_ttl(&self, kind: TtlKind, key: &str) -> StoreResult<Option<Value>> {
+        let key = self.ttl_key(kind, key);
+        let mut c = self.conn.clone();
+        let v: Option<String> = self.bounded(async move { c.get(key).await }).await?;
+        v.as_deref().map(decode_json).transpose()
+    }
+
+    async fn advance_cdc_cursor(&self, cluster: &str, name: &str, position: u64) -> StoreResult<u64> {
+        let mut inv = ADVANCE_CDC.prepare_invoke();
+        inv.key(format!("{}{name}", self.cdc_row_prefix(cluster))).key(self.cdc_index(cluster)).arg(position.to_string()).arg(name);
+        let mut c = self.conn.clone();
+        let stored: String = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        parse_u64(&stored)
+    }
+
+    async fn get_cdc_cursor(&self, cluster: &str, name: &str) -> StoreResult<Option<u64>> {
+        let key = format!("{}{name}", self.cdc_row_prefix(cluster));
+        let mut c = self.conn.clone();
+        let v: Option<String> = self.bounded(async move { c.get(key).await }).await?;
+        v.as_deref().map(parse_u64).transpose()
+    }
+}

@@ -1,1 +1,518 @@
 //! SQLite backend of the task store (rusqlite, WAL). Schema from `migrations/`.
+//!
+//! One connection behind a mutex; every call runs on tokio's blocking pool so the async
+//! runtime never waits on disk. Writes that read-then-write run in `BEGIN IMMEDIATE`
+//! transactions, so several processes may share the file (the busy timeout makes them
+//! queue instead of failing).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
+use serde_json::Value;
+
+use super::codec::{decode_json, decode_task, encode_json, encode_task, ms_to_datetime, now_ms, ttl_ms, unix_ns};
+use super::{
+    Lease, MirrorTable, NewTask, StoreError, StoreResult, TaskFilter, TaskPage, TaskPaging, TaskRecord, TaskStore,
+    TtlKind,
+};
+
+/// Schema migrations, applied in order; migration `i` (0-based) brings the schema to
+/// version `i + 1`, recorded in `PRAGMA user_version`.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_initial.sql")];
+
+/// Schema version this build writes and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a writer waits for another process's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+fn sql_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        // Another process held the lock for longer than the busy timeout: retryable.
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Other(format!("sqlite: {e}")),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// A database written by a newer schema is refused with [`StoreError::SchemaTooNew`].
+    pub async fn open(path: impl AsRef<Path>) -> StoreResult<SqliteStore> {
+        let path = path.as_ref().to_path_buf();
+        let p = path.clone();
+        let conn = tokio::task::spawn_blocking(move || open_sync(&p))
+            .await
+            .map_err(|e| StoreError::Other(format!("sqlite open task failed: {e}")))??;
+        tracing::info!(path = %path.display(), version = SCHEMA_VERSION, "sqlite task store opened");
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave SQLite inconsistent (an open
+            // transaction is rolled back when dropped), so a poisoned lock is still usable.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("sqlite task failed: {e}")))?
+    }
+}
+
+fn open_sync(path: &Path) -> StoreResult<Connection> {
+    let mut conn = Connection::open(path).map_err(|e| StoreError::Other(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(sql_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Other(format!("{}: cannot switch to WAL journal mode (got {mode})", path.display())));
+    }
+    // FULL: a commit is on disk before it is acknowledged, even across power loss.
+    conn.pragma_update(None, "synchronous", "FULL").map_err(sql_err)?;
+    conn.pragma_update(None, "foreign_keys", true).map_err(sql_err)?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Applies the pending migrations, each in its own transaction together with the version bump.
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sql_err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew { found: version, supported: SCHEMA_VERSION });
+        }
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let next = version + 1;
+        tx.execute_batch(MIGRATIONS[version as usize])
+            .map_err(|e| StoreError::Other(format!("migration to schema version {next} failed: {e}")))?;
+        tx.pragma_update(None, "user_version", next).map_err(sql_err)?;
+        tx.commit().map_err(sql_err)?;
+        tracing::info!(version = next, "sqlite task store schema migrated");
+    }
+}
+
+fn to_i64(v: u64) -> StoreResult<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Other(format!("{v} is too large for the sqlite task store")))
+}
+
+/// `WHERE` clause (without the keyword) and its parameters for a task filter.
+fn filter_sql(f: &TaskFilter) -> (String, Vec<SqlValue>) {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut args: Vec<SqlValue> = Vec::new();
+    fn in_list(col: &str, n: usize) -> String {
+        format!("{col} IN ({})", vec!["?"; n].join(","))
+    }
+    if !f.uids.is_empty() {
+        // A uid beyond i64 cannot exist in the table.
+        let uids: Vec<i64> = f.uids.iter().filter_map(|u| i64::try_from(*u).ok()).collect();
+        if uids.is_empty() {
+            clauses.push("0".into());
+        } else {
+            clauses.push(in_list("uid", uids.len()));
+            args.extend(uids.into_iter().map(SqlValue::Integer));
+        }
+    }
+    if !f.statuses.is_empty() {
+        clauses.push(in_list("status", f.statuses.len()));
+        args.extend(f.statuses.iter().map(|s| SqlValue::Text(s.as_str().to_string())));
+    }
+    if !f.types.is_empty() {
+        clauses.push(in_list("kind", f.types.len()));
+        args.extend(f.types.iter().cloned().map(SqlValue::Text));
+    }
+    if !f.index_uids.is_empty() {
+        clauses.push(in_list("index_uid", f.index_uids.len()));
+        args.extend(f.index_uids.iter().cloned().map(SqlValue::Text));
+    }
+    if let Some(t) = f.before_enqueued_at {
+        clauses.push("enqueued_at_ns < ?".into());
+        args.push(SqlValue::Integer(unix_ns(t)));
+    }
+    if let Some(t) = f.after_enqueued_at {
+        clauses.push("enqueued_at_ns > ?".into());
+        args.push(SqlValue::Integer(unix_ns(t)));
+    }
+    if clauses.is_empty() {
+        ("1".into(), args)
+    } else {
+        (clauses.join(" AND "), args)
+    }
+}
+
+fn read_tasks(conn: &Connection, sql: &str, args: Vec<SqlValue>) -> StoreResult<Vec<TaskRecord>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(sql_err)?;
+    let rows = stmt
+        .query_map(params_from_iter(args), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .map_err(sql_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (uid, body) = row.map_err(sql_err)?;
+        out.push(decode_task(uid as u64, &body)?);
+    }
+    Ok(out)
+}
+
+fn mirror_table(t: MirrorTable) -> &'static str {
+    // Table names come from this closed set only, never from input.
+    t.name()
+}
+
+fn ttl_table(k: TtlKind) -> &'static str {
+    k.name()
+}
+
+#[async_trait]
+impl TaskStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_err)).await
+    }
+
+    async fn create_task(&self, task: NewTask) -> StoreResult<TaskRecord> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+            let uid: i64 = tx
+                .query_row("UPDATE task_uid_seq SET next_uid = next_uid + 1 WHERE id = 0 RETURNING next_uid - 1", [], |r| {
+                    r.get(0)
+                })
+                .map_err(sql_err)?;
+            let record = TaskRecord {
+                uid: uid as u64,
+                index_uid: task.index_uid,
+                kind: task.kind,
+                status: task.status,
+                enqueued_at: task.enqueued_at,
+                started_at: None,
+                finished_at: None,
+                details: task.details,
+                error: task.error,
+                canceled_by: None,
+                node_tasks: task.node_tasks,
+            };
+            tx.execute(
+                "INSERT INTO tasks (uid, index_uid, kind, status, enqueued_at_ns, body) VALUES (?, ?, ?, ?, ?, ?)",
+                params![
+                    uid,
+                    record.index_uid,
+                    record.kind,
+                    record.status.as_str(),
+                    unix_ns(record.enqueued_at),
+                    encode_task(&record)?
+                ],
+            )
+            .map_err(sql_err)?;
+            tx.commit().map_err(sql_err)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn get_task(&self, uid: u64) -> StoreResult<Option<TaskRecord>> {
+        let Ok(uid) = i64::try_from(uid) else { return Ok(None) };
+        self.with(move |c| {
+            let mut tasks = read_tasks(c, "SELECT uid, body FROM tasks WHERE uid = ?", vec![SqlValue::Integer(uid)])?;
+            Ok(tasks.pop())
+        })
+        .await
+    }
+
+    async fn update_task(&self, task: &TaskRecord) -> StoreResult<()> {
+        let uid = to_i64(task.uid)?;
+        let body = encode_task(task)?;
+        let (index_uid, kind, status, ns) = (task.index_uid.clone(), task.kind.clone(), task.status, unix_ns(task.enqueued_at));
+        self.with(move |c| {
+            // Updating a deleted (or never allocated) uid is a no-op: it must not come back.
+            c.execute(
+                "UPDATE tasks SET index_uid = ?, kind = ?, status = ?, enqueued_at_ns = ?, body = ? WHERE uid = ?",
+                params![index_uid, kind, status.as_str(), ns, body, uid],
+            )
+            .map_err(sql_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter, paging: &TaskPaging) -> StoreResult<TaskPage> {
+        let (where_sql, args) = filter_sql(filter);
+        let paging = paging.clone();
+        self.with(move |c| {
+            let total: i64 = c
+                .prepare_cached(&format!("SELECT COUNT(*) FROM tasks WHERE {where_sql}"))
+                .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0)))
+                .map_err(sql_err)?;
+            let mut page_args = args;
+            let mut sql = format!("SELECT uid, body FROM tasks WHERE {where_sql}");
+            if let Some(from) = paging.from {
+                let from = i64::try_from(from).unwrap_or(i64::MAX);
+                sql.push_str(if paging.reverse { " AND uid >= ?" } else { " AND uid <= ?" });
+                page_args.push(SqlValue::Integer(from));
+            }
+            sql.push_str(if paging.reverse { " ORDER BY uid ASC" } else { " ORDER BY uid DESC" });
+            sql.push_str(" LIMIT ?");
+            page_args.push(SqlValue::Integer(paging.limit.saturating_add(1).min(i64::MAX as usize) as i64));
+            let mut results = read_tasks(c, &sql, page_args)?;
+            let next = if results.len() > paging.limit { results.pop().map(|t| t.uid) } else { None };
+            Ok(TaskPage { results, total: total as u64, next })
+        })
+        .await
+    }
+
+    async fn find_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<TaskRecord>> {
+        let (where_sql, args) = filter_sql(filter);
+        self.with(move |c| read_tasks(c, &format!("SELECT uid, body FROM tasks WHERE {where_sql} ORDER BY uid DESC"), args))
+            .await
+    }
+
+    async fn delete_tasks(&self, uids: &[u64]) -> StoreResult<u64> {
+        let uids: Vec<i64> = uids.iter().filter_map(|u| i64::try_from(*u).ok()).collect();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+            let mut deleted = 0u64;
+            {
+                let mut stmt = tx.prepare_cached("DELETE FROM tasks WHERE uid = ?").map_err(sql_err)?;
+                for uid in uids {
+                    deleted += stmt.execute([uid]).map_err(sql_err)? as u64;
+                }
+            }
+            tx.commit().map_err(sql_err)?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn try_acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
+        let (name, holder, ttl) = (name.to_string(), holder.to_string(), ttl_ms(ttl));
+        self.with(move |c| {
+            let now = now_ms();
+            // Insert, or take over when free/expired, or renew when already ours.
+            let changed = c
+                .execute(
+                    "INSERT INTO leader_lease (name, holder, expires_at_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms
+                     WHERE leader_lease.holder = excluded.holder OR leader_lease.expires_at_ms <= ?4",
+                    params![name, holder, now.saturating_add(ttl), now],
+                )
+                .map_err(sql_err)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.with(move |c| {
+            c.execute("DELETE FROM leader_lease WHERE name = ? AND holder = ?", params![name, holder]).map_err(sql_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_lease(&self, name: &str) -> StoreResult<Option<Lease>> {
+        let name = name.to_string();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT holder, expires_at_ms FROM leader_lease WHERE name = ? AND expires_at_ms > ?",
+                params![name, now_ms()],
+                |r| Ok(Lease { name: name.clone(), holder: r.get(0)?, expires_at: ms_to_datetime(r.get(1)?) }),
+            )
+            .optional()
+            .map_err(sql_err)
+        })
+        .await
+    }
+
+    async fn upsert_mirror(&self, table: MirrorTable, cluster: &str, name: &str, spec: &Value) -> StoreResult<()> {
+        let (cluster, name, spec) = (cluster.to_string(), name.to_string(), encode_json(spec)?);
+        self.with(move |c| {
+            c.execute(
+                &format!(
+                    "INSERT INTO {} (cluster, name, spec) VALUES (?, ?, ?)
+                     ON CONFLICT (cluster, name) DO UPDATE SET spec = excluded.spec",
+                    mirror_table(table)
+                ),
+                params![cluster, name, spec],
+            )
+            .map_err(sql_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_mirror(&self, table: MirrorTable, cluster: &str, name: &str) -> StoreResult<Option<Value>> {
+        let (cluster, name) = (cluster.to_string(), name.to_string());
+        self.with(move |c| {
+            let spec: Option<String> = c
+                .query_row(
+                    &format!("SELECT spec FROM {} WHERE cluster = ? AND name = ?", mirror_table(table)),
+                    params![cluster, name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql_err)?;
+            spec.as_deref().map(decode_json).transpose()
+        })
+        .await
+    }
+
+    async fn list_mirror(&self, table: MirrorTable, cluster: &str) -> StoreResult<Vec<(String, Value)>> {
+        let cluster = cluster.to_string();
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!("SELECT name, spec FROM {} WHERE cluster = ? ORDER BY name", mirror_table(table)))
+                .map_err(sql_err)?;
+            let rows = stmt
+                .query_map([cluster], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(sql_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (name, spec) = row.map_err(sql_err)?;
+                out.push((name, decode_json(&spec)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_mirror(&self, table: MirrorTable, cluster: &str, name: &str) -> StoreResult<()> {
+        let (cluster, name) = (cluster.to_string(), name.to_string());
+        self.with(move |c| {
+            c.execute(&format!("DELETE FROM {} WHERE cluster = ? AND name = ?", mirror_table(table)), params![cluster, name])
+                .map_err(sql_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_cluster_state(&self, cluster: &str) -> StoreResult<()> {
+        let cluster = cluster.to_string();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+            for table in MirrorTable::ALL {
+                tx.execute(&format!("DELETE FROM {} WHERE cluster = ?", mirror_table(table)), [&cluster])
+                    .map_err(sql_err)?;
+            }
+            // Leases named `<cluster>/...`; compared as a prefix, not LIKE (no wildcards).
+            let lease_prefix = format!("{cluster}/");
+            tx.execute(
+                "DELETE FROM leader_lease WHERE substr(name, 1, length(?1)) = ?1",
+                [&lease_prefix],
+            )
+            .map_err(sql_err)?;
+            tx.execute("DELETE FROM cdc_cursors WHERE cluster = ?", [&cluster]).map_err(sql_err)?;
+            tx.commit().map_err(sql_err)
+        })
+        .await
+    }
+
+    async fn put_ttl(&self, kind: TtlKind, key: &str, value: &Value, ttl: Duration) -> StoreResult<()> {
+        let (key, value, ttl) = (key.to_string(), encode_json(value)?, ttl_ms(ttl));
+        self.with(move |c| {
+            let now = now_ms();
+            let table = ttl_table(kind);
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+            // Lazy purge: expired rows go away on the next write (indexed on the expiry).
+            tx.execute(&format!("DELETE FROM {table} WHERE expires_at_ms <= ?"), [now]).map_err(sql_err)?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {table} (key, value, expires_at_ms) VALUES (?, ?, ?)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at_ms = excluded.expires_at_ms"
+                ),
+                params![key, value, now.saturating_add(ttl)],
+            )
+            .map_err(sql_err)?;
+            tx.commit().map_err(sql_err)
+        })
+        .await
+    }
+
+    async fn get_ttl(&self, kind: TtlKind, key: &str) -> StoreResult<Option<Value>> {
+        let key = key.to_string();
+        self.with(move |c| {
+            let value: Option<String> = c
+                .query_row(
+                    &format!("SELECT value FROM {} WHERE key = ? AND expires_at_ms > ?", ttl_table(kind)),
+                    params![key, now_ms()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql_err)?;
+            value.as_deref().map(decode_json).transpose()
+        })
+        .await
+    }
+
+    async fn advance_cdc_cursor(&self, cluster: &str, name: &str, position: u64) -> StoreResult<u64> {
+        let (cluster, name) = (cluster.to_string(), name.to_string());
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+            let current: Option<i64> = tx
+                .query_row("SELECT position FROM cdc_cursors WHERE cluster = ? AND name = ?", params![cluster, name], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(sql_err)?;
+            // Stored bit-cast to i64; compared as u64 here.
+            let current = current.map(|p| p as u64);
+            let stored = match current {
+                Some(cur) if cur >= position => cur,
+                _ => {
+                    tx.execute(
+                        "INSERT INTO cdc_cursors (cluster, name, position) VALUES (?, ?, ?)
+                         ON CONFLICT (cluster, name) DO UPDATE SET position = excluded.position",
+                        params![cluster, name, position as i64],
+                    )
+                    .map_err(sql_err)?;
+                    position
+                }
+            };
+            tx.commit().map_err(sql_err)?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn get_cdc_cursor(&self, cluster: &str, name: &str) -> StoreResult<Option<u64>> {
+        let (cluster, name) = (cluster.to_string(), name.to_string());
+        self.with(move |c| {
+            let p: Option<i64> = c
+                .query_row("SELECT position FROM cdc_cursors WHERE cluster = ? AND name = ?", params![cluster, name], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(sql_err)?;
+            Ok(p.map(|p| p as u64))
+        })
+        .await
+    }
+}

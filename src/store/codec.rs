@@ -1,0 +1,148 @@
+//! Serialization shared by the backends: a task is stored as the JSON of everything but its
+//! uid (the uid is the row's key), and times are compared as unix nanoseconds.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::{NodeTask, StoreError, TaskRecord, TaskStatus};
+
+#[derive(Serialize)]
+struct TaskBodyRef<'a> {
+    index_uid: &'a Option<String>,
+    kind: &'a str,
+    status: TaskStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    enqueued_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    finished_at: Option<OffsetDateTime>,
+    details: &'a Value,
+    error: &'a Option<Value>,
+    canceled_by: Option<u64>,
+    node_tasks: &'a [NodeTask],
+}
+
+#[derive(Deserialize)]
+struct TaskBody {
+    index_uid: Option<String>,
+    kind: String,
+    status: TaskStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    enqueued_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    finished_at: Option<OffsetDateTime>,
+    details: Value,
+    error: Option<Value>,
+    canceled_by: Option<u64>,
+    node_tasks: Vec<NodeTask>,
+}
+
+/// JSON of the record without its uid.
+pub(crate) fn encode_task(t: &TaskRecord) -> Result<String, StoreError> {
+    let body = TaskBodyRef {
+        index_uid: &t.index_uid,
+        kind: &t.kind,
+        status: t.status,
+        enqueued_at: t.enqueued_at,
+        started_at: t.started_at,
+        finished_at: t.finished_at,
+        details: &t.details,
+        error: &t.error,
+        canceled_by: t.canceled_by,
+        node_tasks: &t.node_tasks,
+    };
+    serde_json::to_string(&body).map_err(|e| StoreError::Other(format!("cannot encode task {}: {e}", t.uid)))
+}
+
+pub(crate) fn decode_task(uid: u64, json: &str) -> Result<TaskRecord, StoreError> {
+    let b: TaskBody = serde_json::from_str(json)
+        .map_err(|e| StoreError::Other(format!("stored task {uid} is not readable: {e}")))?;
+    Ok(TaskRecord {
+        uid,
+        index_uid: b.index_uid,
+        kind: b.kind,
+        status: b.status,
+        enqueued_at: b.enqueued_at,
+        started_at: b.started_at,
+        finished_at: b.finished_at,
+        details: b.details,
+        error: b.error,
+        canceled_by: b.canceled_by,
+        node_tasks: b.node_tasks,
+    })
+}
+
+pub(crate) fn encode_json(v: &Value) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Other(format!("cannot encode value: {e}")))
+}
+
+pub(crate) fn decode_json(s: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Other(format!("stored value is not JSON: {e}")))
+}
+
+/// Unix nanoseconds, clamped to `0..=MAX_NS` so that both backends compare the same values
+/// (times before 1970 count as 1970; times after the year 5138 as that year).
+pub(crate) fn unix_ns(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp_nanos().clamp(0, MAX_NS as i128) as i64
+}
+
+/// Largest stored time: fits i64 and a fixed-width 19-digit decimal.
+pub(crate) const MAX_NS: i64 = i64::MAX;
+
+/// Fixed-width decimal of [`unix_ns`], ordered lexicographically like the number.
+pub(crate) fn unix_ns_key(t: OffsetDateTime) -> String {
+    format!("{:019}", unix_ns(t))
+}
+
+/// Milliseconds since the epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// A TTL in whole milliseconds, at least 1 (a zero TTL would mean "forever" to Redis).
+pub(crate) fn ttl_ms(ttl: std::time::Duration) -> i64 {
+    ttl.as_millis().clamp(1, i64::MAX as u128) as i64
+}
+
+pub(crate) fn ms_to_datetime(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn task_round_trips_without_uid() {
+        let t = TaskRecord {
+            uid: 42,
+            index_uid: Some("movies".into()),
+            kind: "documentAdditionOrUpdate".into(),
+            status: TaskStatus::Failed,
+            enqueued_at: datetime!(2026-11-26 00:59:23.194877805 UTC),
+            started_at: Some(datetime!(2026-11-26 00:59:24 UTC)),
+            finished_at: None,
+            details: serde_json::json!({"receivedDocuments": 3}),
+            error: Some(serde_json::json!({"code": "x"})),
+            canceled_by: Some(u64::MAX),
+            node_tasks: vec![NodeTask { node_id: "a".into(), task_uid: u64::MAX }],
+        };
+        let json = encode_task(&t).unwrap();
+        assert!(!json.contains("\"uid\""));
+        assert_eq!(decode_task(42, &json).unwrap(), t);
+    }
+
+    #[test]
+    fn time_keys_order_like_times() {
+        let a = unix_ns_key(datetime!(1999-01-01 0:00 UTC));
+        let b = unix_ns_key(datetime!(2026-01-01 0:00 UTC));
+        assert_eq!(a.len(), b.len());
+        assert!(a < b);
+        assert_eq!(unix_ns(datetime!(1960-01-01 0:00 UTC)), 0);
+    }
+}
