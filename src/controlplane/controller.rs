@@ -298,13 +298,12 @@ async fn reconcile_stages(obj: &MiroirCluster, ctx: &Context) -> Result<Action, 
     }
 }
 
-/// Runs the MiroirCluster controller until `shutdown` resolves.
-pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+/// Runs the MiroirCluster controller (until its task is aborted).
+pub async fn run(ctx: Arc<Context>) {
     let api: Api<MiroirCluster> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let wc = watcher::Config::default().fields(&format!("metadata.name={}", ctx.cluster));
     Controller::new(api, wc)
         .reconcile_all_on(ctx.leadership.acquisitions())
-        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {

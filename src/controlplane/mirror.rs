@@ -413,12 +413,11 @@ fn mirror_error_policy<K: Mirrored>(obj: Arc<K>, err: &ControllerError, ctx: Arc
     Action::requeue(ctx.timing.error_requeue)
 }
 
-/// Runs the controller of one mirrored kind until `shutdown` resolves.
-pub async fn run<K: Mirrored>(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+/// Runs the controller of one mirrored kind (until its task is aborted).
+pub async fn run<K: Mirrored>(ctx: Arc<Context>) {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     Controller::new(api, watcher::Config::default())
         .reconcile_all_on(ctx.leadership.acquisitions())
-        .graceful_shutdown_on(shutdown)
         .run(reconcile_mirrored::<K>, mirror_error_policy::<K>, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {

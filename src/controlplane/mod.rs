@@ -6,3 +6,5 @@ pub mod leader;
 pub mod metrics;
 pub mod controller;
 pub mod mirror;
+pub mod operator;
+pub mod cli;
