@@ -1,0 +1,344 @@
+//! The real controllers against the in-process fake API server and a real SQLite task
+//! store: apply → Ready; edit nodes → the proxy routes to the new topology; invalid spec →
+//! Ready=False + Warning event; delete → finalizer clears the store; mirrored kinds reach
+//! their tables; two operators → one leader, failover when it stops renewing.
+
+#[path = "common/fake_apiserver.rs"]
+mod fake_apiserver;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fake_apiserver::FakeApiServer;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use miroir::controlplane::controller::{ControllerTiming, FINALIZER};
+use miroir::controlplane::crd::*;
+use miroir::controlplane::leader::{lease_name, Election, LeaseTiming};
+use miroir::controlplane::metrics::{ControllerMetrics, ErrorCategory};
+use miroir::controlplane::operator::{OperatorConfig, RunningOperator};
+use miroir::dataplane::{Proxy, ProxyOptions};
+use miroir::store::sqlite::SqliteStore;
+use miroir::store::{MirrorTable, TaskStore};
+use serde_json::json;
+
+const NS: &str = "search";
+
+/// Upper bound for eventual conditions (not a speed assertion: they normally hold in ms).
+const PATIENCE: Duration = Duration::from_secs(20);
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct Pod {
+    op: RunningOperator,
+    proxy: Proxy,
+    metrics: ControllerMetrics,
+}
+
+fn start_pod(server: &FakeApiServer, store: Arc<dyn TaskStore>, cluster: &str, instance: &str) -> Pod {
+    let proxy = Proxy::new(ProxyOptions::default(), store.clone());
+    let metrics = ControllerMetrics::default();
+    let op = RunningOperator::start(
+        server.client(NS),
+        store,
+        proxy.clone(),
+        metrics.clone(),
+        OperatorConfig {
+            namespace: NS.into(),
+            cluster: cluster.into(),
+            instance: instance.into(),
+            lease: LeaseTiming { ttl: Duration::from_millis(800), renew_every: Duration::from_millis(100) },
+            timing: ControllerTiming { requeue: Duration::from_millis(200), error_requeue: Duration::from_millis(100) },
+        },
+    );
+    Pod { op, proxy, metrics }
+}
+
+async fn sqlite(dir: &tempfile::TempDir) -> Arc<dyn TaskStore> {
+    Arc::new(SqliteStore::open(dir.path().join("miroir.db")).await.unwrap())
+}
+
+fn cluster(name: &str, rf: u32, nodes: &[&str]) -> MiroirCluster {
+    let spec: MiroirClusterSpec = serde_json::from_value(json!({
+        "shards": 8,
+        "replicationFactor": rf,
+        "nodes": nodes.iter().map(|n| json!({"id": n, "address": format!("http://{n}.meili:7700")})).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    MiroirCluster::new(name, spec)
+}
+
+async fn get(api: &Api<MiroirCluster>, name: &str) -> Option<MiroirCluster> {
+    api.get_opt(name).await.unwrap()
+}
+
+fn condition<'a>(mc: &'a MiroirCluster, type_: &str) -> Option<&'a Condition> {
+    mc.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+async fn wait_phase(api: &Api<MiroirCluster>, name: &str, phase: ClusterPhase, generation: i64) -> MiroirCluster {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mc = get(api, name).await;
+        if let Some(mc) = &mc {
+            let st = mc.status.as_ref();
+            if st.and_then(|s| s.phase) == Some(phase)
+                && st.and_then(|s| s.observed_generation) == Some(generation)
+                && mc.metadata.generation == Some(generation)
+            {
+                return mc.clone();
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {name} {phase:?} at generation {generation}; last seen: {mc:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn applied_cluster_becomes_ready_and_node_edits_reroute_the_proxy() {
+    let server = FakeApiServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(&server, sqlite(&dir).await, "search", "pod-a");
+    let api: Api<MiroirCluster> = Api::namespaced(server.client(NS), NS);
+    api.create(&PostParams::default(), &cluster("search", 1, &["a", "b"])).await.unwrap();
+
+    let mc = wait_phase(&api, "search", ClusterPhase::Ready, 1).await;
+    let ready = condition(&mc, "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.observed_generation), ("True", Some(1)));
+    assert!(mc.metadata.finalizers.as_ref().unwrap().contains(&FINALIZER.to_string()));
+    let st = mc.status.as_ref().unwrap();
+    assert_eq!(st.nodes_ready.as_deref(), Some("2/2"));
+    assert_eq!(st.nodes.iter().map(|n| n.shards).sum::<u32>(), 8);
+    let routing = pod.proxy.routing().expect("topology applied to the proxy");
+    assert_eq!(routing.topology.group_nodes(0), vec!["a", "b"]);
+    assert_eq!(routing.version, 1);
+
+    // A status that did not change is not rewritten (several requeues happen meanwhile).
+    let status_writes = || server.requests().iter().filter(|r| r.starts_with("PATCH") && r.contains("/miroirclusters/search/status")).count();
+    let writes = status_writes();
+    let rv = mc.metadata.resource_version.clone();
+    let before = pod.metrics.reconcile_count("MiroirCluster");
+    eventually("a few more reconciles", || async { pod.metrics.reconcile_count("MiroirCluster") >= before + 3 }).await;
+    assert_eq!(status_writes(), writes, "no status write without a change");
+    assert_eq!(get(&api, "search").await.unwrap().metadata.resource_version, rv);
+
+    // Edit nodes and RF: the running proxy routes to the new topology, shards moved → rebalance.
+    let patch = json!({"spec": {"replicationFactor": 2, "nodes": [
+        {"id": "a", "address": "http://a.meili:7700"},
+        {"id": "b", "address": "http://b.meili:7700"},
+        {"id": "c", "address": "http://c.meili:7700"}]}});
+    api.patch("search", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let mc = wait_phase(&api, "search", ClusterPhase::Rebalancing, 2).await;
+    let routing = pod.proxy.routing().unwrap();
+    assert_eq!(routing.topology.group_nodes(0), vec!["a", "b", "c"]);
+    assert_eq!(routing.topology.replication_factor, 2);
+    assert!((0..8).all(|s| routing.assignment.holders(0, s).len() == 2));
+    assert!(routing.assignment.shards_by_node().contains_key("c"), "the new node holds shards");
+    let progressing = condition(&mc, "Progressing").unwrap();
+    assert_eq!((progressing.status.as_str(), progressing.reason.as_str()), ("True", "RebalanceRequired"));
+    assert!(!mc.status.as_ref().unwrap().pending_rebalance_shards.is_empty());
+    let ready = condition(&mc, "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.observed_generation), ("False", Some(2)));
+    assert!(!server.events_about("search").is_empty(), "TopologyApplied events are published");
+
+    // A status-only write does not bump the generation.
+    assert_eq!(get(&api, "search").await.unwrap().metadata.generation, Some(2));
+    pod.op.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_spec_is_reported_and_the_controller_keeps_going() {
+    let server = FakeApiServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(&server, sqlite(&dir).await, "search", "pod-a");
+    let api: Api<MiroirCluster> = Api::namespaced(server.client(NS), NS);
+    // RF 3 with 2 nodes (the fake API server runs no CEL, as an old API server would not).
+    api.create(&PostParams::default(), &cluster("search", 3, &["a", "b"])).await.unwrap();
+
+    let mc = wait_phase(&api, "search", ClusterPhase::Stalled, 1).await;
+    let ready = condition(&mc, "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "InvalidSpec"));
+    assert!(ready.message.contains("spec.replicationFactor"), "{}", ready.message);
+    eventually("a Warning event", || async {
+        server.events_about("search").iter().any(|e| e["type"] == "Warning" && e["reason"] == "InvalidSpec")
+    })
+    .await;
+    assert!(pod.proxy.routing().is_none(), "nothing applied");
+    assert!(pod.metrics.failure_count("MiroirCluster", ErrorCategory::InvalidSpec) >= 1);
+
+    // Fixing the spec is picked up: the watcher did not stall.
+    api.patch("search", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicationFactor": 2}})))
+        .await
+        .unwrap();
+    let mc = wait_phase(&api, "search", ClusterPhase::Ready, 2).await;
+    assert_eq!(condition(&mc, "Ready").unwrap().status, "True");
+    assert_eq!(pod.proxy.routing().unwrap().topology.replication_factor, 2);
+
+    // Another cluster's object in the namespace is not this pod's business.
+    api.create(&PostParams::default(), &cluster("other", 1, &["x"])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(get(&api, "other").await.unwrap().status.is_none());
+    pod.op.stop().await;
+}
+
+#[tokio::test]
+async fn mirrored_kinds_reach_the_store_and_deletes_clear_it() {
+    let server = FakeApiServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&dir).await;
+    let pod = start_pod(&server, store.clone(), "search", "pod-a");
+    let client = server.client(NS);
+    let clusters: Api<MiroirCluster> = Api::namespaced(client.clone(), NS);
+    clusters.create(&PostParams::default(), &cluster("search", 1, &["a", "b"])).await.unwrap();
+    wait_phase(&clusters, "search", ClusterPhase::Ready, 1).await;
+
+    let aliases: Api<Alias> = Api::namespaced(client.clone(), NS);
+    let tenants: Api<Tenant> = Api::namespaced(client.clone(), NS);
+    let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
+    let policies: Api<RolloverPolicy> = Api::namespaced(client.clone(), NS);
+    let pp = PostParams::default();
+    aliases
+        .create(&pp, &Alias::new("movies", AliasSpec { cluster: "search".into(), target: Some("movies-1".into()), targets: None }))
+        .await
+        .unwrap();
+    tenants
+        .create(&pp, &serde_json::from_value(json!({"apiVersion": "miroir.io/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "acme"}, "spec": {"cluster": "search", "tenantId": "acme", "replicaGroup": 0}})).unwrap())
+        .await
+        .unwrap();
+    canaries
+        .create(&pp, &serde_json::from_value(json!({"apiVersion": "miroir.io/v1alpha1", "kind": "Canary",
+            "metadata": {"name": "batman"}, "spec": {"cluster": "search", "index": "movies", "query": {"q": "batman"},
+            "assertions": {"minHits": 1}}})).unwrap())
+        .await
+        .unwrap();
+    policies
+        .create(&pp, &serde_json::from_value(json!({"apiVersion": "miroir.io/v1alpha1", "kind": "RolloverPolicy",
+            "metadata": {"name": "logs"}, "spec": {"cluster": "search", "writeAlias": "logs-w", "readAlias": "logs",
+            "pattern": "logs-{YYYY-MM-DD}", "triggers": {"maxAge": "1d"}}})).unwrap())
+        .await
+        .unwrap();
+    // A tenant pinned to a group the cluster does not have: rejected, not stored.
+    tenants
+        .create(&pp, &serde_json::from_value(json!({"apiVersion": "miroir.io/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "lost"}, "spec": {"cluster": "search", "tenantId": "lost", "replicaGroup": 4}})).unwrap())
+        .await
+        .unwrap();
+
+    for (table, name) in [
+        (MirrorTable::Aliases, "movies"),
+        (MirrorTable::TenantMap, "acme"),
+        (MirrorTable::Canaries, "batman"),
+        (MirrorTable::RolloverPolicies, "logs"),
+    ] {
+        eventually(&format!("{} row {name}", table.name()), || {
+            let store = store.clone();
+            async move { store.get_mirror(table, "search", name).await.unwrap().is_some() }
+        })
+        .await;
+    }
+    assert_eq!(store.get_mirror(MirrorTable::Aliases, "search", "movies").await.unwrap().unwrap()["targets"], json!(["movies-1"]));
+    eventually("alias status", || async {
+        let a = aliases.get("movies").await.unwrap();
+        a.status.as_ref().is_some_and(|s| s.version == 1 && s.resolved_targets == ["movies-1"])
+    })
+    .await;
+    eventually("invalid tenant reported", || async {
+        let t = tenants.get("lost").await.unwrap();
+        t.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.status == "False" && c.reason == "InvalidSpec"))
+    })
+    .await;
+    assert!(server.events_about("lost").iter().any(|e| e["type"] == "Warning"));
+    assert!(store.get_mirror(MirrorTable::TenantMap, "search", "lost").await.unwrap().is_none());
+
+    // Flip the alias: row and status follow.
+    aliases.patch("movies", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"target": "movies-2"}}))).await.unwrap();
+    eventually("alias flipped", || async {
+        let a = aliases.get("movies").await.unwrap();
+        let row = store.get_mirror(MirrorTable::Aliases, "search", "movies").await.unwrap().unwrap();
+        a.status.as_ref().is_some_and(|s| s.version == 2 && s.last_flip_time.is_some()) && row["targets"] == json!(["movies-2"])
+    })
+    .await;
+
+    // Deleting a mirrored resource deletes its row, then the object.
+    aliases.delete("movies", &DeleteParams::default()).await.unwrap();
+    eventually("alias row and object gone", || async {
+        store.get_mirror(MirrorTable::Aliases, "search", "movies").await.unwrap().is_none()
+            && aliases.get_opt("movies").await.unwrap().is_none()
+    })
+    .await;
+
+    // Deleting the cluster: the finalizer removes all of its state, then releases the object.
+    clusters.delete("search", &DeleteParams::default()).await.unwrap();
+    eventually("cluster gone", || async { clusters.get_opt("search").await.unwrap().is_none() }).await;
+    for table in MirrorTable::ALL {
+        assert!(store.list_mirror(table, "search").await.unwrap().is_empty(), "{} emptied", table.name());
+    }
+    pod.op.stop().await;
+}
+
+#[tokio::test]
+async fn two_operators_elect_one_leader_and_fail_over() {
+    let server = FakeApiServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let a = start_pod(&server, sqlite(&dir).await, "search", "pod-a");
+    let b = start_pod(&server, sqlite(&dir).await, "search", "pod-b");
+    let api: Api<MiroirCluster> = Api::namespaced(server.client(NS), NS);
+    api.create(&PostParams::default(), &cluster("search", 1, &["a", "b"])).await.unwrap();
+    wait_phase(&api, "search", ClusterPhase::Ready, 1).await;
+
+    eventually("exactly one leader", || async { a.op.leadership().is_leader() != b.op.leadership().is_leader() }).await;
+    // Both pods serve traffic: both proxies run the topology.
+    eventually("both proxies routed", || async { a.proxy.routing().is_some() && b.proxy.routing().is_some() }).await;
+    let (leader, follower) = if a.op.leadership().is_leader() { (a, b) } else { (b, a) };
+    let store = sqlite(&dir).await;
+    let lease = store.get_lease(&lease_name("search")).await.unwrap().unwrap();
+    assert_eq!(lease.holder, leader.op.leadership().holder());
+
+    // The leader dies without releasing the lease: the follower takes over once it expires.
+    leader.op.crash();
+    eventually("follower becomes leader", || async { follower.op.leadership().is_leader() }).await;
+    // ...and does the singleton work: status follows a spec change.
+    api.patch("search", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"nodes": [
+        {"id": "a", "address": "http://a.meili:7700"}, {"id": "b", "address": "http://b.meili:7700"},
+        {"id": "c", "address": "http://c.meili:7700"}]}})))
+        .await
+        .unwrap();
+    let mc = wait_phase(&api, "search", ClusterPhase::Rebalancing, 2).await;
+    assert_eq!(mc.status.unwrap().nodes.len(), 3);
+    assert_eq!(follower.proxy.routing().unwrap().topology.nodes.len(), 3);
+    follower.op.stop().await;
+    assert!(store.get_lease(&lease_name("search")).await.unwrap().is_none(), "released on stop");
+}
+
+#[tokio::test]
+async fn losing_the_lease_stops_leadership_within_one_renewal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&dir).await;
+    let timing = LeaseTiming { ttl: Duration::from_secs(30), renew_every: Duration::from_millis(50) };
+    let a = Election::start(store.clone(), "c/operator-leader".into(), "a".into(), timing);
+    eventually("a leads", || async { a.leadership.is_leader() }).await;
+    let b = Election::start(store.clone(), "c/operator-leader".into(), "b".into(), timing);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!b.leadership.is_leader(), "the lease is held and not expired");
+    // Someone else takes the lease (e.g. it expired while `a` was stalled).
+    store.release_lease("c/operator-leader", "a").await.unwrap();
+    assert!(store.try_acquire_lease("c/operator-leader", "b", Duration::from_secs(30)).await.unwrap());
+    eventually("a steps down", || async { !a.leadership.is_leader() }).await;
+    eventually("b leads", || async { b.leadership.is_leader() }).await;
+    a.stop().await;
+    b.stop().await;
+}
