@@ -304,6 +304,7 @@ async fn two_operators_elect_one_leader_and_fail_over() {
     // Both pods serve traffic: both proxies run the topology.
     eventually("both proxies routed", || async { a.proxy.routing().is_some() && b.proxy.routing().is_some() }).await;
     let (leader, follower) = if a.op.leadership().is_leader() { (a, b) } else { (b, a) };
+    eventually("leader gauges", || async { leader.metrics.leader.get() == 1 && follower.metrics.leader.get() == 0 }).await;
     let store = sqlite(&dir).await;
     let lease = store.get_lease(&lease_name("search")).await.unwrap().unwrap();
     assert_eq!(lease.holder, leader.op.leadership().holder());
@@ -325,9 +326,20 @@ async fn two_operators_elect_one_leader_and_fail_over() {
 }
 
 #[tokio::test]
-async fn losing_the_lease_stops_leadership_within_one_renewal() {
+async fn losing_the_lease_stops_leadership_within_one_renewal_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = sqlite(&dir).await;
+    lease_loss(sqlite(&dir).await).await;
+}
+
+/// The same election on Redis (`SET NX PX`), as several operator pods use it.
+#[tokio::test]
+async fn losing_the_lease_stops_leadership_within_one_renewal_redis() {
+    let prefix = format!("miroir-test-controlplane-{}:", uuid::Uuid::new_v4());
+    let store = miroir::store::redis::RedisStore::connect("redis://127.0.0.1:6379", &prefix).await.unwrap();
+    lease_loss(Arc::new(store)).await;
+}
+
+async fn lease_loss(store: Arc<dyn TaskStore>) {
     let timing = LeaseTiming { ttl: Duration::from_secs(30), renew_every: Duration::from_millis(50) };
     let a = Election::start(store.clone(), "c/operator-leader".into(), "a".into(), timing);
     eventually("a leads", || async { a.leadership.is_leader() }).await;
@@ -341,4 +353,97 @@ async fn losing_the_lease_stops_leadership_within_one_renewal() {
     eventually("b leads", || async { b.leadership.is_leader() }).await;
     a.stop().await;
     b.stop().await;
+}
+
+/// The fake API server itself behaves like Kubernetes where the controllers depend on it.
+mod fake_api_server_semantics {
+    use super::*;
+    use futures::{StreamExt, TryStreamExt};
+    use kube::api::{ListParams, WatchEvent, WatchParams};
+
+    #[tokio::test]
+    async fn generation_moves_on_spec_changes_only_and_status_is_a_subresource() {
+        let server = FakeApiServer::new();
+        let api: Api<MiroirCluster> = Api::namespaced(server.client(NS), NS);
+        let mut mc = cluster("x", 1, &["a"]);
+        mc.status = Some(MiroirClusterStatus { phase: Some(ClusterPhase::Ready), ..Default::default() });
+        let created = api.create(&PostParams::default(), &mc).await.unwrap();
+        assert_eq!(created.metadata.generation, Some(1));
+        assert!(created.status.is_none(), "status is ignored on create");
+
+        let st = json!({"status": {"phase": "Degraded"}});
+        let after = api.patch_status("x", &PatchParams::default(), &Patch::Merge(&st)).await.unwrap();
+        assert_eq!(after.metadata.generation, Some(1));
+        assert_eq!(after.status.unwrap().phase, Some(ClusterPhase::Degraded));
+        assert_ne!(after.metadata.resource_version, created.metadata.resource_version);
+
+        // Status through the main resource is ignored; labels do not bump the generation.
+        let p = json!({"metadata": {"labels": {"l": "v"}}, "status": {"phase": "Ready"}});
+        let after = api.patch("x", &PatchParams::default(), &Patch::Merge(&p)).await.unwrap();
+        assert_eq!((after.metadata.generation, after.status.unwrap().phase), (Some(1), Some(ClusterPhase::Degraded)));
+
+        let after = api.patch("x", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"shards": 9}}))).await.unwrap();
+        assert_eq!(after.metadata.generation, Some(2));
+
+        // A stale resourceVersion is a conflict.
+        let stale = json!({"metadata": {"resourceVersion": created.metadata.resource_version}, "spec": {"shards": 3}});
+        let err = api.patch("x", &PatchParams::default(), &Patch::Merge(&stale)).await.unwrap_err();
+        assert!(matches!(err, kube::Error::Api(ref s) if s.code == 409), "{err:?}");
+        // A JSON patch whose test op fails is refused.
+        let jp: json_patch::Patch = serde_json::from_value(json!([{"op": "test", "path": "/spec/shards", "value": 1}])).unwrap();
+        assert!(api.patch("x", &PatchParams::default(), &Patch::<()>::Json(jp)).await.is_err());
+        let missing = api.get_opt("nope").await.unwrap();
+        assert!(missing.is_none());
+    }
+
+    #[tokio::test]
+    async fn delete_waits_for_finalizers_and_watch_replays_from_a_resource_version() {
+        let server = FakeApiServer::new();
+        let api: Api<MiroirCluster> = Api::namespaced(server.client(NS), NS);
+        let mut mc = cluster("x", 1, &["a"]);
+        mc.metadata.finalizers = Some(vec!["test/f".into()]);
+        let created = api.create(&PostParams::default(), &mc).await.unwrap();
+        let list = api.list(&ListParams::default()).await.unwrap();
+        let rv = list.metadata.resource_version.clone().unwrap();
+        assert_eq!(list.items.len(), 1);
+
+        api.delete("x", &DeleteParams::default()).await.unwrap();
+        let deleting = api.get("x").await.unwrap();
+        assert!(deleting.metadata.deletion_timestamp.is_some(), "kept while a finalizer remains");
+        api.patch("x", &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"finalizers": null}}))).await.unwrap();
+        assert!(api.get_opt("x").await.unwrap().is_none(), "gone once the finalizers are");
+
+        // Watching from the list's resourceVersion replays what happened since (plus a bookmark).
+        let events: Vec<_> = api
+            .watch(&WatchParams::default().timeout(1), &rv)
+            .await
+            .unwrap()
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap();
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| match e {
+                WatchEvent::Added(_) => "ADDED",
+                WatchEvent::Modified(_) => "MODIFIED",
+                WatchEvent::Deleted(_) => "DELETED",
+                WatchEvent::Bookmark(_) => "BOOKMARK",
+                WatchEvent::Error(_) => "ERROR",
+            })
+            .collect();
+        assert_eq!(kinds, ["MODIFIED", "DELETED", "BOOKMARK"], "deletionTimestamp set, then gone with its finalizer");
+        // From the start: ADDED first; a field selector filters other objects out.
+        api.create(&PostParams::default(), &cluster("y", 1, &["a"])).await.unwrap();
+        let first = api
+            .watch(&WatchParams::default().fields("metadata.name=y").timeout(1), "0")
+            .await
+            .unwrap()
+            .boxed()
+            .next()
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(first, WatchEvent::Added(ref o) if o.metadata.name.as_deref() == Some("y")));
+        assert_ne!(created.metadata.uid, None);
+    }
 }

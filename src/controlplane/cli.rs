@@ -238,3 +238,47 @@ pub async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
     operator.stop().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::topology::{NodeSpec, Topology};
+    use tower::ServiceExt;
+
+    async fn call(app: &axum::Router, path: &str) -> (StatusCode, String) {
+        let req = axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn probes_and_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(dir.path().join("m.db")).await.unwrap();
+        let proxy = Proxy::new(ProxyOptions::default(), Arc::new(store));
+        let metrics = ControllerMetrics::default();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        metrics.observe("Alias", Duration::from_millis(1));
+        let app = ops_router(OpsState { registry: Arc::new(registry), proxy: proxy.clone(), leadership: Leadership::always() });
+
+        assert_eq!(call(&app, "/health").await, (StatusCode::OK, r#"{"status":"available"}"#.to_string()));
+        let (code, body) = call(&app, "/ready").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "no topology yet: {body}");
+        proxy
+            .apply_topology(Topology {
+                shards: 2,
+                replication_factor: 1,
+                replica_groups: 1,
+                nodes: vec![NodeSpec { id: "a".into(), address: "http://a:7700".into(), replica_group: 0 }],
+            })
+            .unwrap();
+        let (code, body) = call(&app, "/ready").await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        let (code, body) = call(&app, "/metrics").await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(body.contains(r#"miroir_controller_reconciles_total{kind="Alias"} 1"#), "{body}");
+    }
+}

@@ -216,7 +216,6 @@ async fn reconcile_stages(obj: &MiroirCluster, ctx: &Context) -> Result<Action, 
     }
     let api: Api<MiroirCluster> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let leader = ctx.leadership.is_leader();
-    ctx.metrics.leader.set(i64::from(leader));
 
     if obj.meta().deletion_timestamp.is_some() {
         if !has_finalizer(obj) {

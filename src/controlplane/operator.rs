@@ -56,7 +56,20 @@ impl RunningOperator {
             config.timing,
             config.instance,
         ));
+        // The `leader` gauge follows the election.
+        let gauge = {
+            let mut leadership = election.leadership.clone();
+            let metrics = context.metrics.clone();
+            tokio::spawn(async move {
+                metrics.leader.set(i64::from(leadership.is_leader()));
+                loop {
+                    let leader = leadership.changed().await;
+                    metrics.leader.set(i64::from(leader));
+                }
+            })
+        };
         let tasks = vec![
+            gauge,
             tokio::spawn(controller::run(context.clone())),
             tokio::spawn(mirror::run::<Alias>(context.clone())),
             tokio::spawn(mirror::run::<Tenant>(context.clone())),
