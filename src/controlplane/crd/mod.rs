@@ -76,19 +76,23 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
     vec![MiroirCluster::crd(), Alias::crd(), Tenant::crd(), Canary::crd(), RolloverPolicy::crd()]
 }
 
-/// File name under `crds/` of each CRD, paired with its YAML.
+/// File name under `crds/` of each CRD (`<plural>.<group>.yaml`) paired with its YAML,
+/// sorted by file name.
 pub fn crd_files() -> Vec<(String, String)> {
-    all_crds()
+    let mut files: Vec<(String, String)> = all_crds()
         .into_iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().unwrap_or_default();
             let yaml = serde_yaml_ng::to_string(&crd).expect("a CRD serializes to YAML");
             (format!("{name}.yaml"), yaml)
         })
-        .collect()
+        .collect();
+    files.sort();
+    files
 }
 
-/// All CRDs as one multi-document YAML stream (what `miroir crd` prints).
+/// All CRDs as one multi-document YAML stream (what `miroir crd` prints): the files of
+/// `crds/` in name order, each preceded by `---`.
 pub fn crd_yaml() -> String {
     crd_files().into_iter().map(|(_, yaml)| format!("---\n{yaml}")).collect()
 }
