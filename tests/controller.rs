@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use fake_apiserver::FakeApiServer;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use miroir::controlplane::controller::{ControllerTiming, FINALIZER};
+use miroir::controlplane::controller::{ControllerTiming, StartedWith, FINALIZER};
+use miroir::controlplane::desired::StoreChoice;
 use miroir::controlplane::crd::*;
 use miroir::controlplane::leader::{lease_name, Election, LeaseTiming};
 use miroir::controlplane::metrics::{ControllerMetrics, ErrorCategory};
@@ -59,6 +60,11 @@ fn start_pod(server: &FakeApiServer, store: Arc<dyn TaskStore>, cluster: &str, i
             instance: instance.into(),
             lease: LeaseTiming { ttl: Duration::from_millis(800), renew_every: Duration::from_millis(100) },
             timing: ControllerTiming { requeue: Duration::from_millis(200), error_requeue: Duration::from_millis(100) },
+            // As `miroir operator` does: the default SQLite store, no key Secrets.
+            started_with: Some(StartedWith {
+                store: StoreChoice::Sqlite { path: "/var/lib/miroir/miroir.db".into() },
+                keys: KeySecretRefs::default(),
+            }),
         },
     );
     Pod { op, proxy, metrics }
@@ -186,6 +192,16 @@ async fn invalid_spec_is_reported_and_the_controller_keeps_going() {
     let mc = wait_phase(&api, "search", ClusterPhase::Ready, 2).await;
     assert_eq!(condition(&mc, "Ready").unwrap().status, "True");
     assert_eq!(pod.proxy.routing().unwrap().topology.replication_factor, 2);
+
+    // Changing what is read only at start is reported, not silently ignored.
+    let keys = json!({"spec": {"keys": {"masterKey": {"name": "k", "key": "master"}}}});
+    api.patch("search", &PatchParams::default(), &Patch::Merge(&keys)).await.unwrap();
+    eventually("RestartRequired event", || async {
+        server.events_about("search").iter().any(|e| {
+            e["reason"] == "RestartRequired" && e["note"].as_str().is_some_and(|n| n.contains("spec.keys"))
+        })
+    })
+    .await;
 
     // Another cluster's object in the namespace is not this pod's business.
     api.create(&PostParams::default(), &cluster("other", 1, &["x"])).await.unwrap();

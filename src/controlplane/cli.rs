@@ -13,7 +13,7 @@ use kube::api::Api;
 use kube::Client;
 use prometheus_client::registry::Registry;
 
-use super::controller::ControllerTiming;
+use super::controller::{ControllerTiming, StartedWith};
 use super::crd::{KeySecretRefs, MiroirCluster, SecretKeyRef};
 use super::desired::{build_desired, join_errors, DesiredCluster, StoreChoice};
 use super::leader::{LeaseTiming, Leadership};
@@ -218,6 +218,7 @@ pub async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
                 renew_every: Duration::from_secs(args.lease_renew_secs),
             },
             timing: ControllerTiming { requeue: Duration::from_secs(args.requeue_secs), ..Default::default() },
+            started_with: Some(StartedWith { store: desired.store.clone(), keys: desired.keys.clone() }),
         },
     );
     let health_checker = proxy.spawn_health_checker();

@@ -19,8 +19,8 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::crd::{MiroirCluster, MiroirClusterStatus};
-use super::desired::{self, build_desired, join_errors, RunningView, StatusInput};
+use super::crd::{KeySecretRefs, MiroirCluster, MiroirClusterStatus};
+use super::desired::{self, build_desired, join_errors, RunningView, StatusInput, StoreChoice};
 use super::leader::Leadership;
 use super::metrics::{ControllerMetrics, ErrorCategory};
 use crate::dataplane::topology::TopologyError;
@@ -85,6 +85,17 @@ pub struct Context {
     pub timing: ControllerTiming,
     /// Shards moved by topology changes and not rebalanced yet (rebalancing is a later issue).
     pending_rebalance: Mutex<BTreeSet<u32>>,
+    /// Task store and key Secrets the process started with (read once at start).
+    started_with: Option<StartedWith>,
+    /// The last spec settings a `RestartRequired` event was emitted for.
+    restart_warned: Mutex<Option<StartedWith>>,
+}
+
+/// Settings a running process cannot change: the task store and the key Secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedWith {
+    pub store: StoreChoice,
+    pub keys: KeySecretRefs,
 }
 
 impl Context {
@@ -113,7 +124,35 @@ impl Context {
             metrics,
             timing,
             pending_rebalance: Mutex::new(BTreeSet::new()),
+            started_with: None,
+            restart_warned: Mutex::new(None),
         }
+    }
+
+    /// Records what the process started with, so that spec changes to it are reported
+    /// (`RestartRequired` Warning event) instead of silently ignored.
+    pub fn with_started_with(mut self, started_with: Option<StartedWith>) -> Context {
+        self.started_with = started_with;
+        self
+    }
+
+    /// The spec's store/keys differ from what this process runs with, and no event was
+    /// emitted for this difference yet.
+    fn restart_warning(&self, now: &StartedWith) -> Option<String> {
+        let started = self.started_with.as_ref()?;
+        let mut warned = self.restart_warned.lock().expect("restart lock");
+        if started == now || warned.as_ref() == Some(now) {
+            return None;
+        }
+        *warned = Some(now.clone());
+        let mut what = Vec::new();
+        if started.store != now.store {
+            what.push("spec.taskStore");
+        }
+        if started.keys != now.keys {
+            what.push("spec.keys");
+        }
+        Some(format!("{} changed; restart the operator pods to use the new value", what.join(" and ")))
     }
 
     /// Publishes an event; failures are logged, never fatal.
@@ -241,6 +280,13 @@ async fn reconcile_stages(obj: &MiroirCluster, ctx: &Context) -> Result<Action, 
 
     let errors = match desired {
         Ok(desired) => {
+            let now = StartedWith { store: desired.store.clone(), keys: desired.keys.clone() };
+            if let Some(note) = ctx.restart_warning(&now) {
+                tracing::warn!(cluster = %name, "{note}");
+                if leader {
+                    ctx.event(obj, EventType::Warning, "RestartRequired", "Apply", note).await;
+                }
+            }
             // ---- apply: the same call `miroir serve` uses.
             let change = ctx.proxy.apply_topology(desired.topology)?;
             ctx.proxy.set_runtime(desired.health, desired.scatter);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use kube::Client;
 use tokio::task::JoinHandle;
 
-use super::controller::{self, Context, ControllerTiming};
+use super::controller::{self, Context, ControllerTiming, StartedWith};
 use super::crd::{Alias, Canary, RolloverPolicy, Tenant};
 use super::leader::{lease_name, Election, LeaseTiming, Leadership};
 use super::metrics::ControllerMetrics;
@@ -24,6 +24,8 @@ pub struct OperatorConfig {
     pub instance: String,
     pub lease: LeaseTiming,
     pub timing: ControllerTiming,
+    /// Task store and keys the process was started with (`None`: not tracked).
+    pub started_with: Option<StartedWith>,
 }
 
 /// A running operator. Stop it with [`RunningOperator::stop`] (releases the lease) or
@@ -55,7 +57,8 @@ impl RunningOperator {
             metrics,
             config.timing,
             config.instance,
-        ));
+        )
+        .with_started_with(config.started_with));
         // The `leader` gauge follows the election.
         let gauge = {
             let mut leadership = election.leadership.clone();

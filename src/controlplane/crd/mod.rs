@@ -3,6 +3,9 @@
 //! The Rust types are the single source of the CRDs: `miroir crd` prints [`all_crds`], and
 //! `crds/*.yaml` is that output (a test fails when they differ).
 
+// Several `printcolumn(type_ = ...)` arguments look like duplicated attributes to clippy.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use schemars::JsonSchema;
