@@ -162,6 +162,23 @@ async fn applied_cluster_becomes_ready_and_node_edits_reroute_the_proxy() {
 
     // A status-only write does not bump the generation.
     assert_eq!(get(&api, "search").await.unwrap().metadata.generation, Some(2));
+
+    // The API server compacts its history and drops watches: the controller relists and
+    // keeps following edits.
+    let lists = || {
+        server.requests().iter().filter(|r| r.starts_with("GET /apis/miroir.io/v1alpha1/namespaces/search/miroirclusters?") && !r.contains("watch=true")).count()
+    };
+    let lists_before = lists();
+    server.compact_and_drop_watches();
+    let patch = json!({"spec": {"nodes": [
+        {"id": "a", "address": "http://a.meili:7700"},
+        {"id": "b", "address": "http://b.meili:7700"},
+        {"id": "c", "address": "http://c.meili:7700"},
+        {"id": "d", "address": "http://d.meili:7700"}]}});
+    api.patch("search", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait_phase(&api, "search", ClusterPhase::Rebalancing, 3).await;
+    assert_eq!(pod.proxy.routing().unwrap().topology.nodes.len(), 4);
+    assert!(lists() > lists_before, "the watcher relisted after 410 Gone");
     pod.op.stop().await;
 }
 

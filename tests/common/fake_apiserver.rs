@@ -3,7 +3,8 @@
 //!
 //! Implements, for any resource path (`/api/v1/...`, `/apis/{group}/{version}/...`):
 //! get, list (with `fieldSelector=metadata.name=...`), watch (from a `resourceVersion`,
-//! with bookmarks, ending after `timeoutSeconds`), create, replace, merge / JSON / apply /
+//! with bookmarks, ending after `timeoutSeconds`; [`FakeApiServer::compact_and_drop_watches`]
+//! forces clients through the `410 Gone` → relist path), create, replace, merge / JSON / apply /
 //! strategic patches (apply and strategic are treated as merge patches), delete with
 //! finalizers and `deletionTimestamp`, the `status` subresource (for `miroir.io` kinds: the
 //! main resource ignores status changes, `/status` ignores everything else),
@@ -85,6 +86,8 @@ struct State {
     uid: u64,
     objects: BTreeMap<Key, Value>,
     history: Vec<Change>,
+    /// Watches from a resourceVersion older than this get `410 Gone`.
+    compacted_before: u64,
     requests: Vec<String>,
 }
 
@@ -93,6 +96,8 @@ struct State {
 pub struct FakeApiServer {
     state: Arc<Mutex<State>>,
     tx: broadcast::Sender<Change>,
+    /// Bumped to end every open watch stream.
+    watch_epoch: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn now() -> String {
@@ -180,9 +185,11 @@ impl FakeApiServer {
                 uid: 0,
                 objects: BTreeMap::new(),
                 history: Vec::new(),
+                compacted_before: 0,
                 requests: Vec::new(),
             })),
             tx,
+            watch_epoch: Arc::new(tokio::sync::watch::channel(0).0),
         }
     }
 
@@ -209,6 +216,17 @@ impl FakeApiServer {
             .filter(|((c, _, _), v)| c.plural == "events" && v["regarding"]["name"] == name)
             .map(|(_, v)| v.clone())
             .collect()
+    }
+
+    /// Forgets the change history (as etcd compaction does) and ends every open watch:
+    /// clients re-watch from their last resourceVersion, get `410 Gone`, and must relist.
+    pub fn compact_and_drop_watches(&self) {
+        {
+            let mut st = self.state.lock().unwrap();
+            st.compacted_before = st.rv + 1;
+            st.history.clear();
+        }
+        self.watch_epoch.send_modify(|e| *e += 1);
     }
 
     /// Method and path of every request so far.
@@ -291,6 +309,18 @@ impl FakeApiServer {
         // Subscribe before reading history so nothing falls in between.
         let (rx, backlog, current_rv) = {
             let st = self.state.lock().unwrap();
+            if since != 0 && since < st.compacted_before {
+                let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Failure", "reason": "Expired", "code": 410,
+                    "message": format!("too old resource version: {since} ({})", st.compacted_before)}});
+                let mut b = serde_json::to_vec(&gone).unwrap();
+                b.push(b'\n');
+                return Response::builder()
+                    .status(StatusCode::OK)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(b)).boxed_unsync())
+                    .unwrap();
+            }
             let rx = self.tx.subscribe();
             let backlog: Vec<Change> = st.history.iter().filter(|c| c.rv > since && wanted(c)).cloned().collect();
             (rx, backlog, st.rv)
@@ -311,7 +341,14 @@ impl FakeApiServer {
         let live = tokio_stream_from(rx)
             .filter(move |c| futures::future::ready(c.rv > last_sent && wanted(c)))
             .map(move |c| line(json!({"type": c.type_, "object": c.object})));
-        let stream = futures::stream::iter(initial).chain(live).take_until(tokio::time::sleep(timeout));
+        let mut epoch = self.watch_epoch.subscribe();
+        let dropped = async move {
+            let _ = epoch.changed().await;
+        };
+        let stream = futures::stream::iter(initial)
+            .chain(live)
+            .take_until(tokio::time::sleep(timeout))
+            .take_until(dropped);
         Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "application/json")
