@@ -58,7 +58,7 @@ fn start_pod(server: &FakeApiServer, store: Arc<dyn TaskStore>, cluster: &str, i
             namespace: NS.into(),
             cluster: cluster.into(),
             instance: instance.into(),
-            lease: LeaseTiming { ttl: Duration::from_millis(800), renew_every: Duration::from_millis(100) },
+            lease: LeaseTiming { ttl: Duration::from_millis(1500), renew_every: Duration::from_millis(100) },
             timing: ControllerTiming { requeue: Duration::from_millis(200), error_requeue: Duration::from_millis(100) },
             // As `miroir operator` does: the default SQLite store, no key Secrets.
             started_with: Some(StartedWith {

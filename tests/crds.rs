@@ -168,3 +168,51 @@ fn wrong_manifests_are_rejected() {
         }
     }
 }
+
+/// Kubernetes only accepts structural schemas: every node has a `type` (unless it preserves
+/// unknown fields), and `oneOf`/`anyOf`/`allOf`/`not` branches only constrain (no `type`,
+/// `properties`, `default`, ...). List-map keys must be required.
+fn check_structural(path: &str, s: &Value, problems: &mut Vec<String>) {
+    let obj = s.as_object().unwrap();
+    let preserves = obj.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
+        || obj.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
+    if !obj.contains_key("type") && !preserves {
+        problems.push(format!("{path}: no type"));
+    }
+    for k in ["oneOf", "anyOf", "allOf"] {
+        for (i, branch) in obj.get(k).and_then(Value::as_array).into_iter().flatten().enumerate() {
+            for banned in ["type", "properties", "additionalProperties", "items", "default", "description", "nullable"] {
+                if branch.get(banned).is_some() {
+                    problems.push(format!("{path}.{k}[{i}]: `{banned}` is not allowed in a structural schema"));
+                }
+            }
+        }
+    }
+    if let Some(props) = obj.get("properties").and_then(Value::as_object) {
+        for (name, sub) in props {
+            check_structural(&format!("{path}.{name}"), sub, problems);
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        check_structural(&format!("{path}[]"), items, problems);
+        if let Some(keys) = obj.get("x-kubernetes-list-map-keys").and_then(Value::as_array) {
+            let required = items.get("required").and_then(Value::as_array).cloned().unwrap_or_default();
+            for k in keys {
+                if !required.contains(k) {
+                    problems.push(format!("{path}: list-map key {k} is not required"));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn schemas_are_structural() {
+    for crd in crds_from_disk() {
+        let kind = crd.spec.names.kind.clone();
+        let schema = serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap();
+        let mut problems = Vec::new();
+        check_structural(&kind, &schema, &mut problems);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+}
