@@ -324,6 +324,33 @@ async fn mirrored_kinds_reach_the_store_and_deletes_clear_it() {
 }
 
 #[tokio::test]
+async fn api_failures_are_counted_by_category_reported_and_retried() {
+    let server = FakeApiServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(&server, sqlite(&dir).await, "search", "pod-a");
+    let canaries: Api<Canary> = Api::namespaced(server.client(NS), NS);
+    server.fail_requests("/canaries/batman/status", 500);
+    canaries
+        .create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "miroir.io/v1alpha1", "kind": "Canary",
+            "metadata": {"name": "batman"}, "spec": {"cluster": "search", "index": "movies", "query": {"q": "batman"},
+            "assertions": {"topHitId": "1"}}})).unwrap())
+        .await
+        .unwrap();
+    eventually("KubeApi failures counted", || async { pod.metrics.failure_count("Canary", ErrorCategory::KubeApi) >= 2 }).await;
+    eventually("a Warning event named after the category", || async {
+        server.events_about("batman").iter().any(|e| e["type"] == "Warning" && e["reason"] == "KubeApi")
+    })
+    .await;
+    server.clear_failures();
+    eventually("retried until the status is written", || async {
+        let c = canaries.get("batman").await.unwrap();
+        c.status.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    })
+    .await;
+    pod.op.stop().await;
+}
+
+#[tokio::test]
 async fn two_operators_elect_one_leader_and_fail_over() {
     let server = FakeApiServer::new();
     let dir = tempfile::tempdir().unwrap();

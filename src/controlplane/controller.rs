@@ -239,11 +239,28 @@ pub async fn reconcile(obj: Arc<MiroirCluster>, ctx: Arc<Context>) -> Result<Act
     res
 }
 
-/// On error: count it by category, log it, retry later. Never stops the controller.
+/// On error: count it by category, log it, publish a Warning event whose reason is the
+/// category (lease holder only), retry later. Never stops the controller.
 pub fn error_policy(obj: Arc<MiroirCluster>, err: &ControllerError, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failure(KIND, err.category());
-    tracing::warn!(cluster = %obj.name_any(), category = err.category().as_str(), error = %err, "reconcile failed");
-    Action::requeue(ctx.timing.error_requeue)
+    report_failure(KIND, obj, err, ctx)
+}
+
+/// Shared by every controller's error policy.
+pub fn report_failure<K>(kind: &'static str, obj: Arc<K>, err: &ControllerError, ctx: Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+{
+    let category = err.category();
+    ctx.metrics.failure(kind, category);
+    tracing::warn!(kind, name = %obj.meta().name.as_deref().unwrap_or(""), category = category.as_str(), error = %err, "reconcile failed");
+    let retry = ctx.timing.error_requeue;
+    if ctx.leadership.is_leader() {
+        let note = err.to_string();
+        tokio::spawn(async move {
+            ctx.event(&*obj, EventType::Warning, category.as_str(), "Reconcile", note).await;
+        });
+    }
+    Action::requeue(retry)
 }
 
 async fn reconcile_stages(obj: &MiroirCluster, ctx: &Context) -> Result<Action, ControllerError> {

@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::controller::{has_finalizer, set_finalizer, write_status, Context, ControllerError};
+use super::controller::{has_finalizer, report_failure, set_finalizer, write_status, Context, ControllerError};
 use super::crd::{Alias, AliasStatus, Canary, Condition, RolloverPolicy, Tenant};
 use super::desired::{carry_transition_times, join_errors, rfc3339, SpecError};
 use super::metrics::ErrorCategory;
@@ -408,9 +408,7 @@ async fn mirror_stages<K: Mirrored>(obj: &K, ctx: &Context) -> Result<Action, Co
 }
 
 fn mirror_error_policy<K: Mirrored>(obj: Arc<K>, err: &ControllerError, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failure(K::KIND, err.category());
-    tracing::warn!(kind = K::KIND, name = %obj.name_any(), category = err.category().as_str(), error = %err, "reconcile failed");
-    Action::requeue(ctx.timing.error_requeue)
+    report_failure(K::KIND, obj, err, ctx)
 }
 
 /// Runs the controller of one mirrored kind (until its task is aborted).

@@ -89,6 +89,8 @@ struct State {
     /// Watches from a resourceVersion older than this get `410 Gone`.
     compacted_before: u64,
     requests: Vec<String>,
+    /// Requests whose `METHOD uri` contains the string are answered with the status code.
+    failures: Vec<(String, u16)>,
 }
 
 /// The fake API server. Cheap to clone; clones share state.
@@ -187,6 +189,7 @@ impl FakeApiServer {
                 history: Vec::new(),
                 compacted_before: 0,
                 requests: Vec::new(),
+                failures: Vec::new(),
             })),
             tx,
             watch_epoch: Arc::new(tokio::sync::watch::channel(0).0),
@@ -229,6 +232,16 @@ impl FakeApiServer {
         self.watch_epoch.send_modify(|e| *e += 1);
     }
 
+    /// Answers every request whose `METHOD uri` contains `matching` with `code` (an
+    /// injected API failure) until [`FakeApiServer::clear_failures`].
+    pub fn fail_requests(&self, matching: &str, code: u16) {
+        self.state.lock().unwrap().failures.push((matching.to_string(), code));
+    }
+
+    pub fn clear_failures(&self) {
+        self.state.lock().unwrap().failures.clear();
+    }
+
     /// Method and path of every request so far.
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
@@ -242,7 +255,16 @@ impl FakeApiServer {
 
     async fn handle(self, req: Request<kube::client::Body>) -> Response<Body> {
         let method = req.method().clone();
-        self.state.lock().unwrap().requests.push(format!("{method} {}", req.uri()));
+        let line = format!("{method} {}", req.uri());
+        let injected = {
+            let mut st = self.state.lock().unwrap();
+            st.requests.push(line.clone());
+            st.failures.iter().find(|(m, _)| line.contains(m.as_str())).map(|(_, c)| *c)
+        };
+        if let Some(code) = injected {
+            let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return status_error(code, "InternalError", format!("injected failure for {line}"));
+        }
         let Some(p) = parse(&req) else {
             return status_error(StatusCode::NOT_FOUND, "NotFound", format!("no route for {}", req.uri().path()));
         };
