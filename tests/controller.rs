@@ -507,3 +507,109 @@ mod fake_api_server_semantics {
         assert_ne!(created.metadata.uid, None);
     }
 }
+
+/// `miroir operator` as a whole (minus the in-cluster client): waits for the MiroirCluster,
+/// opens the task store it names, reads the key Secrets, serves probes/metrics/API, and
+/// releases the lease on shutdown.
+mod operator_process {
+    use super::*;
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::ByteString;
+    use miroir::controlplane::cli::{serve_operator, OperatorArgs};
+
+    fn args() -> OperatorArgs {
+        OperatorArgs {
+            cluster: "search".into(),
+            namespace: Some(NS.into()),
+            instance: Some("pod-x".into()),
+            bind: "127.0.0.1".into(),
+            port: 0,
+            max_body_bytes: 1 << 20,
+            lease_ttl_secs: 3,
+            lease_renew_secs: 1,
+            requeue_secs: 1,
+        }
+    }
+
+    /// A stand-in Meilisearch node that only answers `/health`.
+    async fn healthy_node() -> String {
+        let app = axum::Router::new()
+            .route("/health", axum::routing::get(|| async { axum::Json(json!({"status": "available"})) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    fn cluster_with(db: &std::path::Path, node: &str) -> MiroirCluster {
+        serde_json::from_value(json!({
+            "apiVersion": "miroir.io/v1alpha1", "kind": "MiroirCluster", "metadata": {"name": "search"},
+            "spec": {"shards": 4, "replicationFactor": 1,
+                     "nodes": [{"id": "a", "address": node}, {"id": "b", "address": node}],
+                     "taskStore": {"sqlite": {"path": db.to_str().unwrap()}},
+                     "keys": {"masterKey": {"name": "miroir-keys", "key": "master"}},
+                     "health": {"intervalMs": 100}}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn serves_probes_and_metrics_and_releases_the_lease_on_shutdown() {
+        let server = FakeApiServer::new();
+        let client = server.client(NS);
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let node = healthy_node().await;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // Started before the MiroirCluster exists: it waits for it.
+        let running = tokio::spawn(serve_operator(client.clone(), args(), listener, async {
+            let _ = stopped.await;
+        }));
+
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+        let mut secret = Secret::default();
+        secret.metadata.name = Some("miroir-keys".into());
+        secret.data = Some([("master".to_string(), ByteString(b"s3cret\n".to_vec()))].into());
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
+        let api: Api<MiroirCluster> = Api::namespaced(client.clone(), NS);
+        api.create(&PostParams::default(), &cluster_with(&db, &node)).await.unwrap();
+
+        let http = reqwest::Client::new();
+        eventually("/ready answers 200", || {
+            let http = http.clone();
+            let url = format!("{base}/ready");
+            async move { http.get(url).send().await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+        let mc = wait_phase(&api, "search", ClusterPhase::Ready, 1).await;
+        assert_eq!(mc.status.unwrap().nodes_ready.as_deref(), Some("2/2"), "probed healthy");
+        let health: serde_json::Value = http.get(format!("{base}/health")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(health, json!({"status": "available"}));
+        let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("miroir_controller_leader 1"), "{metrics}");
+        assert!(metrics.contains(r#"miroir_controller_reconciles_total{kind="MiroirCluster"}"#), "{metrics}");
+
+        // The task store is the file the spec names, and it holds this pod's lease.
+        let store = SqliteStore::open(&db).await.unwrap();
+        assert_eq!(store.get_lease(&lease_name("search")).await.unwrap().unwrap().holder, "pod-x");
+        drop(http); // no idle keep-alive connection to wait for
+        stop.send(()).unwrap();
+        running.await.unwrap().unwrap();
+        assert!(store.get_lease(&lease_name("search")).await.unwrap().is_none(), "lease released on shutdown");
+    }
+
+    #[tokio::test]
+    async fn a_missing_key_secret_is_a_clear_startup_error() {
+        let server = FakeApiServer::new();
+        let client = server.client(NS);
+        let dir = tempfile::tempdir().unwrap();
+        let api: Api<MiroirCluster> = Api::namespaced(client.clone(), NS);
+        api.create(&PostParams::default(), &cluster_with(&dir.path().join("s.db"), "http://127.0.0.1:9")).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let err = serve_operator(client, args(), listener, std::future::pending()).await.unwrap_err();
+        assert!(err.to_string().contains("Secret `miroir-keys` not found"), "{err}");
+    }
+}

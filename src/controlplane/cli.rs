@@ -106,8 +106,8 @@ pub async fn open_store(client: &Client, ns: &str, choice: &StoreChoice) -> anyh
     Ok(crate::store::open(&cfg).await?)
 }
 
-/// Waits until the MiroirCluster exists and is valid (the task store and keys are taken
-/// from it once, at start: changing them needs a pod restart).
+/// Waits (watching, not polling) until the MiroirCluster exists and is valid. The task
+/// store and keys are taken from it once, at start: changing them needs a pod restart.
 async fn wait_for_cluster(api: &Api<MiroirCluster>, name: &str) -> DesiredCluster {
     loop {
         match api.get_opt(name).await {
@@ -118,7 +118,19 @@ async fn wait_for_cluster(api: &Api<MiroirCluster>, name: &str) -> DesiredCluste
             Ok(None) => tracing::info!(cluster = name, "waiting for the MiroirCluster to be created"),
             Err(e) => tracing::warn!(cluster = name, error = %e, "cannot read the MiroirCluster"),
         }
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        let usable = |o: Option<&MiroirCluster>| o.is_some_and(|mc| build_desired(&mc.spec, None).is_ok());
+        match kube::runtime::wait::await_condition(api.clone(), name, usable).await {
+            Ok(Some(mc)) => {
+                if let Ok(d) = build_desired(&mc.spec, None) {
+                    return d;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(cluster = name, error = %e, "cannot watch the MiroirCluster; retrying");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
     }
 }
 
@@ -179,9 +191,23 @@ async fn shutdown_signal() {
     }
 }
 
-/// `miroir operator`: serves the proxy and reconciles the custom resources into it.
+/// `miroir operator`: serves the proxy and reconciles the custom resources into it, until
+/// SIGTERM or Ctrl-C.
 pub async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
+    let addr: SocketAddr = format!("{}:{}", args.bind, args.port).parse()?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_operator(client, args, listener, shutdown_signal()).await
+}
+
+/// The operator on a given client and listener, until `shutdown` resolves (then the
+/// controllers stop and the lease is released). `args.bind`/`args.port` are not used.
+pub async fn serve_operator(
+    client: Client,
+    args: OperatorArgs,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let namespace = args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
     let instance = args.instance.clone().unwrap_or_else(|| {
         std::env::var("HOSTNAME").unwrap_or_else(|_| format!("miroir-{}", uuid::Uuid::new_v4()))
@@ -230,14 +256,12 @@ pub async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
     });
     // Probe and metrics routes first; everything else is the Meilisearch API.
     let app = ops.fallback_service(proxy.router());
-    let addr: SocketAddr = format!("{}:{}", args.bind, args.port).parse()?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, cluster = %args.cluster, "miroir operator listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!(addr = ?listener.local_addr().ok(), cluster = %args.cluster, "miroir operator listening");
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
 
     health_checker.abort();
     operator.stop().await;
-    Ok(())
+    Ok(served?)
 }
 
 #[cfg(test)]
