@@ -1,4 +1,9 @@
+use std::net::SocketAddr;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use miroir::config::{Config, Keys};
+use miroir::dataplane::{server, Proxy, ProxyOptions};
 
 #[derive(Parser)]
 #[command(name = "miroir", version, about = "One Meilisearch API in front of many Meilisearch nodes")]
@@ -11,6 +16,7 @@ struct Cli {
 enum Command {
     /// Serve the Meilisearch API from a config file.
     Serve {
+        /// The YAML config file (see config/example.yaml).
         #[arg(long, short)]
         config: std::path::PathBuf,
     },
@@ -20,17 +26,55 @@ enum Command {
     Operator(miroir::controlplane::cli::OperatorArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MIROIR_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = Config::load(path)?;
+    let keys = Keys::from_env(&cfg.keys);
+    let store = miroir::store::open(&cfg.task_store).await.context("opening the task store")?;
+    let options = ProxyOptions {
+        keys,
+        health: cfg.health.clone(),
+        scatter: cfg.scatter.clone(),
+        max_body_bytes: cfg.server.max_body_bytes,
+    };
+    let proxy = Proxy::new(options, store);
+    proxy.apply_topology(cfg.topology())?;
+    let addr: SocketAddr = format!("{}:{}", cfg.server.bind, cfg.server.port)
+        .parse()
+        .with_context(|| format!("`server.bind`/`server.port`: {}:{} is not a socket address", cfg.server.bind, cfg.server.port))?;
+    let listener = server::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    tracing::info!(%addr, shards = cfg.shards, rf = cfg.replication_factor, groups = cfg.replica_groups, nodes = cfg.nodes.len(), store = ?cfg.task_store.backend, "miroir serving");
+    let handle = server::spawn(proxy, listener);
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("shutting down");
+            handle.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    init_tracing();
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve { .. } => anyhow::bail!("not implemented yet"),
-        Command::Crd => {
-            print!("{}", miroir::controlplane::cli::crd_yaml());
-            Ok(())
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Serve { config } => serve(&config).await,
+            Command::Crd => {
+                print!("{}", miroir::controlplane::cli::crd_yaml());
+                Ok(())
+            }
+            Command::Operator(args) => miroir::controlplane::cli::run_operator(args).await,
         }
-        Command::Operator(args) => {
-            tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
-            tokio::runtime::Runtime::new()?.block_on(miroir::controlplane::cli::run_operator(args))
-        }
+    });
+    if let Err(e) = result {
+        // One clear line, naming the cause chain.
+        eprintln!("miroir: {e:#}");
+        std::process::exit(1);
     }
 }

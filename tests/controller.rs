@@ -592,6 +592,13 @@ mod operator_process {
         assert!(metrics.contains("miroir_controller_leader 1"), "{metrics}");
         assert!(metrics.contains(r#"miroir_controller_reconciles_total{kind="MiroirCluster"}"#), "{metrics}");
 
+        // The proxy's API is served too, guarded by the master key read from the Secret.
+        let topo = http.get(format!("{base}/_miroir/topology")).send().await.unwrap();
+        assert_eq!(topo.status(), 401);
+        let topo: serde_json::Value =
+            http.get(format!("{base}/_miroir/topology")).bearer_auth("s3cret").send().await.unwrap().json().await.unwrap();
+        assert_eq!(topo["nodes"].as_array().map(Vec::len), Some(2), "{topo}");
+
         // The task store is the file the spec names, and it holds this pod's lease.
         let store = SqliteStore::open(&db).await.unwrap();
         assert_eq!(store.get_lease(&lease_name("search")).await.unwrap().unwrap().holder, "pod-x");

@@ -1,6 +1,8 @@
 //! `miroir crd` and `miroir operator`.
 
 use std::net::SocketAddr;
+
+use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +22,7 @@ use super::leader::{LeaseTiming, Leadership};
 use super::metrics::ControllerMetrics;
 use super::operator::{OperatorConfig, RunningOperator};
 use crate::config::{Keys, Secret, StoreBackend, TaskStoreConfig};
-use crate::dataplane::{Proxy, ProxyOptions};
+use crate::dataplane::{server, Proxy, ProxyOptions};
 use crate::store::TaskStore;
 
 /// Every CRD as one multi-document YAML stream.
@@ -142,14 +144,10 @@ pub struct OpsState {
     pub leadership: Leadership,
 }
 
-/// `/metrics` (Prometheus text), `/health` (liveness, Meilisearch's answer) and `/ready`
-/// (a topology is applied and the task store answers).
+/// `/metrics` (OpenMetrics text) and `/ready` (a topology is applied and the task store
+/// answers); merged next to the proxy's routes, whose `/health` is the liveness probe.
 pub fn ops_router(state: OpsState) -> axum::Router {
-    axum::Router::new()
-        .route("/metrics", get(metrics))
-        .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "available"})) }))
-        .route("/ready", get(ready))
-        .with_state(state)
+    axum::Router::new().route("/metrics", get(metrics)).route("/ready", get(ready)).with_state(state)
 }
 
 async fn metrics(State(s): State<OpsState>) -> impl IntoResponse {
@@ -195,8 +193,10 @@ async fn shutdown_signal() {
 /// SIGTERM or Ctrl-C.
 pub async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
-    let addr: SocketAddr = format!("{}:{}", args.bind, args.port).parse()?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr: SocketAddr = format!("{}:{}", args.bind, args.port)
+        .parse()
+        .with_context(|| format!("--bind/--port: {}:{} is not a socket address", args.bind, args.port))?;
+    let listener = server::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     serve_operator(client, args, listener, shutdown_signal()).await
 }
 
@@ -247,21 +247,20 @@ pub async fn serve_operator(
             started_with: Some(StartedWith { store: desired.store.clone(), keys: desired.keys.clone() }),
         },
     );
-    let health_checker = proxy.spawn_health_checker();
-
     let ops = ops_router(OpsState {
         registry: Arc::new(registry),
         proxy: proxy.clone(),
         leadership: operator.leadership().clone(),
     });
-    // Probe and metrics routes first; everything else is the Meilisearch API.
-    let app = ops.fallback_service(proxy.router());
-    tracing::info!(addr = ?listener.local_addr().ok(), cluster = %args.cluster, "miroir operator listening");
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
-
-    health_checker.abort();
+    // The Meilisearch API plus the operator's routes, served like `miroir serve` serves it
+    // (the server also runs the node health checker).
+    let app = proxy.router().merge(ops);
+    let handle = server::spawn_router(proxy, app, listener);
+    tracing::info!(addr = %handle.addr, cluster = %args.cluster, "miroir operator listening");
+    shutdown.await;
+    handle.shutdown().await;
     operator.stop().await;
-    Ok(served?)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -289,7 +288,6 @@ mod tests {
         metrics.observe("Alias", Duration::from_millis(1));
         let app = ops_router(OpsState { registry: Arc::new(registry), proxy: proxy.clone(), leadership: Leadership::always() });
 
-        assert_eq!(call(&app, "/health").await, (StatusCode::OK, r#"{"status":"available"}"#.to_string()));
         let (code, body) = call(&app, "/ready").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "no topology yet: {body}");
         proxy

@@ -11,6 +11,13 @@ pub mod topology;
 pub mod health;
 pub mod merge;
 pub mod api;
+pub mod docid;
+pub mod fanout;
+pub mod payload;
+pub mod tasks;
+pub mod server;
+pub mod scatter;
+pub mod read;
 
 use std::sync::{Arc, RwLock};
 

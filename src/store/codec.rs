@@ -59,8 +59,8 @@ pub(crate) fn encode_task(t: &TaskRecord) -> Result<String, StoreError> {
 }
 
 pub(crate) fn decode_task(uid: u64, json: &str) -> Result<TaskRecord, StoreError> {
-    let b: TaskBody = serde_json::from_str(json)
-        .map_err(|e| StoreError::Other(format!("stored task {uid} is not readable: {e}")))?;
+    let b: TaskBody =
+        serde_json::from_str(json).map_err(|e| StoreError::Other(format!("stored task {uid} is not readable: {e}")))?;
     Ok(TaskRecord {
         uid,
         index_uid: b.index_uid,

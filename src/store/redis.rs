@@ -37,7 +37,10 @@ const CALL_TIMEOUT: Duration = Duration::from_millis(2500);
 const MAX_LIMIT: usize = 1 << 40;
 
 pub struct RedisStore {
-    conn: ConnectionManager,
+    client: redis::Client,
+    /// Replaced by a fresh manager if a failure is one the manager does not recover from
+    /// by itself (see [`RedisStore::bounded`]).
+    conn: std::sync::RwLock<ConnectionManager>,
     prefix: String,
 }
 
@@ -54,6 +57,8 @@ fn is_unavailable(e: &RedisError) -> bool {
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
+        // Out of memory under `noeviction`: writes are refused until memory is freed.
+        || e.code() == Some("OOM")
         || matches!(
             e.kind(),
             ErrorKind::Server(
@@ -98,15 +103,26 @@ local function idx_rem(p, uid, status, typ, iu, enq)
   if iu then redis.call('ZREM', p .. '_index:tasks:index_uid:' .. iu, uid) end
   redis.call('ZREM', p .. '_index:tasks:enqueued_at', enq .. ':' .. uid)
 end
-local function write_task(p, uid, body, status, typ, iu, enq)
-  local key = p .. 'task:' .. uid
-  redis.call('DEL', key)
-  if iu then
-    redis.call('HSET', key, 'body', body, 'status', status, 'type', typ, 'enq', enq, 'index_uid', iu)
-  else
-    redis.call('HSET', key, 'body', body, 'status', status, 'type', typ, 'enq', enq)
-  end
+local function write_task(p, uid, row, status, typ, iu, enq)
+  redis.call('SET', p .. 'task:' .. uid, row)
   idx_add(p, uid, status, typ, iu, enq)
+end
+-- Header of a task row (see `encode_row`): status, type, index uid (false if none), enq.
+local function parse_row(row)
+  local pos = 20
+  local function field()
+    local l = string.sub(row, pos, pos + 3)
+    pos = pos + 4
+    if l == '----' then return false end
+    local n = tonumber(l)
+    local v = string.sub(row, pos, pos + n - 1)
+    pos = pos + n
+    return v
+  end
+  local status = field()
+  local typ = field()
+  local iu = field()
+  return status, typ, iu, string.sub(row, 1, 19)
 end
 "#;
 
@@ -129,9 +145,9 @@ static UPDATE_TASK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{TASK_INDEX_LUA}
 local p, uid = ARGV[1], ARGV[2]
-local old = redis.call('HMGET', p .. 'task:' .. uid, 'status', 'type', 'index_uid', 'enq')
-if not old[1] then return 0 end
-idx_rem(p, uid, old[1], old[2], old[3], old[4])
+local old = redis.call('GET', p .. 'task:' .. uid)
+if not old then return 0 end
+idx_rem(p, uid, parse_row(old))
 local iu = false
 if ARGV[6] == '1' then iu = ARGV[7] end
 write_task(p, uid, ARGV[3], ARGV[4], ARGV[5], iu, ARGV[8])
@@ -149,9 +165,9 @@ local n = 0
 for i = 2, #ARGV do
   local uid = ARGV[i]
   local key = p .. 'task:' .. uid
-  local old = redis.call('HMGET', key, 'status', 'type', 'index_uid', 'enq')
-  if old[1] then
-    idx_rem(p, uid, old[1], old[2], old[3], old[4])
+  local old = redis.call('GET', key)
+  if old then
+    idx_rem(p, uid, parse_row(old))
     redis.call('DEL', key)
     n = n + 1
   end
@@ -165,9 +181,7 @@ return n
 /// ARGV: prefix, limit, from ('' = none), reverse ('1'/'0'), before ('' = none), after ('' = none),
 /// then four counted lists: uids, statuses, types, index_uids (each `n, v1..vn`).
 /// Returns {total, next ('' = none), uid1, body1, uid2, body2, ...}.
-static LIST_TASKS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
+const LIST_TASKS_LUA: &str = r#"
 local p = ARGV[1]
 local limit = tonumber(ARGV[2])
 local from = ARGV[3]
@@ -195,22 +209,32 @@ for _, d in ipairs({{'status', 'status'}, {'type', 'type'}, {'index_uid', 'index
 end
 
 local total, page = 0, {}
-local src = nil
+local srcs = nil
 if #uids == 0 and before == '' and after == '' then
-  if #dims == 0 then src = p .. '_index:tasks'
-  elseif #dims == 1 and #dims[1].keys == 1 then src = dims[1].keys[1] end
+  if #dims == 0 then srcs = {p .. '_index:tasks'}
+  elseif #dims == 1 then srcs = dims[1].keys end
 end
 
-if src then
-  -- One sorted set answers the whole query.
-  total = redis.call('ZCARD', src)
-  if reverse then
-    local lo = '-inf'; if from ~= '' then lo = from end
-    page = redis.call('ZRANGEBYSCORE', src, lo, '+inf', 'LIMIT', 0, limit + 1)
-  else
-    local hi = '+inf'; if from ~= '' then hi = from end
-    page = redis.call('ZREVRANGEBYSCORE', src, hi, '-inf', 'LIMIT', 0, limit + 1)
+if srcs then
+  -- Sorted sets of one field's values are disjoint (a task has one value per field): the
+  -- total is the sum of their sizes and a page is a merge of each one's first limit+1.
+  local merged = {}
+  for _, src in ipairs(srcs) do
+    total = total + redis.call('ZCARD', src)
+    local part
+    if reverse then
+      local lo = '-inf'; if from ~= '' then lo = from end
+      part = redis.call('ZRANGEBYSCORE', src, lo, '+inf', 'LIMIT', 0, limit + 1)
+    else
+      local hi = '+inf'; if from ~= '' then hi = from end
+      part = redis.call('ZREVRANGEBYSCORE', src, hi, '-inf', 'LIMIT', 0, limit + 1)
+    end
+    for _, u in ipairs(part) do merged[#merged + 1] = tonumber(u) end
   end
+  if #srcs > 1 then
+    if reverse then table.sort(merged) else table.sort(merged, function(a, b) return a > b end) end
+  end
+  for j = 1, math.min(#merged, limit + 1) do page[j] = string.format('%d', merged[j]) end
 else
   -- Candidates from the most selective source, then every filter checked on the row.
   local cands = {}
@@ -238,10 +262,12 @@ else
   for _, u in ipairs(cands) do
     if not seen[u] then
       seen[u] = true
-      local f = redis.call('HMGET', p .. 'task:' .. u, 'status', 'type', 'index_uid', 'enq')
-      local ok = f[1] ~= false
-      local vals = {status = f[1], type = f[2], index_uid = f[3]}
+      local row = redis.call('GET', p .. 'task:' .. u)
+      local ok = row ~= false
+      local f, vals = {}, {}
       if ok then
+        f[1], f[2], f[3], f[4] = parse_row(row)
+        vals = {status = f[1], type = f[2], index_uid = f[3]}
         for _, d in ipairs(dims) do
           local v = vals[d.field]
           if not v or not d.set[v] then ok = false; break end
@@ -266,13 +292,12 @@ end
 local out = {string.format('%d', total), ''}
 for j, u in ipairs(page) do
   if j > limit then out[2] = u; break end
-  local body = redis.call('HGET', p .. 'task:' .. u, 'body')
+  local body = redis.call('GET', p .. 'task:' .. u)
   if body then out[#out + 1] = u; out[#out + 1] = body end
 end
 return out
-"#,
-    )
-});
+"#;
+static LIST_TASKS: LazyLock<Script> = LazyLock::new(|| Script::new(&[TASK_INDEX_LUA, LIST_TASKS_LUA].concat()));
 
 /// KEYS: lease, lease index. ARGV: holder, ttl ms, name.
 static ACQUIRE_LEASE: LazyLock<Script> = LazyLock::new(|| {
@@ -379,6 +404,17 @@ return redis.call('GET', KEYS[1])
     )
 });
 
+/// A lazily connecting manager with the store's time bounds.
+fn new_manager(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        // One attempt per (re)connection: a call must fail fast when Redis is down; the
+        // next call triggers the next attempt.
+        .set_number_of_retries(0);
+    ConnectionManager::new_lazy_with_config(client.clone(), config)
+}
+
 fn parse_u64(s: &str) -> StoreResult<u64> {
     s.parse().map_err(|_| StoreError::Other(format!("redis returned a non-integer: {s:?}")))
 }
@@ -389,15 +425,9 @@ impl RedisStore {
     /// built, the store reconnects by itself.
     pub async fn connect(url: &str, prefix: &str) -> StoreResult<RedisStore> {
         let client = redis::Client::open(url).map_err(|e| StoreError::Other(format!("invalid redis url: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            // One attempt per (re)connection: a call must fail fast when Redis is down; the
-            // next call triggers the next attempt.
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(redis_err)?;
-        let store = RedisStore { conn, prefix: prefix.to_string() };
-        let mut c = store.conn.clone();
+        let conn = new_manager(&client).map_err(redis_err)?;
+        let store = RedisStore { client, conn: std::sync::RwLock::new(conn), prefix: prefix.to_string() };
+        let mut c = store.conn();
         let key = store.key("schema_version");
         let found: String =
             store.bounded(async move { CHECK_SCHEMA.key(key).arg(SCHEMA_VERSION).invoke_async(&mut c).await }).await?;
@@ -440,10 +470,39 @@ impl RedisStore {
     }
 
     /// Runs one Redis round trip with the overall time bound.
+    ///
+    /// The connection manager reconnects by itself only when the connection is known to be
+    /// dead (refused, reset, closed). A reply timeout leaves it on the same connection, which
+    /// may be half-dead (peer gone without a reset) for many minutes; other "unavailable"
+    /// failures (e.g. `LOADING` while connecting) can leave it holding a failed connection.
+    /// In those cases the manager is replaced, so the next call connects afresh.
     async fn bounded<T>(&self, fut: impl Future<Output = redis::RedisResult<T>>) -> StoreResult<T> {
         match tokio::time::timeout(CALL_TIMEOUT, fut).await {
-            Ok(r) => r.map_err(redis_err),
-            Err(_) => Err(StoreError::Unavailable(format!("redis did not answer within {CALL_TIMEOUT:?}"))),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                if is_unavailable(&e) && !e.is_unrecoverable_error() {
+                    self.reset();
+                }
+                Err(redis_err(e))
+            }
+            Err(_) => {
+                self.reset();
+                Err(StoreError::Unavailable(format!("redis did not answer within {CALL_TIMEOUT:?}")))
+            }
+        }
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn reset(&self) {
+        match new_manager(&self.client) {
+            Ok(m) => {
+                *self.conn.write().unwrap_or_else(|p| p.into_inner()) = m;
+                tracing::debug!("redis connection manager rebuilt");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot rebuild the redis connection manager"),
         }
     }
 
@@ -471,7 +530,7 @@ impl RedisStore {
         for i in &filter.index_uids {
             inv.arg(i);
         }
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let out: Vec<String> = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         let mut it = out.into_iter();
         let total = parse_u64(&it.next().unwrap_or_default())?;
@@ -481,15 +540,53 @@ impl RedisStore {
         };
         let mut results = Vec::new();
         while let (Some(uid), Some(body)) = (it.next(), it.next()) {
-            results.push(decode_task(parse_u64(&uid)?, &body)?);
+            results.push(decode_task(parse_u64(&uid)?, row_json(&body)?)?);
         }
         Ok(TaskPage { results, total, next })
     }
 }
 
-/// Script arguments describing a task row: body, status, type, has_index_uid, index_uid, enq.
+/// A task row is one string: a fixed-layout header with the indexed fields, then the JSON
+/// of the record (see `docs/redis-keyspace.md`):
+/// `<enqueued_at: 19-digit unix ns><len:4><status><len:4><type><len:4 or ----><index uid><json>`.
+/// A string (rather than a hash) keeps a row in one compact allocation.
+fn encode_row(t: &TaskRecord) -> StoreResult<String> {
+    fn field(out: &mut String, v: Option<&str>) -> StoreResult<()> {
+        match v {
+            None => out.push_str("----"),
+            Some(v) if v.len() <= 9999 => {
+                out.push_str(&format!("{:04}", v.len()));
+                out.push_str(v);
+            }
+            Some(v) => return Err(StoreError::Other(format!("task field too long for the store ({} bytes)", v.len()))),
+        }
+        Ok(())
+    }
+    let mut row = unix_ns_key(t.enqueued_at);
+    field(&mut row, Some(t.status.as_str()))?;
+    field(&mut row, Some(&t.kind))?;
+    field(&mut row, t.index_uid.as_deref())?;
+    row.push_str(&encode_task(t)?);
+    Ok(row)
+}
+
+/// The JSON part of a row written by [`encode_row`].
+fn row_json(row: &str) -> StoreResult<&str> {
+    let bad = || StoreError::Other("stored task row has an invalid header".to_string());
+    let mut pos = 19;
+    for _ in 0..3 {
+        let len = row.get(pos..pos + 4).ok_or_else(bad)?;
+        pos += 4;
+        if len != "----" {
+            pos += len.parse::<usize>().map_err(|_| bad())?;
+        }
+    }
+    row.get(pos..).ok_or_else(bad)
+}
+
+/// Script arguments describing a task row: row, status, type, has_index_uid, index_uid, enq.
 fn task_args(inv: &mut redis::ScriptInvocation<'_>, t: &TaskRecord) -> StoreResult<()> {
-    inv.arg(encode_task(t)?)
+    inv.arg(encode_row(t)?)
         .arg(t.status.as_str())
         .arg(&t.kind)
         .arg(if t.index_uid.is_some() { "1" } else { "0" })
@@ -505,7 +602,7 @@ impl TaskStore for RedisStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let _: String = self.bounded(async move { redis::cmd("PING").query_async(&mut c).await }).await?;
         Ok(())
     }
@@ -527,7 +624,7 @@ impl TaskStore for RedisStore {
         let mut inv = CREATE_TASK.prepare_invoke();
         inv.arg(&self.prefix);
         task_args(&mut inv, &record)?;
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let uid: String = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         record.uid = parse_u64(&uid)?;
         Ok(record)
@@ -535,16 +632,16 @@ impl TaskStore for RedisStore {
 
     async fn get_task(&self, uid: u64) -> StoreResult<Option<TaskRecord>> {
         let key = self.key(&format!("task:{uid}"));
-        let mut c = self.conn.clone();
-        let body: Option<String> = self.bounded(async move { c.hget(key, "body").await }).await?;
-        body.map(|b| decode_task(uid, &b)).transpose()
+        let mut c = self.conn();
+        let row: Option<String> = self.bounded(async move { c.get(key).await }).await?;
+        row.map(|r| decode_task(uid, row_json(&r)?)).transpose()
     }
 
     async fn update_task(&self, task: &TaskRecord) -> StoreResult<()> {
         let mut inv = UPDATE_TASK.prepare_invoke();
         inv.arg(&self.prefix).arg(task.uid.to_string());
         task_args(&mut inv, task)?;
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         // 0 when the task does not exist: a deleted task is not brought back.
         let _: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         Ok(())
@@ -567,7 +664,7 @@ impl TaskStore for RedisStore {
         for u in uids {
             inv.arg(u.to_string());
         }
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let n: u64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         Ok(n)
     }
@@ -575,7 +672,7 @@ impl TaskStore for RedisStore {
     async fn try_acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
         let mut inv = ACQUIRE_LEASE.prepare_invoke();
         inv.key(self.lease_key(name)).key(self.lease_index()).arg(holder).arg(ttl_ms(ttl)).arg(name);
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let got: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         Ok(got == 1)
     }
@@ -583,7 +680,7 @@ impl TaskStore for RedisStore {
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
         let mut inv = RELEASE_LEASE.prepare_invoke();
         inv.key(self.lease_key(name)).key(self.lease_index()).arg(holder).arg(name);
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let _: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         Ok(())
     }
@@ -591,7 +688,7 @@ impl TaskStore for RedisStore {
     async fn get_lease(&self, name: &str) -> StoreResult<Option<Lease>> {
         let mut inv = GET_LEASE.prepare_invoke();
         inv.key(self.lease_key(name));
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let out: Vec<String> = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         let mut it = out.into_iter();
         Ok(match (it.next(), it.next()) {
@@ -609,13 +706,13 @@ impl TaskStore for RedisStore {
         let index = self.mirror_index(table, cluster);
         let mut pipe = redis::pipe();
         pipe.atomic().set(row, encode_json(spec)?).ignore().zadd(index, name, 0).ignore();
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         self.bounded(async move { pipe.exec_async(&mut c).await }).await
     }
 
     async fn get_mirror(&self, table: MirrorTable, cluster: &str, name: &str) -> StoreResult<Option<Value>> {
         let row = format!("{}{name}", self.mirror_row_prefix(table, cluster));
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let v: Option<String> = self.bounded(async move { c.get(row).await }).await?;
         v.as_deref().map(decode_json).transpose()
     }
@@ -623,7 +720,7 @@ impl TaskStore for RedisStore {
     async fn list_mirror(&self, table: MirrorTable, cluster: &str) -> StoreResult<Vec<(String, Value)>> {
         let mut inv = LIST_MIRROR.prepare_invoke();
         inv.key(self.mirror_index(table, cluster)).arg(self.mirror_row_prefix(table, cluster));
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let out: Vec<String> = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         let mut rows = Vec::with_capacity(out.len() / 2);
         let mut it = out.into_iter();
@@ -638,7 +735,7 @@ impl TaskStore for RedisStore {
         let index = self.mirror_index(table, cluster);
         let mut pipe = redis::pipe();
         pipe.atomic().del(row).ignore().zrem(index, name).ignore();
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         self.bounded(async move { pipe.exec_async(&mut c).await }).await
     }
 
@@ -652,7 +749,7 @@ impl TaskStore for RedisStore {
         for table in MirrorTable::ALL {
             inv.arg(self.mirror_row_prefix(table, cluster)).arg(self.mirror_index(table, cluster));
         }
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let _: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         Ok(())
     }
@@ -661,32 +758,73 @@ impl TaskStore for RedisStore {
         let key = self.ttl_key(kind, key);
         let value = encode_json(value)?;
         let ms = ttl_ms(ttl) as u64;
-        let mut c = self.conn.clone();
-        self.bounded(async move {
-            redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ms).exec_async(&mut c).await
-        })
-        .await
+        let mut c = self.conn();
+        self.bounded(async move { redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ms).exec_async(&mut c).await })
+            .await
     }
 
     async fn get_ttl(&self, kind: TtlKind, key: &str) -> StoreResult<Option<Value>> {
         let key = self.ttl_key(kind, key);
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let v: Option<String> = self.bounded(async move { c.get(key).await }).await?;
         v.as_deref().map(decode_json).transpose()
     }
 
     async fn advance_cdc_cursor(&self, cluster: &str, name: &str, position: u64) -> StoreResult<u64> {
         let mut inv = ADVANCE_CDC.prepare_invoke();
-        inv.key(format!("{}{name}", self.cdc_row_prefix(cluster))).key(self.cdc_index(cluster)).arg(position.to_string()).arg(name);
-        let mut c = self.conn.clone();
+        inv.key(format!("{}{name}", self.cdc_row_prefix(cluster)))
+            .key(self.cdc_index(cluster))
+            .arg(position.to_string())
+            .arg(name);
+        let mut c = self.conn();
         let stored: String = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         parse_u64(&stored)
     }
 
     async fn get_cdc_cursor(&self, cluster: &str, name: &str) -> StoreResult<Option<u64>> {
         let key = format!("{}{name}", self.cdc_row_prefix(cluster));
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let v: Option<String> = self.bounded(async move { c.get(key).await }).await?;
         v.as_deref().map(parse_u64).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn record(index_uid: Option<&str>) -> TaskRecord {
+        TaskRecord {
+            uid: 3,
+            index_uid: index_uid.map(str::to_string),
+            kind: "indexCreation".into(),
+            status: super::super::TaskStatus::Enqueued,
+            enqueued_at: datetime!(2026-01-01 0:00 UTC),
+            started_at: None,
+            finished_at: None,
+            details: serde_json::json!({"a": "----0004x"}),
+            error: None,
+            canceled_by: None,
+            node_tasks: vec![],
+        }
+    }
+
+    #[test]
+    fn rows_carry_a_parsable_header() {
+        for iu in [None, Some(""), Some("movies"), Some("ünï:----\t0004")] {
+            let t = record(iu);
+            let row = encode_row(&t).unwrap();
+            assert!(row.starts_with(&unix_ns_key(t.enqueued_at)));
+            assert_eq!(decode_task(3, row_json(&row).unwrap()).unwrap(), t);
+        }
+        assert!(row_json("123").is_err());
+        assert!(encode_row(&record(Some(&"x".repeat(10_000)))).is_err());
+    }
+
+    #[test]
+    fn key_components_do_not_collide() {
+        assert_ne!(format!("{}:{}", enc("a:b"), "c"), format!("{}:{}", enc("a"), "b:c"));
+        assert_eq!(enc("a%3Ab"), "a%253Ab");
     }
 }

@@ -86,7 +86,8 @@ impl SqliteStore {
 }
 
 fn open_sync(path: &Path) -> StoreResult<Connection> {
-    let mut conn = Connection::open(path).map_err(|e| StoreError::Other(format!("cannot open {}: {e}", path.display())))?;
+    let mut conn =
+        Connection::open(path).map_err(|e| StoreError::Other(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(sql_err)?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -203,9 +204,11 @@ impl TaskStore for SqliteStore {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
             let uid: i64 = tx
-                .query_row("UPDATE task_uid_seq SET next_uid = next_uid + 1 WHERE id = 0 RETURNING next_uid - 1", [], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "UPDATE task_uid_seq SET next_uid = next_uid + 1 WHERE id = 0 RETURNING next_uid - 1",
+                    [],
+                    |r| r.get(0),
+                )
                 .map_err(sql_err)?;
             let record = TaskRecord {
                 uid: uid as u64,
@@ -250,7 +253,8 @@ impl TaskStore for SqliteStore {
     async fn update_task(&self, task: &TaskRecord) -> StoreResult<()> {
         let uid = to_i64(task.uid)?;
         let body = encode_task(task)?;
-        let (index_uid, kind, status, ns) = (task.index_uid.clone(), task.kind.clone(), task.status, unix_ns(task.enqueued_at));
+        let (index_uid, kind, status, ns) =
+            (task.index_uid.clone(), task.kind.clone(), task.status, unix_ns(task.enqueued_at));
         self.with(move |c| {
             // Updating a deleted (or never allocated) uid is a no-op: it must not come back.
             c.execute(
@@ -290,8 +294,10 @@ impl TaskStore for SqliteStore {
 
     async fn find_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<TaskRecord>> {
         let (where_sql, args) = filter_sql(filter);
-        self.with(move |c| read_tasks(c, &format!("SELECT uid, body FROM tasks WHERE {where_sql} ORDER BY uid DESC"), args))
-            .await
+        self.with(move |c| {
+            read_tasks(c, &format!("SELECT uid, body FROM tasks WHERE {where_sql} ORDER BY uid DESC"), args)
+        })
+        .await
     }
 
     async fn delete_tasks(&self, uids: &[u64]) -> StoreResult<u64> {
@@ -332,7 +338,8 @@ impl TaskStore for SqliteStore {
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
         let (name, holder) = (name.to_string(), holder.to_string());
         self.with(move |c| {
-            c.execute("DELETE FROM leader_lease WHERE name = ? AND holder = ?", params![name, holder]).map_err(sql_err)?;
+            c.execute("DELETE FROM leader_lease WHERE name = ? AND holder = ?", params![name, holder])
+                .map_err(sql_err)?;
             Ok(())
         })
         .await
@@ -389,11 +396,13 @@ impl TaskStore for SqliteStore {
         let cluster = cluster.to_string();
         self.with(move |c| {
             let mut stmt = c
-                .prepare_cached(&format!("SELECT name, spec FROM {} WHERE cluster = ? ORDER BY name", mirror_table(table)))
+                .prepare_cached(&format!(
+                    "SELECT name, spec FROM {} WHERE cluster = ? ORDER BY name",
+                    mirror_table(table)
+                ))
                 .map_err(sql_err)?;
-            let rows = stmt
-                .query_map([cluster], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(sql_err)?;
+            let rows =
+                stmt.query_map([cluster], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(sql_err)?;
             let mut out = Vec::new();
             for row in rows {
                 let (name, spec) = row.map_err(sql_err)?;
@@ -407,8 +416,11 @@ impl TaskStore for SqliteStore {
     async fn delete_mirror(&self, table: MirrorTable, cluster: &str, name: &str) -> StoreResult<()> {
         let (cluster, name) = (cluster.to_string(), name.to_string());
         self.with(move |c| {
-            c.execute(&format!("DELETE FROM {} WHERE cluster = ? AND name = ?", mirror_table(table)), params![cluster, name])
-                .map_err(sql_err)?;
+            c.execute(
+                &format!("DELETE FROM {} WHERE cluster = ? AND name = ?", mirror_table(table)),
+                params![cluster, name],
+            )
+            .map_err(sql_err)?;
             Ok(())
         })
         .await
@@ -424,11 +436,8 @@ impl TaskStore for SqliteStore {
             }
             // Leases named `<cluster>/...`; compared as a prefix, not LIKE (no wildcards).
             let lease_prefix = format!("{cluster}/");
-            tx.execute(
-                "DELETE FROM leader_lease WHERE substr(name, 1, length(?1)) = ?1",
-                [&lease_prefix],
-            )
-            .map_err(sql_err)?;
+            tx.execute("DELETE FROM leader_lease WHERE substr(name, 1, length(?1)) = ?1", [&lease_prefix])
+                .map_err(sql_err)?;
             tx.execute("DELETE FROM cdc_cursors WHERE cluster = ?", [&cluster]).map_err(sql_err)?;
             tx.commit().map_err(sql_err)
         })
@@ -477,9 +486,11 @@ impl TaskStore for SqliteStore {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
             let current: Option<i64> = tx
-                .query_row("SELECT position FROM cdc_cursors WHERE cluster = ? AND name = ?", params![cluster, name], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT position FROM cdc_cursors WHERE cluster = ? AND name = ?",
+                    params![cluster, name],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(sql_err)?;
             // Stored bit-cast to i64; compared as u64 here.
@@ -506,9 +517,11 @@ impl TaskStore for SqliteStore {
         let (cluster, name) = (cluster.to_string(), name.to_string());
         self.with(move |c| {
             let p: Option<i64> = c
-                .query_row("SELECT position FROM cdc_cursors WHERE cluster = ? AND name = ?", params![cluster, name], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT position FROM cdc_cursors WHERE cluster = ? AND name = ?",
+                    params![cluster, name],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(sql_err)?;
             Ok(p.map(|p| p as u64))

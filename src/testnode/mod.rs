@@ -1,7 +1,168 @@
 //! A small in-process Meilisearch-compatible node used by the test harness when no real
 //! `meilisearch` binary is given (`MEILI_BIN`). Every behaviour it has is Meilisearch's
-//! (checked against `../shared/meilisearch-contract`); it lacks much that Meilisearch has.
+//! (checked against `../shared/meilisearch-contract`); it lacks much that Meilisearch has
+//! and answers `501 miroir_not_implemented` there.
 //!
-//! Seam: [`TestNode::start`] binds an ephemeral port on 127.0.0.1 and serves until dropped.
+//! Seam: [`TestNode::start`] binds an ephemeral port on 127.0.0.1 and serves until dropped;
+//! [`TestNode::stop`] / [`TestNode::restart`] simulate a node going down and coming back on
+//! the same port with the same state.
+//!
+//! Modules: [`http`] (routes, auth, validation), [`state`] (indexes, documents, task queue),
+//! [`settings`], [`payload`] (document formats, primary keys), [`filter`] (filter language),
+//! [`engine`] (search engine, separate work).
 
 pub mod engine;
+pub mod filter;
+pub mod http;
+pub mod payload;
+pub mod settings;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use http::Node;
+
+/// One serving period of the node: the accept loop and its connections.
+struct Serving {
+    shutdown: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+}
+
+/// An in-process Meilisearch-compatible node.
+pub struct TestNode {
+    node: Arc<Node>,
+    port: u16,
+    serving: Mutex<Option<Serving>>,
+    processor: JoinHandle<()>,
+}
+
+impl TestNode {
+    /// Starts a node on an ephemeral port of 127.0.0.1. With a master key, every route but
+    /// `/health` requires `Authorization: Bearer <key>`.
+    pub async fn start(master_key: Option<String>) -> std::io::Result<TestNode> {
+        Self::start_on(0, master_key).await
+    }
+
+    async fn start_on(port: u16, master_key: Option<String>) -> std::io::Result<TestNode> {
+        let node = Arc::new(Node {
+            master_key,
+            state: Mutex::new(state::State::default()),
+            wake: tokio::sync::Notify::new(),
+        });
+        let listener = bind(port).await?;
+        let port = listener.local_addr()?.port();
+        let processor = tokio::spawn(process_tasks(node.clone()));
+        let serving = serve(listener, node.clone());
+        Ok(TestNode { node, port, serving: Mutex::new(Some(serving)), processor })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops answering: closes the listener and every open connection (clients get
+    /// connection refused / reset). State and queued tasks are kept.
+    pub async fn stop(&self) {
+        let serving = self.serving.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(s) = serving {
+            let _ = s.shutdown.send(true);
+            let _ = s.accept.await;
+        }
+    }
+
+    /// Serves again on the same port with the same state. A no-op when already serving.
+    pub async fn restart(&self) -> std::io::Result<()> {
+        if self.serving.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return Ok(());
+        }
+        let listener = bind(self.port).await?;
+        let serving = serve(listener, self.node.clone());
+        *self.serving.lock().unwrap_or_else(|p| p.into_inner()) = Some(serving);
+        Ok(())
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(s) = self.serving.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = s.shutdown.send(true);
+            // dropping the accept task's JoinSet aborts every connection
+            s.accept.abort();
+        }
+        self.processor.abort();
+    }
+}
+
+/// Runs a test node on `port` until the process ends (`miroir test-node --port`).
+pub async fn serve_forever(port: u16, master_key: Option<String>) -> std::io::Result<()> {
+    let node = TestNode::start_on(port, master_key).await?;
+    tracing::info!(url = %node.url(), "test node listening");
+    std::future::pending::<()>().await;
+    drop(node);
+    Ok(())
+}
+
+async fn bind(port: u16) -> std::io::Result<TcpListener> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    socket.listen(1024)
+}
+
+fn serve(listener: TcpListener, node: Arc<Node>) -> Serving {
+    let (tx, rx) = watch::channel(false);
+    let router = http::router(node);
+    let accept = tokio::spawn(async move {
+        let mut shutdown = rx.clone();
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    let service = TowerToHyperService::new(router.clone());
+                    let mut conn_shutdown = rx.clone();
+                    connections.spawn(async move {
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .serve_connection(TokioIo::new(stream), service);
+                        tokio::select! {
+                            _ = conn => {}
+                            _ = conn_shutdown.changed() => {}
+                        }
+                    });
+                    while connections.try_join_next().is_some() {}
+                }
+            }
+        }
+        drop(listener);
+        connections.shutdown().await;
+    });
+    Serving { shutdown: tx, accept }
+}
+
+async fn process_tasks(node: Arc<Node>) {
+    loop {
+        loop {
+            let processed = node.lock().process_next();
+            if !processed {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        node.wake.notified().await;
+    }
+}

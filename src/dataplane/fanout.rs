@@ -1,0 +1,315 @@
+//! Sending requests to nodes in parallel and judging the outcome by the quorum rule:
+//! within a replica group, a shard's write succeeds when floor(RF/2)+1 of its RF holders
+//! accepted it; a request succeeds when, for every shard it touched, at least one group
+//! reached quorum. Groups/shards that missed quorum are reported in `X-Miroir-Degraded`.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::Duration;
+
+use reqwest::Method;
+
+use super::topology::Assignment;
+use super::{Proxy, RoutingTable};
+use crate::error::{ApiError, Code};
+use crate::node::{NodeError, NodeResponse};
+
+pub const DEGRADED_HEADER: &str = "x-miroir-degraded";
+
+/// One request to one node.
+#[derive(Debug, Clone)]
+pub struct NodeCall {
+    pub node_id: String,
+    pub method: Method,
+    pub path: String,
+    pub content_type: Option<&'static str>,
+    pub body: Option<Vec<u8>>,
+}
+
+/// What one node answered (or why it could not).
+#[derive(Debug)]
+pub struct CallOutcome {
+    pub node_id: String,
+    pub result: Result<NodeResponse, NodeError>,
+}
+
+impl CallOutcome {
+    pub fn accepted(&self) -> bool {
+        matches!(&self.result, Ok(r) if r.is_success())
+    }
+    /// A 4xx answer: the request itself is wrong; pass the node's error through.
+    pub fn client_error(&self) -> Option<ApiError> {
+        match &self.result {
+            Ok(r) if (400..500).contains(&r.status) => {
+                Some(ApiError::Passthrough { status: r.status, body: super::read::sanitize_node_error(r.body.clone()) })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The verdict of the quorum rule over a set of shards.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QuorumReport {
+    /// (group, shard) pairs that missed quorum.
+    pub missed: Vec<(u32, u32)>,
+    /// Shards that reached quorum in no group at all.
+    pub failed_shards: Vec<u32>,
+}
+
+impl QuorumReport {
+    pub fn ok(&self) -> bool {
+        self.failed_shards.is_empty()
+    }
+
+    /// `X-Miroir-Degraded` value: `shards=<group>/<shard>,...` (empty when nothing missed).
+    pub fn header_value(&self) -> Option<String> {
+        if self.missed.is_empty() {
+            return None;
+        }
+        let list: Vec<String> = self.missed.iter().map(|(g, s)| format!("{g}/{s}")).collect();
+        Some(format!("shards={}", list.join(",")))
+    }
+
+    pub fn into_error(self) -> ApiError {
+        let shards: Vec<String> = self.failed_shards.iter().map(u32::to_string).collect();
+        let mut e = ApiError::new(
+            Code::MiroirNoQuorum,
+            format!(
+                "Write quorum was not reached for shard(s) {} in any replica group; no node change was acknowledged for them. Retry the request when the nodes are back.",
+                shards.join(", ")
+            ),
+        );
+        if let Some(h) = self.header_value() {
+            e = e.with_header(DEGRADED_HEADER, h);
+        }
+        e
+    }
+}
+
+/// Pure quorum evaluation.
+pub fn evaluate_quorum(
+    assignment: &Assignment,
+    replication_factor: u32,
+    shards: &BTreeSet<u32>,
+    accepted: &HashSet<String>,
+) -> QuorumReport {
+    let need = (replication_factor / 2 + 1) as usize;
+    let mut report = QuorumReport::default();
+    for &s in shards {
+        let mut any = false;
+        for (g, group) in assignment.groups.iter().enumerate() {
+            let ok = group[s as usize].iter().filter(|n| accepted.contains(*n)).count() >= need;
+            if ok {
+                any = true;
+            } else {
+                report.missed.push((g as u32, s));
+            }
+        }
+        if !any {
+            report.failed_shards.push(s);
+        }
+    }
+    report.missed.sort_unstable();
+    report
+}
+
+impl Proxy {
+    pub(crate) fn node_timeout(&self) -> Duration {
+        Duration::from_millis(self.options().scatter.node_timeout_ms)
+    }
+
+    /// Sends every call in parallel. Calls to nodes currently marked failed are not sent
+    /// (they count as not accepted). A node that cannot be reached is marked failed.
+    pub(crate) async fn call_nodes(&self, routing: &RoutingTable, calls: Vec<NodeCall>) -> Vec<CallOutcome> {
+        let timeout = self.node_timeout();
+        let futs = calls.into_iter().map(|c| {
+            let address = routing.topology.node(&c.node_id).map(|n| n.address.clone());
+            async move {
+                let result = match address {
+                    None => Err(NodeError::Unreachable { address: c.node_id.clone(), message: "not in topology".into() }),
+                    Some(_) if self.inner.health.get(&c.node_id).state == super::health::NodeState::Failed => {
+                        Err(NodeError::Unreachable { address: c.node_id.clone(), message: "node is marked failed".into() })
+                    }
+                    Some(addr) => {
+                        let r = self
+                            .inner
+                            .nodes
+                            .send_raw(&addr, c.method.clone(), &c.path, c.content_type, c.body.clone(), timeout)
+                            .await;
+                        if matches!(r, Err(NodeError::Unreachable { .. }) | Err(NodeError::Timeout { .. })) {
+                            tracing::warn!(node = %c.node_id, "node unreachable; marking it failed");
+                            self.inner.health.mark_failed(&c.node_id);
+                        }
+                        r
+                    }
+                };
+                CallOutcome { node_id: c.node_id, result }
+            }
+        });
+        futures::future::join_all(futs).await
+    }
+
+    /// Sends the same JSON request to every node of the topology: first to one node, so
+    /// that a request the nodes reject (4xx) is passed through without touching the
+    /// others, then to the rest in parallel. Judged by quorum over all shards.
+    pub(crate) async fn broadcast(
+        &self,
+        routing: &RoutingTable,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(Vec<CallOutcome>, QuorumReport), ApiError> {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("json"));
+        let call = |id: &str| NodeCall {
+            node_id: id.to_string(),
+            method: method.clone(),
+            path: path.to_string(),
+            content_type: bytes.as_ref().map(|_| "application/json"),
+            body: bytes.clone(),
+        };
+        let mut order: Vec<&str> = self.usable_nodes(routing);
+        let usable: HashSet<&str> = order.iter().copied().collect();
+        order.extend(routing.topology.nodes.iter().map(|n| n.id.as_str()).filter(|id| !usable.contains(id)));
+
+        let mut outcomes = Vec::new();
+        let mut rest = order.into_iter();
+        // Probe: the first node that answers at all decides whether the request is valid.
+        for id in rest.by_ref() {
+            let out = self.call_nodes(routing, vec![call(id)]).await.pop().expect("one outcome");
+            let answered = out.result.is_ok();
+            if let Some(e) = out.client_error() {
+                return Err(e);
+            }
+            outcomes.push(out);
+            if answered {
+                break;
+            }
+        }
+        let calls: Vec<NodeCall> = rest.map(call).collect();
+        outcomes.extend(self.call_nodes(routing, calls).await);
+        let accepted: HashSet<String> = outcomes.iter().filter(|o| o.accepted()).map(|o| o.node_id.clone()).collect();
+        let all: BTreeSet<u32> = (0..routing.topology.shards).collect();
+        let report = evaluate_quorum(&routing.assignment, routing.topology.replication_factor, &all, &accepted);
+        Ok((outcomes, report))
+    }
+
+    /// Node ids that requests may be routed to, healthy first in topology order.
+    pub(crate) fn usable_nodes<'a>(&self, routing: &'a RoutingTable) -> Vec<&'a str> {
+        routing
+            .topology
+            .nodes
+            .iter()
+            .filter(|n| self.inner.health.get(&n.id).is_usable())
+            .map(|n| n.id.as_str())
+            .collect()
+    }
+
+    /// Sends a read to the first usable node that answers. Node errors (4xx/5xx) are
+    /// answered as the node gave them.
+    pub(crate) async fn read_any(
+        &self,
+        routing: &RoutingTable,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<NodeResponse, ApiError> {
+        self.read_from(routing, self.usable_nodes(routing), method, path, body).await
+    }
+
+    /// Like [`Proxy::read_any`] over the given candidates, in order.
+    pub(crate) async fn read_from(
+        &self,
+        routing: &RoutingTable,
+        candidates: Vec<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<NodeResponse, ApiError> {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("json"));
+        for id in candidates {
+            let call = NodeCall {
+                node_id: id.to_string(),
+                method: method.clone(),
+                path: path.to_string(),
+                content_type: bytes.as_ref().map(|_| "application/json"),
+                body: bytes.clone(),
+            };
+            let out = self.call_nodes(routing, vec![call]).await.pop().expect("one outcome");
+            if let Ok(r) = out.result {
+                return Ok(r);
+            }
+        }
+        Err(ApiError::new(Code::MiroirNodeUnavailable, "No Meilisearch node could answer the request."))
+    }
+}
+
+/// Groups items by the nodes that must receive them: every holder of the item's shard in
+/// every replica group.
+pub fn group_by_node<T: Clone>(assignment: &Assignment, items: &[(u32, T)]) -> BTreeMap<String, Vec<T>> {
+    let mut out: BTreeMap<String, Vec<T>> = BTreeMap::new();
+    for (shard, item) in items {
+        for group in &assignment.groups {
+            for n in &group[*shard as usize] {
+                out.entry(n.clone()).or_default().push(item.clone());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::topology::{NodeSpec, Topology};
+
+    fn topo() -> Topology {
+        let nodes = ["a", "b", "c", "d"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| NodeSpec { id: id.to_string(), address: "http://x:1".into(), replica_group: (i / 2) as u32 })
+            .collect();
+        Topology { shards: 8, replication_factor: 2, replica_groups: 2, nodes }
+    }
+
+    #[test]
+    fn one_group_with_quorum_is_enough_and_the_other_is_reported() {
+        let t = topo();
+        let a = t.assignment();
+        let shards: BTreeSet<u32> = (0..8).collect();
+        let accepted: HashSet<String> = ["b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        let r = evaluate_quorum(&a, 2, &shards, &accepted);
+        assert!(r.ok());
+        // RF=2 needs both holders: group 0 lost `a`, so every shard misses quorum there.
+        assert_eq!(r.missed, (0..8).map(|s| (0, s)).collect::<Vec<_>>());
+        assert_eq!(r.header_value().unwrap(), "shards=0/0,0/1,0/2,0/3,0/4,0/5,0/6,0/7");
+    }
+
+    #[test]
+    fn no_group_with_quorum_fails_naming_shards() {
+        let t = topo();
+        let a = t.assignment();
+        let shards: BTreeSet<u32> = [1, 3].into_iter().collect();
+        let accepted: HashSet<String> = ["b", "d"].iter().map(|s| s.to_string()).collect();
+        let r = evaluate_quorum(&a, 2, &shards, &accepted);
+        assert_eq!(r.failed_shards, vec![1, 3]);
+        let e = r.into_error();
+        assert_eq!(e.status().as_u16(), 503);
+        assert_eq!(e.code_name(), "miroir_no_quorum");
+        assert!(e.body()["message"].as_str().unwrap().contains("1, 3"));
+    }
+
+    #[test]
+    fn rf3_needs_two_of_three() {
+        let nodes = ["a", "b", "c"]
+            .iter()
+            .map(|id| NodeSpec { id: id.to_string(), address: "http://x:1".into(), replica_group: 0 })
+            .collect();
+        let t = Topology { shards: 4, replication_factor: 3, replica_groups: 1, nodes };
+        let a = t.assignment();
+        let shards: BTreeSet<u32> = (0..4).collect();
+        let two: HashSet<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        assert!(evaluate_quorum(&a, 3, &shards, &two).ok());
+        let one: HashSet<String> = ["a"].iter().map(|s| s.to_string()).collect();
+        assert!(!evaluate_quorum(&a, 3, &shards, &one).ok());
+    }
+}

@@ -1,0 +1,453 @@
+//! The read path: search, facet search, multi-search (plain and federated), document
+//! listing and stats. Each read goes to one covering set (see `scatter`), each node's
+//! sub-query restricted to the shards it answers for, and the answers are merged by
+//! `merge` into what one Meilisearch holding every document would answer.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use super::fanout::{NodeCall, DEGRADED_HEADER};
+use super::merge::{self, IndexContext};
+use super::scatter::{covering_set, shard_filter, CoveringSet};
+use super::{Proxy, RoutingTable};
+use crate::config::UnavailableShardPolicy;
+use crate::error::{ApiError, ApiResult, Code};
+
+static NEXT_GROUP: AtomicU32 = AtomicU32::new(0);
+
+/// A merged answer and the shards it had to leave out.
+pub struct ReadAnswer {
+    pub body: Value,
+    pub missing_shards: Vec<u32>,
+}
+
+impl ReadAnswer {
+    pub fn degraded_header(&self) -> Option<(&'static str, String)> {
+        if self.missing_shards.is_empty() {
+            return None;
+        }
+        let list: Vec<String> = self.missing_shards.iter().map(u32::to_string).collect();
+        Some((DEGRADED_HEADER, format!("shards={}", list.join(","))))
+    }
+}
+
+pub fn request_uid() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Hides Miroir's attribute in node error messages (e.g. lists of filterable attributes).
+pub fn sanitize_node_error(mut body: Value) -> Value {
+    if let Some(Value::String(m)) = body.get_mut("message") {
+        let field = format!("`{}`", merge::SHARD_FIELD);
+        if m.contains(&format!("Available filterable attribute patterns are: {field}.")) {
+            *m = m.replace(
+                &format!("Available filterable attribute patterns are: {field}."),
+                "This index does not have configured filterable attributes.",
+            );
+        }
+        *m = m.replace(&format!("{field}, "), "").replace(&format!(", {field}"), "");
+    }
+    body
+}
+
+fn passthrough(status: u16, body: &Value) -> ApiError {
+    ApiError::Passthrough { status, body: sanitize_node_error(body.clone()) }
+}
+
+/// Client-visible context of an index: primary key and settings, from one node.
+pub async fn index_context(proxy: &Proxy, routing: &RoutingTable, uid: &str) -> ApiResult<IndexContext> {
+    let index = proxy.read_any(routing, Method::GET, &format!("/indexes/{uid}"), None).await?;
+    if !index.is_success() {
+        return Err(passthrough(index.status, &index.body));
+    }
+    let settings = proxy.read_any(routing, Method::GET, &format!("/indexes/{uid}/settings"), None).await?;
+    if !settings.is_success() {
+        return Err(passthrough(settings.status, &settings.body));
+    }
+    let pk = index.body.get("primaryKey").and_then(Value::as_str);
+    Ok(IndexContext::from_settings(pk, &settings.body))
+}
+
+impl Proxy {
+    /// A covering set for one read: starting group round-robin unless `stable` (document
+    /// listing must see the same nodes in the same order on every page).
+    fn choose_cover(&self, routing: &RoutingTable, stable: bool, exclude: &[String]) -> CoveringSet {
+        let groups = routing.topology.replica_groups;
+        let first = if stable { 0 } else { NEXT_GROUP.fetch_add(1, Ordering::Relaxed) % groups };
+        covering_set(&routing.assignment, first, |n| {
+            !exclude.iter().any(|e| e == n) && self.inner.health.get(n).is_usable()
+        })
+    }
+
+    fn check_missing(&self, missing: &[u32]) -> ApiResult<()> {
+        if missing.is_empty() || self.options().scatter.unavailable_shard_policy == UnavailableShardPolicy::Partial {
+            return Ok(());
+        }
+        let list: Vec<String> = missing.iter().map(u32::to_string).collect();
+        Err(ApiError::new(
+            Code::MiroirShardUnavailable,
+            format!("Shard(s) {} have no healthy copy in any replica group.", list.join(", ")),
+        )
+        .with_header(DEGRADED_HEADER, format!("shards={}", list.join(","))))
+    }
+
+    /// Sends `body_for(node, shards)` to every node of a covering set; a node that cannot
+    /// answer is replaced by another holder of its shards (one retry round). Returns the
+    /// successful answers in covering-set order, and the shards no node answered for.
+    async fn scatter(
+        &self,
+        routing: &RoutingTable,
+        path: &str,
+        stable: bool,
+        body_for: &(dyn Fn(&str, &[u32], bool) -> Value + Sync),
+    ) -> ApiResult<(Vec<(String, Vec<u32>, Value)>, Vec<u32>)> {
+        let held = routing.assignment.shards_by_node();
+        let mut exclude: Vec<String> = Vec::new();
+        for attempt in 0..2 {
+            let cover = self.choose_cover(routing, stable, &exclude);
+            let calls: Vec<NodeCall> = cover
+                .per_node
+                .iter()
+                .map(|(node, shards)| {
+                    let only = held.get(node).map(|h| h == shards).unwrap_or(false);
+                    NodeCall {
+                        node_id: node.clone(),
+                        method: Method::POST,
+                        path: path.to_string(),
+                        content_type: Some("application/json"),
+                        body: Some(serde_json::to_vec(&body_for(node, shards, only)).expect("json")),
+                    }
+                })
+                .collect();
+            let outcomes = self.call_nodes(routing, calls).await;
+            let mut answers = Vec::new();
+            let mut failed = Vec::new();
+            for (o, (node, shards)) in outcomes.into_iter().zip(cover.per_node.iter()) {
+                match o.result {
+                    Ok(r) if r.is_success() => answers.push((node.clone(), shards.clone(), r.body)),
+                    Ok(r) if (400..500).contains(&r.status) => return Err(passthrough(r.status, &r.body)),
+                    _ => failed.push(node.clone()),
+                }
+            }
+            if failed.is_empty() || attempt == 1 {
+                let mut missing = cover.missing.clone();
+                for f in &failed {
+                    missing.extend(cover.per_node.get(f).cloned().unwrap_or_default());
+                }
+                missing.sort_unstable();
+                return Ok((answers, missing));
+            }
+            exclude.extend(failed);
+        }
+        unreachable!("two attempts")
+    }
+
+    /// When a node rejects a sub-query, the error may quote Miroir's shard restriction:
+    /// ask one node the client's own query so the client sees the error it would get
+    /// from one Meilisearch.
+    async fn client_view_of_error(&self, routing: &RoutingTable, path: &str, client: &Value, err: ApiError) -> ApiError {
+        if let ApiError::Passthrough { .. } = err {
+            if let Ok(r) = self.read_any(routing, Method::POST, path, Some(client)).await {
+                if !r.is_success() {
+                    return passthrough(r.status, &r.body);
+                }
+            }
+        }
+        err
+    }
+
+    pub async fn search(&self, uid: &str, client: &Map<String, Value>) -> ApiResult<ReadAnswer> {
+        let routing = self.routing().ok_or_else(no_topology)?;
+        let ctx = index_context(self, &routing, uid).await?;
+        let plan = merge::plan_node_search(client, &ctx);
+        let path = format!("/indexes/{uid}/search");
+        let body_for = |_: &str, shards: &[u32], only: bool| {
+            let mut b = plan.clone();
+            set_filter(&mut b, shard_filter(client.get("filter"), shards, only));
+            Value::Object(b)
+        };
+        let (answers, missing) = match self.scatter(&routing, &path, false, &body_for).await {
+            Ok(x) => x,
+            Err(e) => return Err(self.client_view_of_error(&routing, &path, &Value::Object(client.clone()), e).await),
+        };
+        self.check_missing(&missing)?;
+        let mut body = merge::merge_search(client, &ctx, answers.into_iter().map(|(_, _, b)| b).collect())?;
+        body.as_object_mut().expect("object").insert("requestUid".into(), json!(request_uid()));
+        Ok(ReadAnswer { body, missing_shards: missing })
+    }
+
+    pub async fn facet_search(&self, uid: &str, client: &Map<String, Value>) -> ApiResult<ReadAnswer> {
+        let routing = self.routing().ok_or_else(no_topology)?;
+        let ctx = index_context(self, &routing, uid).await?;
+        let path = format!("/indexes/{uid}/facet-search");
+        let body_for = |_: &str, shards: &[u32], only: bool| {
+            let mut b = client.clone();
+            set_filter(&mut b, shard_filter(client.get("filter"), shards, only));
+            Value::Object(b)
+        };
+        let (answers, missing) = match self.scatter(&routing, &path, false, &body_for).await {
+            Ok(x) => x,
+            Err(e) => return Err(self.client_view_of_error(&routing, &path, &Value::Object(client.clone()), e).await),
+        };
+        self.check_missing(&missing)?;
+        let facet = client.get("facetName").and_then(Value::as_str).unwrap_or_default();
+        let body = merge::merge_facet_search(&ctx, facet, answers.into_iter().map(|(_, _, b)| b).collect())?;
+        Ok(ReadAnswer { body, missing_shards: missing })
+    }
+
+    pub async fn multi_search(&self, body: &Value) -> ApiResult<ReadAnswer> {
+        let queries = body.get("queries").and_then(Value::as_array).ok_or_else(|| {
+            ApiError::new(Code::BadRequest, "Missing field `queries`")
+        })?;
+        let mut queries_maps = Vec::with_capacity(queries.len());
+        for (i, q) in queries.iter().enumerate() {
+            let m = q.as_object().cloned().ok_or_else(|| {
+                ApiError::new(Code::BadRequest, format!("Invalid value type at `.queries[{i}]`: expected an object, but found {q}"))
+            })?;
+            queries_maps.push(m);
+        }
+        let inside = |i: usize, e: ApiError| -> ApiError {
+            let status = e.status().as_u16();
+            let mut b = e.body();
+            if let Some(Value::String(m)) = b.get_mut("message") {
+                *m = format!("Inside `.queries[{i}]`: {m}");
+            }
+            ApiError::Passthrough { status, body: b }
+        };
+        let index_of = |i: usize, q: &Map<String, Value>| -> ApiResult<String> {
+            q.get("indexUid").and_then(Value::as_str).map(str::to_string).ok_or_else(|| {
+                inside(i, ApiError::new(Code::MissingIndexUid, "Missing field `indexUid`"))
+            })
+        };
+        match body.get("federation") {
+            None | Some(Value::Null) => {
+                let mut results = Vec::new();
+                let mut missing = Vec::new();
+                let uid_req = request_uid();
+                for (i, q) in queries_maps.iter().enumerate() {
+                    let uid = index_of(i, q)?;
+                    let mut query = q.clone();
+                    query.remove("indexUid");
+                    let ans = self.search(&uid, &query).await.map_err(|e| inside(i, e))?;
+                    missing.extend(ans.missing_shards);
+                    let mut merged = ans.body;
+                    merged.as_object_mut().expect("object").insert("requestUid".into(), json!(uid_req));
+                    results.push(merge::multi_search_result(&uid, merged));
+                }
+                missing.sort_unstable();
+                missing.dedup();
+                Ok(ReadAnswer { body: json!({"results": results}), missing_shards: missing })
+            }
+            Some(fed) => {
+                let federation = fed.as_object().cloned().ok_or_else(|| {
+                    ApiError::new(Code::BadRequest, "Invalid value type at `.federation`: expected an object")
+                })?;
+                let routing = self.routing().ok_or_else(no_topology)?;
+                let mut fq = Vec::with_capacity(queries_maps.len());
+                let mut missing = Vec::new();
+                for (i, q) in queries_maps.iter().enumerate() {
+                    let uid = index_of(i, q)?;
+                    let ctx = index_context(self, &routing, &uid).await.map_err(|e| inside(i, e))?;
+                    let plan = merge::plan_federated_node_search(&federation, &queries_maps, i, &ctx);
+                    let path = format!("/indexes/{uid}/search");
+                    let body_for = |_: &str, shards: &[u32], only: bool| {
+                        let mut b = plan.clone();
+                        set_filter(&mut b, shard_filter(q.get("filter"), shards, only));
+                        Value::Object(b)
+                    };
+                    let (answers, miss) = match self.scatter(&routing, &path, false, &body_for).await {
+                        Ok(x) => x,
+                        Err(e) => {
+                            let mut own = plan.clone();
+                            if let Some(f) = q.get("filter") {
+                                own.insert("filter".into(), f.clone());
+                            } else {
+                                own.remove("filter");
+                            }
+                            let e = self.client_view_of_error(&routing, &path, &Value::Object(own), e).await;
+                            return Err(inside(i, e));
+                        }
+                    };
+                    self.check_missing(&miss)?;
+                    missing.extend(miss);
+                    fq.push(merge::FederatedQuery {
+                        query: q.clone(),
+                        ctx,
+                        node_responses: answers.into_iter().map(|(_, _, b)| b).collect(),
+                    });
+                }
+                let mut body = merge::merge_federated(&federation, fq)?;
+                body.as_object_mut().expect("object").insert("requestUid".into(), json!(request_uid()));
+                missing.sort_unstable();
+                missing.dedup();
+                Ok(ReadAnswer { body, missing_shards: missing })
+            }
+        }
+    }
+
+    /// `GET /documents` and `POST /documents/fetch`: `request` holds `offset, limit,
+    /// fields, filter, ids` as the fetch route takes them.
+    pub async fn list_documents(&self, uid: &str, request: &Map<String, Value>) -> ApiResult<ReadAnswer> {
+        let routing = self.routing().ok_or_else(no_topology)?;
+        let offset = request.get("offset").and_then(Value::as_u64).unwrap_or(0);
+        let limit = request.get("limit").and_then(Value::as_u64).unwrap_or(20);
+        let path = format!("/indexes/{uid}/documents/fetch");
+        // 1. exact per-node totals of the covered shards (stable cover: same order every page)
+        let count_for = |_: &str, shards: &[u32], only: bool| {
+            let mut b = request.clone();
+            b.insert("offset".into(), json!(0));
+            b.insert("limit".into(), json!(0));
+            b.remove("fields");
+            set_filter(&mut b, shard_filter(request.get("filter"), shards, only));
+            Value::Object(b)
+        };
+        let (counts, missing) = match self.scatter(&routing, &path, true, &count_for).await {
+            Ok(x) => x,
+            Err(e) => return Err(self.client_view_of_error(&routing, &path, &Value::Object(request.clone()), e).await),
+        };
+        self.check_missing(&missing)?;
+        let totals: Vec<u64> = counts.iter().map(|(_, _, b)| b.get("total").and_then(Value::as_u64).unwrap_or(0)).collect();
+        // 2. the window's ranges, each from its node
+        let plan = merge::plan_document_pages(&totals, offset, limit);
+        let mut calls = Vec::new();
+        let held = routing.assignment.shards_by_node();
+        for (i, node_offset, node_limit) in &plan {
+            let (node, shards, _) = &counts[*i];
+            let only = held.get(node).map(|h| h == shards).unwrap_or(false);
+            let mut b = request.clone();
+            b.insert("offset".into(), json!(node_offset));
+            b.insert("limit".into(), json!(node_limit));
+            set_filter(&mut b, shard_filter(request.get("filter"), shards, only));
+            calls.push(NodeCall {
+                node_id: node.clone(),
+                method: Method::POST,
+                path: path.clone(),
+                content_type: Some("application/json"),
+                body: Some(serde_json::to_vec(&b).expect("json")),
+            });
+        }
+        let outcomes = self.call_nodes(&routing, calls).await;
+        let mut pages = Vec::new();
+        for o in outcomes {
+            match o.result {
+                Ok(r) if r.is_success() => pages.push(r.body),
+                Ok(r) => return Err(passthrough(r.status, &r.body)),
+                Err(e) => {
+                    return Err(ApiError::new(Code::MiroirNodeUnavailable, format!("A node stopped answering while documents were listed: {e}. Retry the request.")))
+                }
+            }
+        }
+        let body = merge::merge_document_pages(offset, limit, &totals, pages)?;
+        Ok(ReadAnswer { body, missing_shards: missing })
+    }
+
+    /// `GET /indexes/{uid}/stats`.
+    pub async fn index_stats(&self, uid: &str) -> ApiResult<ReadAnswer> {
+        let routing = self.routing().ok_or_else(no_topology)?;
+        let held = routing.assignment.shards_by_node();
+        let cover = self.choose_cover(&routing, true, &[]);
+        self.check_missing(&cover.missing)?;
+        let mut nodes = Vec::new();
+        for (node, shards) in &cover.per_node {
+            let only = held.get(node).map(|h| h == shards).unwrap_or(false);
+            let stats = self
+                .read_from(&routing, vec![node.as_str()], Method::GET, &format!("/indexes/{uid}/stats"), None)
+                .await?;
+            if !stats.is_success() {
+                return Err(passthrough(stats.status, &stats.body));
+            }
+            let covered = if only {
+                stats.body.get("numberOfDocuments").and_then(Value::as_u64).unwrap_or(0)
+            } else {
+                let q = json!({"limit": 0, "filter": shard_filter(None, shards, false)});
+                let r = self
+                    .read_from(&routing, vec![node.as_str()], Method::POST, &format!("/indexes/{uid}/documents/fetch"), Some(&q))
+                    .await?;
+                if !r.is_success() {
+                    return Err(passthrough(r.status, &r.body));
+                }
+                r.body.get("total").and_then(Value::as_u64).unwrap_or(0)
+            };
+            nodes.push(merge::NodeIndexStats { stats: stats.body, covered_documents: covered });
+        }
+        Ok(ReadAnswer { body: merge::merge_index_stats(nodes), missing_shards: cover.missing })
+    }
+
+    /// `GET /stats`: every index's merged stats, database sizes summed over all nodes.
+    pub async fn global_stats(&self) -> ApiResult<ReadAnswer> {
+        let routing = self.routing().ok_or_else(no_topology)?;
+        let calls: Vec<NodeCall> = routing
+            .topology
+            .nodes
+            .iter()
+            .map(|n| NodeCall { node_id: n.id.clone(), method: Method::GET, path: "/stats".into(), content_type: None, body: None })
+            .collect();
+        let outcomes = self.call_nodes(&routing, calls).await;
+        let mut database_size = 0u64;
+        let mut used = 0u64;
+        let mut last_update: Option<String> = None;
+        let mut uids: BTreeMap<String, ()> = BTreeMap::new();
+        for o in &outcomes {
+            let Ok(r) = &o.result else { continue };
+            if !r.is_success() {
+                continue;
+            }
+            database_size += r.body.get("databaseSize").and_then(Value::as_u64).unwrap_or(0);
+            used += r.body.get("usedDatabaseSize").and_then(Value::as_u64).unwrap_or(0);
+            if let Some(lu) = r.body.get("lastUpdate").and_then(Value::as_str) {
+                if last_update.as_deref().is_none_or(|cur| lu > cur) {
+                    last_update = Some(lu.to_string());
+                }
+            }
+            if let Some(ix) = r.body.get("indexes").and_then(Value::as_object) {
+                for k in ix.keys() {
+                    uids.insert(k.clone(), ());
+                }
+            }
+        }
+        let mut indexes = Map::new();
+        let mut missing = Vec::new();
+        for uid in uids.keys() {
+            let s = self.index_stats(uid).await?;
+            missing.extend(s.missing_shards);
+            indexes.insert(uid.clone(), s.body);
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        Ok(ReadAnswer {
+            body: json!({"databaseSize": database_size, "usedDatabaseSize": used, "lastUpdate": last_update, "indexes": indexes}),
+            missing_shards: missing,
+        })
+    }
+}
+
+fn set_filter(body: &mut Map<String, Value>, filter: Option<Value>) {
+    match filter {
+        Some(f) => {
+            body.insert("filter".into(), f);
+        }
+        None => {
+            body.remove("filter");
+        }
+    }
+}
+
+fn no_topology() -> ApiError {
+    ApiError::new(Code::MiroirNodeUnavailable, "Miroir has no topology yet: no Meilisearch node is configured.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_errors_do_not_mention_the_shard_field() {
+        let e = sanitize_node_error(json!({"message": "Attribute `rating` is not filterable. Available filterable attribute patterns are: `_geo`, `_miroir_shard`, `director`.\n1:7 rating > 8"}));
+        assert_eq!(e["message"], "Attribute `rating` is not filterable. Available filterable attribute patterns are: `_geo`, `director`.\n1:7 rating > 8");
+        let e = sanitize_node_error(json!({"message": "Pattern `director` is not filterable. Available filterable attribute patterns are: `_miroir_shard`."}));
+        assert_eq!(e["message"], "Pattern `director` is not filterable. This index does not have configured filterable attributes.");
+    }
+}

@@ -1,0 +1,81 @@
+//! Running the HTTP server: shared by `miroir serve`, `miroir operator` and the tests.
+
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::Proxy;
+
+/// Binds with `SO_REUSEADDR`, so a restarted server can take its port back at once.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// A running server (HTTP + node health checker).
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    join: Option<JoinHandle<()>>,
+    health: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, finishes in-flight requests, stops the health checker.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(j) = self.join.take() {
+            let _ = j.await;
+        }
+        self.health.abort();
+    }
+
+    /// Waits until the server stops by itself (it does not, unless it fails).
+    pub async fn wait(mut self) {
+        if let Some(j) = self.join.take() {
+            let _ = j.await;
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.health.abort();
+    }
+}
+
+/// Serves `proxy.router()` on `listener` and starts the health checker.
+pub fn spawn(proxy: Proxy, listener: TcpListener) -> ServerHandle {
+    spawn_router(proxy.clone(), proxy.router(), listener)
+}
+
+/// Serves a router that embeds the proxy's (e.g. with operator routes added).
+pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -> ServerHandle {
+    let addr = listener.local_addr().expect("local addr");
+    let (tx, rx) = oneshot::channel::<()>();
+    let join = tokio::spawn(async move {
+        let r = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    let health = proxy.spawn_health_checker();
+    ServerHandle { addr, shutdown: Some(tx), join: Some(join), health }
+}

@@ -1,0 +1,306 @@
+//! Test harness: a cluster of Meilisearch nodes plus Miroir, on ephemeral ports.
+//!
+//! Nodes come from one seam ([`Node::start`]): the in-repo Meilisearch-compatible test node by
+//! default, real `meilisearch` processes when `MEILI_BIN` names the executable (each with its
+//! own temporary data dir and master key). Tests written against this harness must pass with
+//! either.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use miroir::config::{HealthConfig, Keys, ScatterConfig, Secret, TaskStoreConfig};
+use miroir::dataplane::server::{self, ServerHandle};
+use miroir::dataplane::topology::{NodeSpec, Topology};
+use miroir::dataplane::{Proxy, ProxyOptions};
+use serde_json::Value;
+
+pub mod corpus;
+
+pub const MASTER_KEY: &str = "miroir-test-master-key";
+pub const NODE_KEY: &str = "node-test-master-key";
+pub const ADMIN_KEY: &str = "miroir-test-admin-key";
+
+enum NodeKind {
+    TestNode(miroir::testnode::TestNode),
+    Process { child: Option<tokio::process::Child>, bin: PathBuf, port: u16, dir: tempfile::TempDir },
+}
+
+/// One Meilisearch node.
+pub struct Node {
+    pub id: String,
+    pub url: String,
+    kind: NodeKind,
+}
+
+async fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+async fn wait_healthy(url: &str) {
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(r) = http.get(format!("{url}/health")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("node {url} did not become healthy");
+}
+
+fn spawn_meilisearch(bin: &PathBuf, port: u16, dir: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(bin)
+        .arg("--http-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--db-path")
+        .arg(dir.join("data.ms"))
+        .arg("--master-key")
+        .arg(NODE_KEY)
+        .arg("--no-analytics")
+        .arg("--env")
+        .arg("development")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start meilisearch (MEILI_BIN)")
+}
+
+impl Node {
+    pub async fn start(id: &str) -> Node {
+        match std::env::var_os("MEILI_BIN") {
+            Some(bin) => {
+                let bin = PathBuf::from(bin);
+                let port = free_port().await;
+                let dir = tempfile::tempdir().unwrap();
+                let child = spawn_meilisearch(&bin, port, dir.path());
+                let url = format!("http://127.0.0.1:{port}");
+                wait_healthy(&url).await;
+                Node { id: id.into(), url, kind: NodeKind::Process { child: Some(child), bin, port, dir } }
+            }
+            None => {
+                let n = miroir::testnode::TestNode::start(Some(NODE_KEY.to_string())).await.expect("start test node");
+                let url = n.url();
+                Node { id: id.into(), url, kind: NodeKind::TestNode(n) }
+            }
+        }
+    }
+
+    /// Stops the node (connections refused); its data is kept.
+    pub async fn stop(&mut self) {
+        match &mut self.kind {
+            NodeKind::TestNode(n) => n.stop().await,
+            NodeKind::Process { child, .. } => {
+                if let Some(mut c) = child.take() {
+                    let _ = c.kill().await;
+                }
+            }
+        }
+    }
+
+    /// Starts the node again on the same address with the same data.
+    pub async fn restart(&mut self) {
+        match &mut self.kind {
+            NodeKind::TestNode(n) => n.restart().await.expect("restart test node"),
+            NodeKind::Process { child, bin, port, dir } => {
+                *child = Some(spawn_meilisearch(bin, *port, dir.path()));
+            }
+        }
+        wait_healthy(&self.url).await;
+    }
+}
+
+/// Shape of a test cluster.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub shards: u32,
+    pub replication_factor: u32,
+    /// Number of nodes in each replica group.
+    pub groups: Vec<usize>,
+}
+
+impl Spec {
+    pub fn rf1_3_nodes() -> Spec {
+        Spec { shards: 16, replication_factor: 1, groups: vec![3] }
+    }
+    pub fn rg2_rf2_4_nodes() -> Spec {
+        Spec { shards: 16, replication_factor: 2, groups: vec![2, 2] }
+    }
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub topology: Topology,
+    pub proxy: Proxy,
+    server: Option<ServerHandle>,
+    addr: SocketAddr,
+    db_dir: tempfile::TempDir,
+}
+
+pub fn test_options() -> ProxyOptions {
+    ProxyOptions {
+        keys: Keys {
+            master_key: Secret(Some(MASTER_KEY.into())),
+            node_master_key: Secret(Some(NODE_KEY.into())),
+            admin_api_key: Secret(Some(ADMIN_KEY.into())),
+        },
+        health: HealthConfig { interval_ms: 100, timeout_ms: 1000, unhealthy_threshold: 2, recovery_threshold: 1 },
+        scatter: ScatterConfig { node_timeout_ms: 10_000, ..ScatterConfig::default() },
+        max_body_bytes: 100 * 1024 * 1024,
+    }
+}
+
+async fn open_store(dir: &std::path::Path) -> Arc<dyn miroir::store::TaskStore> {
+    let cfg = TaskStoreConfig { path: dir.join("miroir.db"), ..TaskStoreConfig::default() };
+    miroir::store::open(&cfg).await.expect("open sqlite store")
+}
+
+impl Cluster {
+    pub async fn start(spec: Spec) -> Cluster {
+        Self::start_with(spec, test_options()).await
+    }
+
+    pub async fn start_with(spec: Spec, options: ProxyOptions) -> Cluster {
+        let mut nodes = Vec::new();
+        let mut specs = Vec::new();
+        for (g, size) in spec.groups.iter().enumerate() {
+            for i in 0..*size {
+                let id = format!("g{g}-n{i}");
+                let node = Node::start(&id).await;
+                specs.push(NodeSpec { id: id.clone(), address: node.url.clone(), replica_group: g as u32 });
+                nodes.push(node);
+            }
+        }
+        let topology = Topology {
+            shards: spec.shards,
+            replication_factor: spec.replication_factor,
+            replica_groups: spec.groups.len() as u32,
+            nodes: specs,
+        };
+        let db_dir = tempfile::tempdir().unwrap();
+        let store = open_store(db_dir.path()).await;
+        let proxy = Proxy::new(options, store);
+        proxy.apply_topology(topology.clone()).expect("valid topology");
+        let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = server::spawn(proxy.clone(), listener);
+        Cluster { nodes, topology, proxy, server: Some(server), addr, db_dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The official Meilisearch Rust SDK, pointed at Miroir.
+    pub fn sdk(&self) -> meilisearch_sdk::client::Client {
+        meilisearch_sdk::client::Client::new(self.url(), Some(MASTER_KEY)).unwrap()
+    }
+
+    /// Raw HTTP to Miroir with the master key.
+    pub fn http(&self) -> Http {
+        Http { base: self.url(), key: Some(MASTER_KEY.to_string()) }
+    }
+
+    /// Raw HTTP straight to node `i`, bypassing Miroir.
+    pub fn node_http(&self, i: usize) -> Http {
+        Http { base: self.nodes[i].url.clone(), key: Some(NODE_KEY.to_string()) }
+    }
+
+    /// Stops Miroir and starts a new process-equivalent on the same port and store file.
+    pub async fn restart_miroir(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+        let store = open_store(self.db_dir.path()).await;
+        let proxy = Proxy::new(self.proxy.options(), store);
+        proxy.apply_topology(self.topology.clone()).unwrap();
+        let listener = server::bind(self.addr).await.unwrap();
+        self.server = Some(server::spawn(proxy.clone(), listener));
+        self.proxy = proxy;
+    }
+
+    /// Waits until Miroir considers node `i` usable again.
+    pub async fn wait_node_usable(&self, i: usize) {
+        for _ in 0..200 {
+            let h = self.proxy.node_health();
+            if h.iter().any(|(id, h)| *id == self.nodes[i].id && h.is_usable()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("node {} never became usable again", self.nodes[i].id);
+    }
+
+    /// Polls a Miroir task until it is terminal and returns it.
+    pub async fn wait_task(&self, uid: u64) -> Value {
+        self.http().wait_task(uid).await
+    }
+}
+
+/// Minimal raw HTTP client returning (status, JSON body).
+#[derive(Clone)]
+pub struct Http {
+    pub base: String,
+    pub key: Option<String>,
+}
+
+impl Http {
+    pub fn without_key(&self) -> Http {
+        Http { base: self.base.clone(), key: None }
+    }
+    pub fn with_key(&self, key: &str) -> Http {
+        Http { base: self.base.clone(), key: Some(key.into()) }
+    }
+
+    pub async fn request(&self, method: reqwest::Method, path: &str, content_type: Option<&str>, body: Option<Vec<u8>>) -> (u16, reqwest::header::HeaderMap, Value) {
+        let client = reqwest::Client::new();
+        let mut req = client.request(method, format!("{}{}", self.base, path));
+        if let Some(k) = &self.key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.unwrap();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+        (status, headers, body)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let (s, _, b) = self.request(reqwest::Method::GET, path, None, None).await;
+        (s, b)
+    }
+
+    pub async fn send_json(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.request(method, path, Some("application/json"), Some(serde_json::to_vec(body).unwrap())).await
+    }
+
+    /// Polls `GET /tasks/{uid}` (on a node or on Miroir) until the task is terminal.
+    pub async fn wait_task(&self, uid: u64) -> Value {
+        for _ in 0..2400 {
+            let (status, body) = self.get(&format!("/tasks/{uid}")).await;
+            assert_eq!(status, 200, "{body}");
+            if matches!(body["status"].as_str(), Some("succeeded" | "failed" | "canceled")) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("task {uid} never finished on {}", self.base);
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let (s, _, b) = self.send_json(reqwest::Method::POST, path, body).await;
+        (s, b)
+    }
+}

@@ -1,0 +1,928 @@
+//! One contract suite for the task store, run against both backends (SQLite on a temp file,
+//! Redis under a fresh prefix), plus backend-specific tests: SQLite reopen and schema
+//! refusal; Redis outage/recovery through a TCP forwarder and two "processes" on one prefix.
+
+#[path = "common/store_fixtures.rs"]
+mod store_fixtures;
+#[path = "common/store_proxy.rs"]
+mod store_proxy;
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use miroir::store::{
+    MirrorTable, NewTask, NodeTask, StoreError, TaskFilter, TaskPaging, TaskRecord, TaskStatus, TaskStore, TtlKind,
+};
+use serde_json::json;
+use store_fixtures::Fixture;
+use time::macros::datetime;
+use time::OffsetDateTime;
+
+type Store = Arc<dyn TaskStore>;
+
+const BASE: OffsetDateTime = datetime!(2026-11-26 00:00:00.123456789 UTC);
+
+fn at(secs: i64) -> OffsetDateTime {
+    BASE + time::Duration::seconds(secs)
+}
+
+fn new_task(index: Option<&str>, kind: &str, status: TaskStatus, enqueued_at: OffsetDateTime) -> NewTask {
+    NewTask {
+        index_uid: index.map(str::to_string),
+        kind: kind.to_string(),
+        status,
+        enqueued_at,
+        details: json!({"kind": kind}),
+        error: None,
+        node_tasks: vec![NodeTask { node_id: "n1".into(), task_uid: 7 }],
+    }
+}
+
+fn uids(tasks: &[TaskRecord]) -> Vec<u64> {
+    tasks.iter().map(|t| t.uid).collect()
+}
+
+fn paging(limit: usize, from: Option<u64>, reverse: bool) -> TaskPaging {
+    TaskPaging { limit, from, reverse }
+}
+
+/// Runs every listed case against both backends, each test with its own fresh store.
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let f = super::Fixture::sqlite().await;
+                    super::$case(f.store.clone()).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let f = super::Fixture::redis().await;
+                    super::$case(f.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    task_create_get_roundtrip,
+    uids_start_at_zero_and_are_never_reused,
+    uids_unique_under_concurrency,
+    update_replaces_the_record,
+    delete_counts_existing_tasks,
+    filters_match_a_reference_model,
+    filters_by_hand,
+    paging_walks_every_page,
+    mirror_rows_per_table_and_cluster,
+    delete_cluster_state_removes_only_that_cluster,
+    ttl_rows_expire,
+    leases_exclusive_renewable_and_expiring,
+    cdc_cursor_never_goes_backwards,
+);
+
+// ---------------------------------------------------------------- contract cases
+
+async fn task_create_get_roundtrip(s: Store) {
+    assert!(matches!(s.backend(), "sqlite" | "redis"));
+    s.ping().await.unwrap();
+    let mut nt = new_task(Some("movies"), "documentAdditionOrUpdate", TaskStatus::Enqueued, BASE);
+    nt.details = json!({"receivedDocuments": 3, "indexedDocuments": null, "nested": {"a": [1, 2.5, "x"]}});
+    nt.error = Some(json!({"message": "m", "code": "c", "type": "t", "link": "l"}));
+    nt.node_tasks =
+        vec![NodeTask { node_id: "a".into(), task_uid: 0 }, NodeTask { node_id: "b".into(), task_uid: u64::MAX }];
+    let t = s.create_task(nt.clone()).await.unwrap();
+    assert_eq!(t.index_uid, nt.index_uid);
+    assert_eq!(t.kind, nt.kind);
+    assert_eq!(t.status, TaskStatus::Enqueued);
+    assert_eq!(t.enqueued_at, BASE);
+    assert_eq!((t.started_at, t.finished_at, t.canceled_by), (None, None, None));
+    assert_eq!(t.details, nt.details);
+    assert_eq!(t.error, nt.error);
+    assert_eq!(t.node_tasks, nt.node_tasks);
+    assert_eq!(s.get_task(t.uid).await.unwrap().as_ref(), Some(&t));
+    // Sub-second precision and the nanoseconds survive.
+    assert_eq!(s.get_task(t.uid).await.unwrap().unwrap().enqueued_at.nanosecond(), 123_456_789);
+
+    let dump = s.create_task(new_task(None, "dumpCreation", TaskStatus::Enqueued, at(1))).await.unwrap();
+    assert_eq!(s.get_task(dump.uid).await.unwrap().unwrap().index_uid, None);
+    assert_eq!(s.get_task(dump.uid + 1).await.unwrap(), None);
+    assert_eq!(s.get_task(u64::MAX).await.unwrap(), None);
+}
+
+async fn uids_start_at_zero_and_are_never_reused(s: Store) {
+    let mut got = Vec::new();
+    for i in 0..4 {
+        got.push(s.create_task(new_task(Some("i"), "indexCreation", TaskStatus::Enqueued, at(i))).await.unwrap().uid);
+    }
+    assert_eq!(got, vec![0, 1, 2, 3], "Meilisearch's first task uid is 0, then +1");
+    assert_eq!(s.delete_tasks(&[2, 3]).await.unwrap(), 2);
+    let next = s.create_task(new_task(Some("i"), "indexCreation", TaskStatus::Enqueued, at(9))).await.unwrap();
+    assert_eq!(next.uid, 4, "deleted uids are not handed out again");
+}
+
+async fn uids_unique_under_concurrency(s: Store) {
+    let mut handles = Vec::new();
+    for w in 0..16 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..12 {
+                let t = s
+                    .create_task(new_task(
+                        Some(&format!("w{w}")),
+                        "documentAdditionOrUpdate",
+                        TaskStatus::Enqueued,
+                        at(i),
+                    ))
+                    .await
+                    .unwrap();
+                mine.push(t.uid);
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        let mine = h.await.unwrap();
+        assert!(mine.windows(2).all(|w| w[0] < w[1]), "uids seen by one caller increase: {mine:?}");
+        all.extend(mine);
+    }
+    let set: BTreeSet<u64> = all.iter().copied().collect();
+    assert_eq!(set.len(), all.len(), "duplicate uids");
+    assert_eq!(set, (0..all.len() as u64).collect::<BTreeSet<_>>());
+    let listed = s.find_tasks(&TaskFilter::default()).await.unwrap();
+    assert_eq!(uids(&listed), set.iter().rev().copied().collect::<Vec<_>>());
+}
+
+async fn update_replaces_the_record(s: Store) {
+    let t = s.create_task(new_task(Some("movies"), "indexCreation", TaskStatus::Enqueued, at(0))).await.unwrap();
+    let other = s.create_task(new_task(Some("books"), "indexCreation", TaskStatus::Enqueued, at(1))).await.unwrap();
+    let mut u = t.clone();
+    u.status = TaskStatus::Failed;
+    u.started_at = Some(at(2));
+    u.finished_at = Some(at(3));
+    u.details = json!({"primaryKey": "id"});
+    u.error = Some(json!({"code": "index_already_exists"}));
+    u.canceled_by = Some(99);
+    u.node_tasks.push(NodeTask { node_id: "n2".into(), task_uid: 8 });
+    u.index_uid = Some("fïlms:----0".into());
+    s.update_task(&u).await.unwrap();
+    assert_eq!(s.get_task(t.uid).await.unwrap(), Some(u.clone()));
+    assert_eq!(s.get_task(other.uid).await.unwrap(), Some(other.clone()), "other rows untouched");
+
+    // Indexed fields follow the update.
+    let by = |f: TaskFilter| {
+        let s = s.clone();
+        async move { uids(&s.find_tasks(&f).await.unwrap()) }
+    };
+    assert_eq!(by(TaskFilter { statuses: vec![TaskStatus::Failed], ..Default::default() }).await, vec![t.uid]);
+    assert_eq!(by(TaskFilter { statuses: vec![TaskStatus::Enqueued], ..Default::default() }).await, vec![other.uid]);
+    assert_eq!(by(TaskFilter { index_uids: vec!["movies".into()], ..Default::default() }).await, Vec::<u64>::new());
+    assert_eq!(by(TaskFilter { index_uids: vec!["fïlms:----0".into()], ..Default::default() }).await, vec![t.uid]);
+
+    // Back to no index uid, then replace again: idempotent.
+    u.index_uid = None;
+    s.update_task(&u).await.unwrap();
+    s.update_task(&u).await.unwrap();
+    assert_eq!(s.get_task(t.uid).await.unwrap(), Some(u.clone()));
+    assert_eq!(
+        by(TaskFilter { index_uids: vec!["fïlms:----0".into()], ..Default::default() }).await,
+        Vec::<u64>::new()
+    );
+
+    // Updating a task that does not exist (deleted) does not bring it back.
+    s.delete_tasks(&[t.uid]).await.unwrap();
+    s.update_task(&u).await.unwrap();
+    assert_eq!(s.get_task(t.uid).await.unwrap(), None);
+    assert_eq!(uids(&s.find_tasks(&TaskFilter::default()).await.unwrap()), vec![other.uid]);
+}
+
+async fn delete_counts_existing_tasks(s: Store) {
+    for i in 0..5 {
+        s.create_task(new_task(Some("i"), "indexCreation", TaskStatus::Succeeded, at(i))).await.unwrap();
+    }
+    assert_eq!(s.delete_tasks(&[]).await.unwrap(), 0);
+    assert_eq!(s.delete_tasks(&[1, 3, 3, 42, u64::MAX]).await.unwrap(), 2);
+    assert_eq!(s.delete_tasks(&[1]).await.unwrap(), 0);
+    assert_eq!(s.get_task(1).await.unwrap(), None);
+    assert_eq!(uids(&s.find_tasks(&TaskFilter::default()).await.unwrap()), vec![4, 2, 0]);
+    let all = s.list_tasks(&TaskFilter::default(), &paging(10, None, false)).await.unwrap();
+    assert_eq!((all.total, all.next), (3, None));
+    let by_status = TaskFilter { statuses: vec![TaskStatus::Succeeded], ..Default::default() };
+    assert_eq!(s.list_tasks(&by_status, &paging(10, None, false)).await.unwrap().total, 3, "indexes follow deletes");
+}
+
+/// The data set of the filter/paging cases. Returns the stored records.
+async fn seed(s: &Store) -> Vec<TaskRecord> {
+    use TaskStatus::*;
+    let rows: &[(Option<&str>, &str, TaskStatus, i64)] = &[
+        (Some("movies"), "indexCreation", Succeeded, 0),
+        (Some("movies"), "documentAdditionOrUpdate", Succeeded, 1),
+        (Some("books"), "indexCreation", Succeeded, 2),
+        (Some("books"), "documentAdditionOrUpdate", Failed, 3),
+        (None, "dumpCreation", Succeeded, 4),
+        (Some("movies"), "settingsUpdate", Enqueued, 5),
+        (Some("movies"), "documentAdditionOrUpdate", Processing, 5), // same enqueued_at as the previous
+        (Some("books"), "documentDeletion", Canceled, 6),
+        (Some("songs"), "indexCreation", Enqueued, 7),
+        (Some("movies"), "documentAdditionOrUpdate", Enqueued, 8),
+        (None, "taskCancelation", Succeeded, 9),
+        (Some("books"), "settingsUpdate", Enqueued, 10),
+    ];
+    let mut out = Vec::new();
+    for (index, kind, status, secs) in rows {
+        out.push(s.create_task(new_task(*index, kind, *status, at(*secs))).await.unwrap());
+    }
+    // A hole in the uids (4 deleted) so that `from` may name a missing uid.
+    s.delete_tasks(&[4]).await.unwrap();
+    out.retain(|t| t.uid != 4);
+    out
+}
+
+fn model_matches(t: &TaskRecord, f: &TaskFilter) -> bool {
+    (f.uids.is_empty() || f.uids.contains(&t.uid))
+        && (f.statuses.is_empty() || f.statuses.contains(&t.status))
+        && (f.types.is_empty() || f.types.contains(&t.kind))
+        && (f.index_uids.is_empty() || t.index_uid.as_ref().is_some_and(|i| f.index_uids.contains(i)))
+        && f.before_enqueued_at.is_none_or(|b| t.enqueued_at < b)
+        && f.after_enqueued_at.is_none_or(|a| t.enqueued_at > a)
+}
+
+fn filter_grid() -> Vec<TaskFilter> {
+    use TaskStatus::*;
+    let uid_sets: Vec<Vec<u64>> = vec![vec![], vec![1, 3, 4, 5, 999], vec![9, 9]];
+    let status_sets = vec![vec![], vec![Succeeded], vec![Failed, Enqueued, Enqueued]];
+    let type_sets: Vec<Vec<String>> =
+        vec![vec![], vec!["indexCreation".into()], vec!["documentAdditionOrUpdate".into(), "settingsUpdate".into()]];
+    let index_sets: Vec<Vec<String>> =
+        vec![vec![], vec!["movies".into()], vec!["movies".into(), "books".into(), "none".into()]];
+    let times: Vec<(Option<OffsetDateTime>, Option<OffsetDateTime>)> = vec![
+        (None, None),
+        (Some(at(5)), None), // strictly before: the two at 5s are out
+        (None, Some(at(5))), // strictly after: the two at 5s are out
+        (Some(at(8)), Some(at(2))),
+        (Some(at(5) + time::Duration::nanoseconds(1)), None), // 1 ns later: the two at 5s are in
+    ];
+    let mut out = Vec::new();
+    for u in &uid_sets {
+        for st in &status_sets {
+            for ty in &type_sets {
+                for ix in &index_sets {
+                    for (before, after) in &times {
+                        out.push(TaskFilter {
+                            uids: u.clone(),
+                            statuses: st.clone(),
+                            types: ty.clone(),
+                            index_uids: ix.clone(),
+                            before_enqueued_at: *before,
+                            after_enqueued_at: *after,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn filters_match_a_reference_model(s: Store) {
+    let tasks = seed(&s).await;
+    let mut nonempty = 0;
+    for f in filter_grid() {
+        let mut want: Vec<u64> = tasks.iter().filter(|t| model_matches(t, &f)).map(|t| t.uid).collect();
+        want.reverse();
+        let found = s.find_tasks(&f).await.unwrap();
+        assert_eq!(uids(&found), want, "find_tasks {f:?}");
+        for t in &found {
+            assert_eq!(Some(t), tasks.iter().find(|x| x.uid == t.uid), "full records returned");
+        }
+        let page = s.list_tasks(&f, &paging(100, None, false)).await.unwrap();
+        assert_eq!(uids(&page.results), want, "list_tasks {f:?}");
+        assert_eq!((page.total, page.next), (want.len() as u64, None));
+        nonempty += usize::from(!want.is_empty());
+    }
+    assert!(nonempty > 50, "the grid must exercise non-empty results ({nonempty})");
+}
+
+async fn filters_by_hand(s: Store) {
+    use TaskStatus::*;
+    seed(&s).await;
+    let find = |f: TaskFilter| {
+        let s = s.clone();
+        async move { uids(&s.find_tasks(&f).await.unwrap()) }
+    };
+    let none = Vec::<u64>::new();
+    assert_eq!(find(TaskFilter::default()).await, vec![11, 10, 9, 8, 7, 6, 5, 3, 2, 1, 0]);
+    assert_eq!(find(TaskFilter { uids: vec![4, 3, 100], ..Default::default() }).await, vec![3]);
+    assert_eq!(find(TaskFilter { statuses: vec![Enqueued], ..Default::default() }).await, vec![11, 9, 8, 5]);
+    assert_eq!(find(TaskFilter { statuses: vec![Failed, Canceled], ..Default::default() }).await, vec![7, 3]);
+    assert_eq!(find(TaskFilter { types: vec!["indexCreation".into()], ..Default::default() }).await, vec![8, 2, 0]);
+    assert_eq!(find(TaskFilter { index_uids: vec!["books".into()], ..Default::default() }).await, vec![11, 7, 3, 2]);
+    assert_eq!(find(TaskFilter { index_uids: vec!["nope".into()], ..Default::default() }).await, none);
+    assert_eq!(find(TaskFilter { before_enqueued_at: Some(at(2)), ..Default::default() }).await, vec![1, 0]);
+    assert_eq!(find(TaskFilter { after_enqueued_at: Some(at(8)), ..Default::default() }).await, vec![11, 10]);
+    assert_eq!(
+        find(TaskFilter { after_enqueued_at: Some(at(4)), before_enqueued_at: Some(at(6)), ..Default::default() })
+            .await,
+        vec![6, 5]
+    );
+    assert_eq!(
+        find(TaskFilter {
+            statuses: vec![Enqueued, Processing],
+            types: vec!["documentAdditionOrUpdate".into()],
+            index_uids: vec!["movies".into()],
+            ..Default::default()
+        })
+        .await,
+        vec![9, 6]
+    );
+    assert_eq!(
+        find(TaskFilter {
+            uids: vec![0, 1, 2],
+            statuses: vec![Succeeded],
+            types: vec!["indexCreation".into()],
+            ..Default::default()
+        })
+        .await,
+        vec![2, 0]
+    );
+    assert_eq!(find(TaskFilter { uids: vec![u64::MAX], ..Default::default() }).await, none);
+}
+
+/// Walks all pages through `next` and checks them against the model.
+async fn walk(s: &Store, f: &TaskFilter, limit: usize, start: Option<u64>, reverse: bool, want: &[u64]) {
+    let mut got = Vec::new();
+    let mut from = start;
+    let mut pages = 0;
+    loop {
+        let p = s.list_tasks(f, &paging(limit, from, reverse)).await.unwrap();
+        assert!(p.results.len() <= limit);
+        assert_eq!(p.total, want_total(s, f).await, "total ignores paging");
+        got.extend(uids(&p.results));
+        pages += 1;
+        assert!(pages < 100, "paging does not terminate");
+        match p.next {
+            Some(n) => {
+                assert_eq!(p.results.len(), limit, "a page with a next page is full");
+                from = Some(n);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(got, want, "pages of {f:?} limit {limit} from {start:?} reverse {reverse}");
+}
+
+async fn want_total(s: &Store, f: &TaskFilter) -> u64 {
+    s.find_tasks(f).await.unwrap().len() as u64
+}
+
+async fn paging_walks_every_page(s: Store) {
+    let tasks = seed(&s).await;
+    // By hand first.
+    let all = TaskFilter::default();
+    let p = s.list_tasks(&all, &paging(3, None, false)).await.unwrap();
+    assert_eq!((uids(&p.results), p.total, p.next), (vec![11, 10, 9], 11, Some(8)));
+    let p = s.list_tasks(&all, &paging(3, Some(5), false)).await.unwrap();
+    assert_eq!((uids(&p.results), p.total, p.next), (vec![5, 3, 2], 11, Some(1)));
+    let p = s.list_tasks(&all, &paging(3, Some(4), false)).await.unwrap(); // 4 is deleted
+    assert_eq!((uids(&p.results), p.next), (vec![3, 2, 1], Some(0)));
+    let p = s.list_tasks(&all, &paging(3, None, true)).await.unwrap();
+    assert_eq!((uids(&p.results), p.next), (vec![0, 1, 2], Some(3)));
+    let p = s.list_tasks(&all, &paging(3, Some(9), true)).await.unwrap();
+    assert_eq!((uids(&p.results), p.total, p.next), (vec![9, 10, 11], 11, None));
+    let p = s.list_tasks(&all, &paging(5, Some(1000), true)).await.unwrap();
+    assert_eq!((uids(&p.results), p.total, p.next), (vec![], 11, None));
+    let p = s.list_tasks(&all, &paging(0, None, false)).await.unwrap();
+    assert_eq!((uids(&p.results), p.total), (vec![], 11));
+    let p = s.list_tasks(&all, &paging(usize::MAX, None, false)).await.unwrap();
+    assert_eq!((p.results.len(), p.next), (11, None));
+    let enq = TaskFilter { statuses: vec![TaskStatus::Enqueued], ..Default::default() };
+    let p = s.list_tasks(&enq, &paging(2, Some(10), false)).await.unwrap();
+    assert_eq!((uids(&p.results), p.total, p.next), (vec![9, 8], 4, Some(5)));
+
+    // Then every filter of a smaller grid, several page sizes, both directions, with/without `from`.
+    for f in filter_grid().into_iter().step_by(7) {
+        let mut want: Vec<u64> = tasks.iter().filter(|t| model_matches(t, &f)).map(|t| t.uid).collect();
+        for limit in [1, 2, 5] {
+            for start in [None, Some(6), Some(4)] {
+                let fwd: Vec<u64> = want.iter().rev().copied().filter(|u| start.is_none_or(|s| *u <= s)).collect();
+                walk(&s, &f, limit, start, false, &fwd).await;
+                let rev: Vec<u64> = want.iter().copied().filter(|u| start.is_none_or(|s| *u >= s)).collect();
+                walk(&s, &f, limit, start, true, &rev).await;
+            }
+        }
+        want.clear();
+    }
+}
+
+async fn mirror_rows_per_table_and_cluster(s: Store) {
+    let spec = |v: i64| json!({"indexes": ["a", "b"], "version": v});
+    assert_eq!(s.get_mirror(MirrorTable::Aliases, "c1", "x").await.unwrap(), None);
+    assert_eq!(s.list_mirror(MirrorTable::Aliases, "c1").await.unwrap(), vec![]);
+    s.upsert_mirror(MirrorTable::Aliases, "c1", "b", &spec(1)).await.unwrap();
+    s.upsert_mirror(MirrorTable::Aliases, "c1", "b", &spec(1)).await.unwrap(); // idempotent
+    s.upsert_mirror(MirrorTable::Aliases, "c1", "a-1", &spec(2)).await.unwrap();
+    s.upsert_mirror(MirrorTable::Aliases, "c1", "B", &spec(3)).await.unwrap();
+    s.upsert_mirror(MirrorTable::Aliases, "c1", "a", &spec(4)).await.unwrap();
+    s.upsert_mirror(MirrorTable::Aliases, "c2", "a", &spec(5)).await.unwrap();
+    s.upsert_mirror(MirrorTable::Canaries, "c1", "a", &spec(6)).await.unwrap();
+    // Separators in names never collide.
+    s.upsert_mirror(MirrorTable::TenantMap, "c:1", "x", &spec(7)).await.unwrap();
+    s.upsert_mirror(MirrorTable::TenantMap, "c", "1:x", &spec(8)).await.unwrap();
+
+    let list = s.list_mirror(MirrorTable::Aliases, "c1").await.unwrap();
+    let names: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["B", "a", "a-1", "b"], "ordered by name (bytewise)");
+    assert_eq!(list[3].1, spec(1));
+    assert_eq!(s.get_mirror(MirrorTable::Aliases, "c2", "a").await.unwrap(), Some(spec(5)));
+    assert_eq!(s.get_mirror(MirrorTable::Canaries, "c1", "a").await.unwrap(), Some(spec(6)));
+    assert_eq!(s.get_mirror(MirrorTable::RolloverPolicies, "c1", "a").await.unwrap(), None);
+    assert_eq!(s.list_mirror(MirrorTable::TenantMap, "c:1").await.unwrap(), vec![("x".to_string(), spec(7))]);
+    assert_eq!(s.list_mirror(MirrorTable::TenantMap, "c").await.unwrap(), vec![("1:x".to_string(), spec(8))]);
+
+    // Replace.
+    s.upsert_mirror(MirrorTable::Aliases, "c1", "a", &spec(40)).await.unwrap();
+    assert_eq!(s.get_mirror(MirrorTable::Aliases, "c1", "a").await.unwrap(), Some(spec(40)));
+    assert_eq!(s.list_mirror(MirrorTable::Aliases, "c1").await.unwrap().len(), 4);
+
+    // Delete (twice: idempotent).
+    s.delete_mirror(MirrorTable::Aliases, "c1", "a").await.unwrap();
+    s.delete_mirror(MirrorTable::Aliases, "c1", "a").await.unwrap();
+    assert_eq!(s.get_mirror(MirrorTable::Aliases, "c1", "a").await.unwrap(), None);
+    let names: Vec<String> =
+        s.list_mirror(MirrorTable::Aliases, "c1").await.unwrap().into_iter().map(|r| r.0).collect();
+    assert_eq!(names, vec!["B", "a-1", "b"]);
+    assert_eq!(s.get_mirror(MirrorTable::Aliases, "c2", "a").await.unwrap(), Some(spec(5)));
+    assert_eq!(s.get_mirror(MirrorTable::Canaries, "c1", "a").await.unwrap(), Some(spec(6)));
+}
+
+async fn delete_cluster_state_removes_only_that_cluster(s: Store) {
+    let v = json!({"k": 1});
+    for table in MirrorTable::ALL {
+        for cluster in ["a", "ab", "b"] {
+            s.upsert_mirror(table, cluster, "r1", &v).await.unwrap();
+            s.upsert_mirror(table, cluster, "r2", &v).await.unwrap();
+        }
+    }
+    let ttl = Duration::from_secs(60);
+    for lease in ["a/leader", "a/rollover/x", "ab/leader", "b/leader", "a", "global"] {
+        assert!(s.try_acquire_lease(lease, "pod-1", ttl).await.unwrap());
+    }
+    for cluster in ["a", "ab", "b"] {
+        s.advance_cdc_cursor(cluster, "movies", 10).await.unwrap();
+    }
+    s.put_ttl(TtlKind::Session, "a", &v, ttl).await.unwrap();
+
+    s.delete_cluster_state("a").await.unwrap();
+    s.delete_cluster_state("a").await.unwrap(); // idempotent
+
+    for table in MirrorTable::ALL {
+        assert_eq!(s.list_mirror(table, "a").await.unwrap(), vec![], "{table:?}");
+        assert_eq!(s.get_mirror(table, "a", "r1").await.unwrap(), None);
+        assert_eq!(s.list_mirror(table, "ab").await.unwrap().len(), 2, "{table:?}");
+        assert_eq!(s.list_mirror(table, "b").await.unwrap().len(), 2, "{table:?}");
+    }
+    assert_eq!(s.get_lease("a/leader").await.unwrap(), None);
+    assert_eq!(s.get_lease("a/rollover/x").await.unwrap(), None);
+    for kept in ["ab/leader", "b/leader", "a", "global"] {
+        assert_eq!(s.get_lease(kept).await.unwrap().map(|l| l.holder), Some("pod-1".to_string()), "{kept}");
+    }
+    assert_eq!(s.get_cdc_cursor("a", "movies").await.unwrap(), None);
+    assert_eq!(s.get_cdc_cursor("ab", "movies").await.unwrap(), Some(10));
+    assert_eq!(s.get_cdc_cursor("b", "movies").await.unwrap(), Some(10));
+    assert_eq!(s.get_ttl(TtlKind::Session, "a").await.unwrap(), Some(v.clone()), "TTL rows are not per cluster");
+
+    // The cluster can be recreated from scratch.
+    s.upsert_mirror(MirrorTable::Aliases, "a", "r9", &v).await.unwrap();
+    assert_eq!(s.list_mirror(MirrorTable::Aliases, "a").await.unwrap().len(), 1);
+    assert!(s.try_acquire_lease("a/leader", "pod-2", ttl).await.unwrap());
+    assert_eq!(s.advance_cdc_cursor("a", "movies", 1).await.unwrap(), 1);
+}
+
+async fn ttl_rows_expire(s: Store) {
+    let short = Duration::from_millis(200);
+    let long = Duration::from_secs(60);
+    // Reads before expiry use long TTLs only: nothing depends on how fast the machine is.
+    s.put_ttl(TtlKind::IdempotencyKey, "k1", &json!({"taskUid": 1}), short).await.unwrap();
+    s.put_ttl(TtlKind::IdempotencyKey, "k2", &json!({"taskUid": 2}), long).await.unwrap();
+    s.put_ttl(TtlKind::Session, "k1", &json!("session"), long).await.unwrap();
+    assert_eq!(s.get_ttl(TtlKind::IdempotencyKey, "k2").await.unwrap(), Some(json!({"taskUid": 2})));
+    assert_eq!(s.get_ttl(TtlKind::IdempotencyKey, "nope").await.unwrap(), None);
+
+    // Overwrite: new value, new TTL.
+    s.put_ttl(TtlKind::IdempotencyKey, "k3", &json!(1), long).await.unwrap();
+    s.put_ttl(TtlKind::IdempotencyKey, "k3", &json!(3), short).await.unwrap();
+    s.put_ttl(TtlKind::IdempotencyKey, "k4", &json!(1), short).await.unwrap();
+    s.put_ttl(TtlKind::IdempotencyKey, "k4", &json!(4), long).await.unwrap();
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.get_ttl(TtlKind::IdempotencyKey, "k1").await.unwrap(), None, "expired row is never returned");
+    assert_eq!(s.get_ttl(TtlKind::IdempotencyKey, "k3").await.unwrap(), None);
+    assert_eq!(s.get_ttl(TtlKind::IdempotencyKey, "k2").await.unwrap(), Some(json!({"taskUid": 2})));
+    assert_eq!(s.get_ttl(TtlKind::IdempotencyKey, "k4").await.unwrap(), Some(json!(4)));
+    assert_eq!(s.get_ttl(TtlKind::Session, "k1").await.unwrap(), Some(json!("session")), "kinds are separate");
+
+    // A write after expiry (which purges lazily on SQLite) and a re-put of an expired key.
+    s.put_ttl(TtlKind::IdempotencyKey, "k1", &json!("again"), long).await.unwrap();
+    assert_eq!(s.get_ttl(TtlKind::IdempotencyKey, "k1").await.unwrap(), Some(json!("again")));
+    assert_eq!(s.get_ttl(TtlKind::IdempotencyKey, "k3").await.unwrap(), None);
+}
+
+async fn leases_exclusive_renewable_and_expiring(s: Store) {
+    let long = Duration::from_secs(30);
+    assert_eq!(s.get_lease("c/leader").await.unwrap(), None);
+    let before = OffsetDateTime::now_utc();
+    assert!(s.try_acquire_lease("c/leader", "A", long).await.unwrap());
+    let l = s.get_lease("c/leader").await.unwrap().unwrap();
+    assert_eq!((l.name.as_str(), l.holder.as_str()), ("c/leader", "A"));
+    assert!(
+        l.expires_at > before + time::Duration::seconds(20)
+            && l.expires_at <= OffsetDateTime::now_utc() + time::Duration::seconds(31)
+    );
+
+    assert!(!s.try_acquire_lease("c/leader", "B", long).await.unwrap(), "B cannot take A's live lease");
+    assert_eq!(s.get_lease("c/leader").await.unwrap().unwrap().holder, "A");
+    assert!(s.try_acquire_lease("c/leader", "A", long).await.unwrap(), "A renews");
+    assert!(s.try_acquire_lease("other", "B", long).await.unwrap(), "leases are independent");
+
+    s.release_lease("c/leader", "B").await.unwrap(); // not B's: no effect
+    assert_eq!(s.get_lease("c/leader").await.unwrap().unwrap().holder, "A");
+    s.release_lease("c/leader", "A").await.unwrap();
+    assert_eq!(s.get_lease("c/leader").await.unwrap(), None);
+    assert!(s.try_acquire_lease("c/leader", "B", long).await.unwrap(), "free lease is taken");
+    assert!(!s.try_acquire_lease("c/leader", "A", long).await.unwrap());
+    // B renews with a short TTL (a renewal sets the expiry to now + ttl)...
+    assert!(s.try_acquire_lease("c/leader", "B", Duration::from_millis(200)).await.unwrap());
+
+    // B stops renewing: after expiry nobody holds it and A may steal it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.get_lease("c/leader").await.unwrap(), None);
+    assert!(s.try_acquire_lease("c/leader", "A", long).await.unwrap(), "expired lease is stolen");
+    assert_eq!(s.get_lease("c/leader").await.unwrap().unwrap().holder, "A");
+    s.release_lease("c/leader", "B").await.unwrap();
+    assert_eq!(s.get_lease("c/leader").await.unwrap().unwrap().holder, "A", "B's late release does not free A's lease");
+
+    // Renewing extends: a short lease renewed with a long TTL outlives the short one.
+    assert!(s.try_acquire_lease("r", "A", Duration::from_millis(200)).await.unwrap());
+    assert!(s.try_acquire_lease("r", "A", long).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(s.get_lease("r").await.unwrap().unwrap().holder, "A");
+
+    // Concurrent contenders on a free lease: exactly one wins.
+    let mut hs = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        hs.push(tokio::spawn(async move { s.try_acquire_lease("race", &format!("p{i}"), long).await.unwrap() }));
+    }
+    let mut winners = 0;
+    for h in hs {
+        winners += usize::from(h.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+async fn cdc_cursor_never_goes_backwards(s: Store) {
+    assert_eq!(s.get_cdc_cursor("c", "movies").await.unwrap(), None);
+    assert_eq!(s.advance_cdc_cursor("c", "movies", 5).await.unwrap(), 5);
+    assert_eq!(s.advance_cdc_cursor("c", "movies", 3).await.unwrap(), 5);
+    assert_eq!(s.get_cdc_cursor("c", "movies").await.unwrap(), Some(5));
+    assert_eq!(s.advance_cdc_cursor("c", "movies", 5).await.unwrap(), 5);
+    assert_eq!(s.advance_cdc_cursor("c", "movies", 10).await.unwrap(), 10);
+    assert_eq!(s.advance_cdc_cursor("c", "movies", 9).await.unwrap(), 10, "9 < 10 even though '9' > '10' as text");
+    assert_eq!(s.advance_cdc_cursor("c", "movies", 1 << 60).await.unwrap(), 1 << 60);
+    assert_eq!(s.advance_cdc_cursor("c", "movies", (1 << 60) + 1).await.unwrap(), (1 << 60) + 1, "exact beyond 2^53");
+    assert_eq!(s.advance_cdc_cursor("c", "movies", 1 << 60).await.unwrap(), (1 << 60) + 1);
+    assert_eq!(s.get_cdc_cursor("c", "books").await.unwrap(), None);
+    assert_eq!(s.get_cdc_cursor("d", "movies").await.unwrap(), None);
+    assert_eq!(s.advance_cdc_cursor("d", "movies", 0).await.unwrap(), 0);
+    assert_eq!(s.get_cdc_cursor("d", "movies").await.unwrap(), Some(0));
+
+    // Concurrent advances: the cursor ends at the maximum.
+    let mut hs = Vec::new();
+    for p in (0..40u64).rev() {
+        let s = s.clone();
+        hs.push(tokio::spawn(async move { s.advance_cdc_cursor("e", "x", p * 3).await.unwrap() }));
+    }
+    for h in hs {
+        h.await.unwrap();
+    }
+    assert_eq!(s.get_cdc_cursor("e", "x").await.unwrap(), Some(39 * 3));
+}
+
+// ---------------------------------------------------------------- SQLite only
+
+mod sqlite_only {
+    use super::*;
+    use miroir::store::sqlite::{SqliteStore, SCHEMA_VERSION};
+
+    #[tokio::test]
+    async fn reopened_file_keeps_tasks_and_uids_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let kept = {
+            let s = SqliteStore::open(&path).await.unwrap();
+            let mut kept = Vec::new();
+            for i in 0..5 {
+                kept.push(
+                    s.create_task(new_task(Some("i"), "indexCreation", TaskStatus::Enqueued, at(i))).await.unwrap(),
+                );
+            }
+            s.delete_tasks(&[3, 4]).await.unwrap(); // the newest: their uids must still not come back
+            kept.truncate(3);
+            s.upsert_mirror(MirrorTable::Aliases, "c", "a", &json!(1)).await.unwrap();
+            s.advance_cdc_cursor("c", "x", 7).await.unwrap();
+            kept
+        }; // the first store (and its connection) is dropped here
+        let s = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(s.find_tasks(&TaskFilter::default()).await.unwrap(), kept.into_iter().rev().collect::<Vec<_>>());
+        assert_eq!(s.create_task(new_task(None, "dumpCreation", TaskStatus::Enqueued, at(9))).await.unwrap().uid, 5);
+        assert_eq!(s.get_mirror(MirrorTable::Aliases, "c", "a").await.unwrap(), Some(json!(1)));
+        assert_eq!(s.get_cdc_cursor("c", "x").await.unwrap(), Some(7));
+
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        drop(SqliteStore::open(&path).await.unwrap());
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        }
+        let err = SqliteStore::open(&path).await.unwrap_err();
+        match &err {
+            StoreError::SchemaTooNew { found, supported } => {
+                assert_eq!((*found, *supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION))
+            }
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        }
+        assert!(err.to_string().contains("newer than this Miroir supports"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_stores_on_one_file_share_uids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let a: Store = Arc::new(SqliteStore::open(&path).await.unwrap());
+        let b: Store = Arc::new(SqliteStore::open(&path).await.unwrap());
+        two_processes(a, b).await;
+    }
+
+    #[tokio::test]
+    async fn open_from_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = miroir::config::TaskStoreConfig { path: dir.path().join("c.db"), ..Default::default() };
+        let s = miroir::store::open(&cfg).await.unwrap();
+        assert_eq!(s.backend(), "sqlite");
+        s.ping().await.unwrap();
+    }
+}
+
+/// Two independent store objects on one backend behave like two Miroir processes.
+async fn two_processes(a: Store, b: Store) {
+    let t = a.create_task(new_task(Some("i"), "indexCreation", TaskStatus::Enqueued, at(0))).await.unwrap();
+    assert_eq!(b.get_task(t.uid).await.unwrap(), Some(t.clone()), "B sees A's task under the same uid");
+    let mut hs = Vec::new();
+    for (who, s) in [("a", a.clone()), ("b", b.clone())] {
+        for w in 0..4 {
+            let s = s.clone();
+            hs.push(tokio::spawn(async move {
+                let mut v = Vec::new();
+                for i in 0..15 {
+                    v.push(
+                        s.create_task(new_task(
+                            Some(&format!("{who}{w}")),
+                            "indexCreation",
+                            TaskStatus::Enqueued,
+                            at(i),
+                        ))
+                        .await
+                        .unwrap()
+                        .uid,
+                    );
+                }
+                v
+            }));
+        }
+    }
+    let mut all = vec![t.uid];
+    for h in hs {
+        all.extend(h.await.unwrap());
+    }
+    let set: HashSet<u64> = all.iter().copied().collect();
+    assert_eq!(set.len(), all.len(), "duplicate uids across processes");
+    let pa = a.list_tasks(&TaskFilter::default(), &paging(1000, None, false)).await.unwrap();
+    let pb = b.list_tasks(&TaskFilter::default(), &paging(1000, None, false)).await.unwrap();
+    assert_eq!(pa.total, all.len() as u64);
+    assert_eq!(pa, pb);
+    assert!(a.try_acquire_lease("c/leader", "pod-a", Duration::from_secs(30)).await.unwrap());
+    assert!(!b.try_acquire_lease("c/leader", "pod-b", Duration::from_secs(30)).await.unwrap());
+}
+
+// ---------------------------------------------------------------- Redis only
+
+mod redis_only {
+    use super::*;
+    use miroir::store::redis::{RedisStore, SCHEMA_VERSION};
+    use store_fixtures::{fresh_prefix, redis_keys, redis_url, RedisCleanup};
+    use store_proxy::Forwarder;
+
+    fn redis_addr() -> std::net::SocketAddr {
+        let url = url::Url::parse(&redis_url()).unwrap();
+        let host = url.host_str().unwrap_or("127.0.0.1");
+        let port = url.port().unwrap_or(6379);
+        use std::net::ToSocketAddrs;
+        (host, port).to_socket_addrs().unwrap().next().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_stores_on_one_prefix_share_uids() {
+        let cleanup = RedisCleanup::new(fresh_prefix());
+        let a: Store = Arc::new(RedisStore::connect(&redis_url(), &cleanup.prefix).await.unwrap());
+        let b: Store = Arc::new(RedisStore::connect(&redis_url(), &cleanup.prefix).await.unwrap());
+        two_processes(a, b).await;
+    }
+
+    #[tokio::test]
+    async fn newer_keyspace_is_refused() {
+        let cleanup = RedisCleanup::new(fresh_prefix());
+        drop(RedisStore::connect(&redis_url(), &cleanup.prefix).await.unwrap());
+        let client = ::redis::Client::open(redis_url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = ::redis::cmd("SET")
+            .arg(format!("{}schema_version", cleanup.prefix))
+            .arg(SCHEMA_VERSION + 1)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        match RedisStore::connect(&redis_url(), &cleanup.prefix).await {
+            Err(StoreError::SchemaTooNew { found, supported }) => {
+                assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION))
+            }
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn keyspace_is_confined_to_the_prefix_and_indexed() {
+        let f = Fixture::redis().await;
+        let s = &f.store;
+        let prefix = f.redis_prefix().unwrap().to_string();
+        let t = s.create_task(new_task(Some("movies"), "indexCreation", TaskStatus::Enqueued, at(0))).await.unwrap();
+        s.upsert_mirror(MirrorTable::Aliases, "c", "a", &json!(1)).await.unwrap();
+        s.try_acquire_lease("c/leader", "A", Duration::from_secs(30)).await.unwrap();
+        s.put_ttl(TtlKind::Session, "s", &json!(1), Duration::from_secs(30)).await.unwrap();
+        s.advance_cdc_cursor("c", "x", 1).await.unwrap();
+        let keys: BTreeSet<String> =
+            redis_keys(&prefix).into_iter().map(|k| k.strip_prefix(&prefix).unwrap().to_string()).collect();
+        let want: BTreeSet<String> = [
+            "schema_version",
+            "task_uid_seq",
+            &format!("task:{}", t.uid),
+            "_index:tasks",
+            "_index:tasks:status:enqueued",
+            "_index:tasks:type:indexCreation",
+            "_index:tasks:index_uid:movies",
+            "_index:tasks:enqueued_at",
+            "mirror:aliases:c:a",
+            "_index:mirror:aliases:c",
+            "lease:c/leader",
+            "_index:leases",
+            "ttl:sessions:s",
+            "cdc:c:x",
+            "_index:cdc:c",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        assert_eq!(keys, want, "documented keyspace (docs/redis-keyspace.md)");
+        // Deleting the task leaves no empty index behind.
+        s.delete_tasks(&[t.uid]).await.unwrap();
+        let keys = redis_keys(&prefix);
+        assert!(!keys.iter().any(|k| k.contains("_index:tasks") || k.contains("task:")), "{keys:?}");
+    }
+
+    async fn expect_unavailable<T: std::fmt::Debug>(
+        what: &str,
+        fut: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) {
+        // A generous hang detector, not a speed assertion: the store bounds each call itself.
+        match tokio::time::timeout(Duration::from_secs(15), fut).await {
+            Ok(Err(StoreError::Unavailable(_))) => {}
+            Ok(other) => panic!("{what}: expected Unavailable, got {other:?}"),
+            Err(_) => panic!("{what}: hung while Redis was unreachable"),
+        }
+    }
+
+    async fn wait_until_back(s: &Store) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match s.ping().await {
+                Ok(()) => return,
+                Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("store did not recover: {e}"),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unavailable_while_redis_is_down_then_recovers() {
+        let cleanup = RedisCleanup::new(fresh_prefix());
+        let fwd = Forwarder::start(redis_addr()).await;
+        let url = format!("redis://{}", fwd.addr());
+        let s: Store = Arc::new(RedisStore::connect(&url, &cleanup.prefix).await.unwrap());
+        let mut before = Vec::new();
+        for i in 0..3 {
+            before
+                .push(s.create_task(new_task(Some("m"), "indexCreation", TaskStatus::Enqueued, at(i))).await.unwrap());
+        }
+        s.upsert_mirror(MirrorTable::Canaries, "c", "a", &json!({"w": 1})).await.unwrap();
+        s.advance_cdc_cursor("c", "x", 4).await.unwrap();
+
+        // Down: connections refused and the open one closed.
+        fwd.stop().await;
+        expect_unavailable("ping", s.ping()).await;
+        expect_unavailable("create_task", s.create_task(new_task(None, "dumpCreation", TaskStatus::Enqueued, at(5))))
+            .await;
+        expect_unavailable("get_task", s.get_task(0)).await;
+        expect_unavailable("list_tasks", s.list_tasks(&TaskFilter::default(), &paging(5, None, false))).await;
+        expect_unavailable("delete_tasks", s.delete_tasks(&[0])).await;
+        expect_unavailable("try_acquire_lease", s.try_acquire_lease("c/l", "A", Duration::from_secs(5))).await;
+        expect_unavailable("get_mirror", s.get_mirror(MirrorTable::Canaries, "c", "a")).await;
+        expect_unavailable("put_ttl", s.put_ttl(TtlKind::Session, "k", &json!(1), Duration::from_secs(5))).await;
+        expect_unavailable("advance_cdc_cursor", s.advance_cdc_cursor("c", "x", 9)).await;
+        expect_unavailable("delete_cluster_state", s.delete_cluster_state("c")).await;
+        expect_unavailable("update_task", s.update_task(&before[0])).await;
+        expect_unavailable("find_tasks", s.find_tasks(&TaskFilter::default())).await;
+        expect_unavailable("release_lease", s.release_lease("c/l", "A")).await;
+        expect_unavailable("get_lease", s.get_lease("c/l")).await;
+        expect_unavailable("upsert_mirror", s.upsert_mirror(MirrorTable::Canaries, "c", "b", &json!(1))).await;
+        expect_unavailable("list_mirror", s.list_mirror(MirrorTable::Canaries, "c")).await;
+        expect_unavailable("delete_mirror", s.delete_mirror(MirrorTable::Canaries, "c", "a")).await;
+        expect_unavailable("get_ttl", s.get_ttl(TtlKind::Session, "k")).await;
+        expect_unavailable("get_cdc_cursor", s.get_cdc_cursor("c", "x")).await;
+
+        // Hanging: connections accepted, never answered.
+        fwd.black_hole().await;
+        expect_unavailable("ping (hang)", s.ping()).await;
+        expect_unavailable("get_task (hang)", s.get_task(0)).await;
+
+        // Back: the same store object works again, nothing acknowledged was lost.
+        fwd.restart().await;
+        wait_until_back(&s).await;
+        for t in &before {
+            assert_eq!(s.get_task(t.uid).await.unwrap().as_ref(), Some(t));
+        }
+        assert_eq!(s.get_mirror(MirrorTable::Canaries, "c", "a").await.unwrap(), Some(json!({"w": 1})));
+        assert_eq!(s.get_cdc_cursor("c", "x").await.unwrap(), Some(4));
+        let next = s.create_task(new_task(None, "dumpCreation", TaskStatus::Enqueued, at(6))).await.unwrap();
+        assert!(next.uid >= 3, "uids continue after the outage");
+        let all = s.find_tasks(&TaskFilter::default()).await.unwrap();
+        assert!(uids(&all).starts_with(&[next.uid]) && uids(&all).ends_with(&[2, 1, 0]), "{:?}", uids(&all));
+
+        // A half-dead connection (open, but nothing comes back) while Redis itself is reachable:
+        // the call times out, and the store moves to a new connection instead of waiting for the
+        // kernel to notice (minutes). The frozen connection stays frozen throughout.
+        fwd.freeze_existing();
+        expect_unavailable("get_task (frozen connection)", s.get_task(0)).await;
+        wait_until_back(&s).await;
+        assert_eq!(s.get_task(1).await.unwrap().as_ref(), Some(&before[1]));
+        fwd.thaw();
+        assert_eq!(s.get_task(2).await.unwrap().as_ref(), Some(&before[2]));
+
+        // A second outage/recovery cycle.
+        fwd.stop().await;
+        expect_unavailable("ping (2nd outage)", s.ping()).await;
+        fwd.restart().await;
+        wait_until_back(&s).await;
+        assert_eq!(s.get_task(0).await.unwrap().as_ref(), Some(&before[0]));
+        fwd.stop().await;
+    }
+
+    #[tokio::test]
+    async fn connect_to_unreachable_redis_is_unavailable() {
+        // A port with nothing listening: bind then drop to get one.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let r = tokio::time::timeout(
+            Duration::from_secs(15),
+            RedisStore::connect(&format!("redis://127.0.0.1:{port}"), "x:"),
+        )
+        .await;
+        assert!(matches!(r, Ok(Err(StoreError::Unavailable(_)))), "{r:?}");
+    }
+}
