@@ -395,7 +395,8 @@ async fn losing_the_lease_stops_leadership_within_one_renewal_sqlite() {
 #[tokio::test]
 async fn losing_the_lease_stops_leadership_within_one_renewal_redis() {
     let prefix = format!("miroir-test-controlplane-{}:", uuid::Uuid::new_v4());
-    let store = miroir::store::redis::RedisStore::connect("redis://127.0.0.1:6379", &prefix).await.unwrap();
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let store = miroir::store::redis::RedisStore::connect(&url, &prefix).await.unwrap();
     lease_loss(Arc::new(store)).await;
 }
 
