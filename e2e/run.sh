@@ -61,23 +61,24 @@ if $K patch miroircluster search --type merge -p '{"spec":{"shards":16}}' 2>/dev
 step "4. mirrored Alias is Ready"
 $K wait --for=condition=Ready alias/movies --timeout=60s
 
-step "5. two operators: one leader; failover when it goes away"
-leaders() {
-  for p in $($K get pods -l app=miroir -o name); do
-    $K exec "$p" -- sh -c 'wget -qO- http://127.0.0.1:7700/metrics 2>/dev/null || curl -s http://127.0.0.1:7700/metrics' \
-      | awk -v p="$p" '/^miroir_controller_leader /{ if ($2 == 1) print p }'
-  done
-}
-[ "$(leaders | wc -l)" = 1 ] || fail "expected exactly one leader, got: $(leaders)"
-leader=$(leaders)
-$K delete "$leader" --wait=false
+step "5. two operators: one lease holder; failover when it goes away"
+# The lease lives in the task store: Redis key <prefix>lease:<cluster>/operator-leader = holder pod.
+holder() { $K exec deploy/redis -- redis-cli GET "e2e:lease:search/operator-leader" | tr -d '\r'; }
+leader=$(holder)
+[ -n "$leader" ] || fail "nobody holds the lease"
+$K get pod "$leader" >/dev/null || fail "lease holder $leader is not a pod of the Deployment"
+$K delete pod "$leader" --wait=false
+now=""
 for _ in $(seq 1 30); do
-  now=$(leaders | grep -v "$leader" || true)
-  [ -n "$now" ] && break
+  now=$(holder)
+  [ -n "$now" ] && [ "$now" != "$leader" ] && break
   sleep 2
 done
-[ -n "${now:-}" ] || fail "no new leader after the old one went away"
-echo "leader moved from $leader to $now"
+[ -n "$now" ] && [ "$now" != "$leader" ] || fail "the lease did not move away from $leader"
+echo "lease moved from $leader to $now"
+# The new holder writes status: a spec change is observed.
+$K patch miroircluster search --type merge -p '{"spec":{"health":{"intervalMs":1500}}}'
+$K wait --for=jsonpath='{.status.observedGeneration}'=3 miroircluster/search --timeout=60s
 
 step "6. delete: the finalizer clears the task store, then the object goes"
 kubectl delete miroircluster search -n $NS --timeout=60s
