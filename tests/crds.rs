@@ -126,6 +126,66 @@ fn schema_errors(doc: &Value) -> Vec<String> {
     validator.iter_errors(doc).map(|e| format!("{} at {}", e, e.instance_path())).collect()
 }
 
+/// The CEL rules of the document's CRD, evaluated (with schema defaults applied first, as
+/// the API server does); `old` makes transition rules (`oldSelf`) apply.
+fn cel_errors(doc: &Value, old: Option<&Value>) -> Vec<String> {
+    let schema = schema_of(doc["kind"].as_str().unwrap());
+    match kube_cel::Validator::new().validate(&schema, doc, old) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.into_vec().into_iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// Every `x-kubernetes-validations` rule with the schema node it is attached to.
+fn collect_rules(path: &str, node: &Value, out: &mut Vec<(String, String, Value)>) {
+    for r in node.get("x-kubernetes-validations").and_then(Value::as_array).into_iter().flatten() {
+        out.push((path.to_string(), r["rule"].as_str().unwrap().to_string(), node.clone()));
+    }
+    for (name, sub) in node.get("properties").and_then(Value::as_object).into_iter().flatten() {
+        collect_rules(&format!("{path}.{name}"), sub, out);
+    }
+    if let Some(items) = node.get("items") {
+        collect_rules(&format!("{path}[]"), items, out);
+    }
+}
+
+#[test]
+fn cel_rules_compile_use_only_crd_variables_and_fit_the_cost_budget() {
+    let mut total = 0;
+    for crd in crds_from_disk() {
+        let kind = crd.spec.names.kind.clone();
+        let mut rules = Vec::new();
+        collect_rules(&kind, &schema_of(&kind), &mut rules);
+        assert!(!rules.is_empty(), "{kind} has CEL rules");
+        for (path, rule, node) in rules {
+            let compiled = kube_cel::compile_schema(&node);
+            assert!(!compiled.has_errors(), "{path}: `{rule}` does not compile: {:?}", compiled.compilation_errors());
+            let mut warnings = kube_cel::analyze_rule(&rule, &compiled, kube_cel::ScopeContext::CrdValidation);
+            // The scope check also lists macro iteration variables (`all(n, ...)`): not a problem.
+            warnings.retain(|w| {
+                let var = w.message.strip_prefix("variable '").and_then(|m| m.split('\'').next());
+                !(w.kind == kube_cel::WarningKind::WrongScope && var.is_some_and(|v| rule.contains(&format!("({v},"))))
+            });
+            assert!(warnings.is_empty(), "{path}: `{rule}`: {warnings:?}");
+            total += 1;
+        }
+    }
+    assert!(total >= 8, "{total} rules");
+}
+
+#[test]
+fn shards_cannot_change_after_creation() {
+    let path = root().join("config/k8s/miroircluster.yaml");
+    let old = yaml_docs(&path).remove(0);
+    let mut new = old.clone();
+    assert!(cel_errors(&new, Some(&old)).is_empty(), "an unchanged update is fine");
+    new["spec"]["replicationFactor"] = 1.into();
+    assert!(cel_errors(&new, Some(&old)).is_empty(), "RF may change");
+    new["spec"]["shards"] = 32.into();
+    let errors = cel_errors(&new, Some(&old));
+    assert!(errors.iter().any(|e| e.contains("shards is immutable")), "{errors:?}");
+}
+
 #[test]
 fn example_manifests_validate_against_the_crds() {
     let mut kinds = std::collections::BTreeSet::new();
@@ -136,6 +196,8 @@ fn example_manifests_validate_against_the_crds() {
             }
             let errors = schema_errors(&doc);
             assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+            let cel = cel_errors(&doc, None);
+            assert!(cel.is_empty(), "{}: {cel:?}", path.display());
             let op = operator_errors(&doc);
             assert!(op.is_empty(), "{}: {op:?}", path.display());
             kinds.insert(doc["kind"].as_str().unwrap().to_string());
@@ -158,10 +220,11 @@ fn wrong_manifests_are_rejected() {
         if by.starts_with("schema") {
             assert!(!schema_errors(&doc).is_empty(), "{} should fail the schema", path.display());
         } else if by.starts_with("cel") {
-            // Structurally fine: the API server's CEL rule rejects it, and so does the
-            // operator's own validation (which mirrors every CEL rule).
+            // Structurally fine: the CRD's CEL rule rejects it (evaluated here as the API
+            // server does), and so does the operator's own validation (which mirrors it).
             let errors = schema_errors(&doc);
             assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+            assert!(!cel_errors(&doc, None).is_empty(), "{} should fail a CEL rule", path.display());
             assert!(!operator_errors(&doc).is_empty(), "{} should fail the operator's validation", path.display());
         } else {
             panic!("{}: unknown rejected-by `{by}`", path.display());
