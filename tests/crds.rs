@@ -226,6 +226,10 @@ fn wrong_manifests_are_rejected() {
             assert!(errors.is_empty(), "{}: {errors:?}", path.display());
             assert!(!cel_errors(&doc, None).is_empty(), "{} should fail a CEL rule", path.display());
             assert!(!operator_errors(&doc).is_empty(), "{} should fail the operator's validation", path.display());
+        } else if by.starts_with("operator") {
+            // Admitted by the API server; the operator refuses to apply it.
+            assert!(schema_errors(&doc).is_empty() && cel_errors(&doc, None).is_empty(), "{}", path.display());
+            assert!(!operator_errors(&doc).is_empty(), "{} should fail the operator's validation", path.display());
         } else {
             panic!("{}: unknown rejected-by `{by}`", path.display());
         }
