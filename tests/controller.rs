@@ -549,7 +549,7 @@ mod operator_process {
                      "nodes": [{"id": "a", "address": node}, {"id": "b", "address": node}],
                      "taskStore": {"sqlite": {"path": db.to_str().unwrap()}},
                      "keys": {"masterKey": {"name": "miroir-keys", "key": "master"}},
-                     "health": {"intervalMs": 100}}
+                     "health": {"intervalMs": 100, "timeoutMs": 5000}}
         }))
         .unwrap()
     }
