@@ -29,6 +29,10 @@ enum Command {
         #[arg(long, env = "MEILI_MASTER_KEY")]
         master_key: Option<String>,
     },
+    /// Print every CustomResourceDefinition (YAML, one document per CRD).
+    Crd,
+    /// Run on Kubernetes: serve the proxy and reconcile Miroir's custom resources into it.
+    Operator(miroir::controlplane::cli::OperatorArgs),
 }
 
 fn init_tracing() {
@@ -74,6 +78,11 @@ fn main() {
                 tracing::info!(port, "test node serving on 127.0.0.1");
                 miroir::testnode::serve_forever(port, master_key).await.map_err(anyhow::Error::from)
             }
+            Command::Crd => {
+                print!("{}", miroir::controlplane::cli::crd_yaml());
+                Ok(())
+            }
+            Command::Operator(args) => miroir::controlplane::cli::run_operator(args).await,
         }
     });
     if let Err(e) = result {

@@ -1,1 +1,19 @@
-//! The control plane: custom resource types (`crd`) and their controllers.
+//! The control plane: custom resource types and their controllers (`miroir operator`).
+//!
+//! * [`crd`] — the five custom resources (the single source of `crds/`)
+//! * [`desired`] — pure stages: validate a MiroirCluster, build the desired state, compute status
+//! * [`controller`] — the MiroirCluster controller (read → validate → desired → apply → status)
+//! * [`mirror`] — Alias, Tenant, Canary, RolloverPolicy mirrored into task-store tables
+//! * [`leader`] — leader election through the task store
+//! * [`metrics`] — controller metrics
+//! * [`operator`] — one operator process: election plus all controllers
+//! * [`cli`] — `miroir crd` and `miroir operator`
+
+pub mod crd;
+pub mod desired;
+pub mod leader;
+pub mod metrics;
+pub mod controller;
+pub mod mirror;
+pub mod operator;
+pub mod cli;

@@ -1,0 +1,388 @@
+//! The MiroirCluster controller, built on `kube_runtime::Controller`, in stages:
+//! read → validate → build desired state (pure, [`super::desired`]) → apply (into the
+//! embedded proxy) → status (written by the lease holder only, only when it changed).
+//!
+//! Every operator pod applies the topology to its own proxy (each pod serves traffic);
+//! only the lease holder writes status, emits events, manages the finalizer and runs
+//! singleton work.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use super::crd::{KeySecretRefs, MiroirCluster, MiroirClusterStatus};
+use super::desired::{self, build_desired, join_errors, RunningView, StatusInput, StoreChoice};
+use super::leader::Leadership;
+use super::metrics::{ControllerMetrics, ErrorCategory};
+use crate::dataplane::topology::TopologyError;
+use crate::dataplane::Proxy;
+use crate::store::{StoreError, TaskStore};
+
+/// Finalizer Miroir puts on its resources.
+pub const FINALIZER: &str = "miroir.io/finalizer";
+/// Field manager of every write.
+pub const MANAGER: &str = "miroir-operator";
+
+/// A reconcile failure; its category labels metrics and names event reasons.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("the proxy refused the topology: {0}")]
+    Apply(#[from] TopologyError),
+    #[error("{0}")]
+    Secret(String),
+}
+
+impl ControllerError {
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            ControllerError::Kube(_) => ErrorCategory::KubeApi,
+            ControllerError::Store(_) => ErrorCategory::Store,
+            ControllerError::Apply(_) => ErrorCategory::Apply,
+            ControllerError::Secret(_) => ErrorCategory::Secret,
+        }
+    }
+}
+
+/// Timing of the controllers (short in tests).
+#[derive(Debug, Clone, Copy)]
+pub struct ControllerTiming {
+    /// Periodic re-reconcile of healthy objects (refreshes node health in the status).
+    pub requeue: Duration,
+    /// Retry delay after an error.
+    pub error_requeue: Duration,
+}
+
+impl Default for ControllerTiming {
+    fn default() -> Self {
+        ControllerTiming { requeue: Duration::from_secs(30), error_requeue: Duration::from_secs(5) }
+    }
+}
+
+/// What every controller of one operator process shares.
+pub struct Context {
+    pub client: Client,
+    pub namespace: String,
+    /// Name of the MiroirCluster this process serves.
+    pub cluster: String,
+    pub proxy: Proxy,
+    pub store: Arc<dyn TaskStore>,
+    pub leadership: Leadership,
+    pub recorder: Recorder,
+    pub metrics: ControllerMetrics,
+    pub timing: ControllerTiming,
+    /// Shards moved by topology changes and not rebalanced yet (rebalancing is a later issue).
+    pending_rebalance: Mutex<BTreeSet<u32>>,
+    /// Task store and key Secrets the process started with (read once at start).
+    started_with: Option<StartedWith>,
+    /// The last spec settings a `RestartRequired` event was emitted for.
+    restart_warned: Mutex<Option<StartedWith>>,
+}
+
+/// Settings a running process cannot change: the task store and the key Secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedWith {
+    pub store: StoreChoice,
+    pub keys: KeySecretRefs,
+}
+
+impl Context {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Client,
+        namespace: String,
+        cluster: String,
+        proxy: Proxy,
+        store: Arc<dyn TaskStore>,
+        leadership: Leadership,
+        metrics: ControllerMetrics,
+        timing: ControllerTiming,
+        instance: String,
+    ) -> Context {
+        let recorder =
+            Recorder::new(client.clone(), Reporter { controller: MANAGER.to_string(), instance: Some(instance) });
+        Context {
+            client,
+            namespace,
+            cluster,
+            proxy,
+            store,
+            leadership,
+            recorder,
+            metrics,
+            timing,
+            pending_rebalance: Mutex::new(BTreeSet::new()),
+            started_with: None,
+            restart_warned: Mutex::new(None),
+        }
+    }
+
+    /// Records what the process started with, so that spec changes to it are reported
+    /// (`RestartRequired` Warning event) instead of silently ignored.
+    pub fn with_started_with(mut self, started_with: Option<StartedWith>) -> Context {
+        self.started_with = started_with;
+        self
+    }
+
+    /// The spec's store/keys differ from what this process runs with, and no event was
+    /// emitted for this difference yet.
+    fn restart_warning(&self, now: &StartedWith) -> Option<String> {
+        let started = self.started_with.as_ref()?;
+        let mut warned = self.restart_warned.lock().expect("restart lock");
+        if started == now || warned.as_ref() == Some(now) {
+            return None;
+        }
+        *warned = Some(now.clone());
+        let mut what = Vec::new();
+        if started.store != now.store {
+            what.push("spec.taskStore");
+        }
+        if started.keys != now.keys {
+            what.push("spec.keys");
+        }
+        Some(format!("{} changed; restart the operator pods to use the new value", what.join(" and ")))
+    }
+
+    /// Publishes an event; failures are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, action: &str, note: String) {
+        let ev = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+}
+
+/// A JSON merge patch turning `old` into `new` (keys missing from `new` become `null`).
+pub fn merge_patch(old: &Value, new: &Value) -> Value {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            let mut out = serde_json::Map::new();
+            for (k, nv) in n {
+                match o.get(k) {
+                    Some(ov) if ov == nv => {}
+                    Some(ov) => {
+                        out.insert(k.clone(), merge_patch(ov, nv));
+                    }
+                    None => {
+                        out.insert(k.clone(), nv.clone());
+                    }
+                }
+            }
+            for k in o.keys() {
+                if !n.contains_key(k) {
+                    out.insert(k.clone(), Value::Null);
+                }
+            }
+            Value::Object(out)
+        }
+        _ => new.clone(),
+    }
+}
+
+/// Writes `status` through the status subresource if it differs from `current`.
+/// Returns whether a write happened.
+pub async fn write_status<K>(api: &Api<K>, name: &str, current: Option<Value>, next: Value) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let current = current.unwrap_or(Value::Object(Default::default()));
+    if current == next {
+        return Ok(false);
+    }
+    let patch = json!({ "status": merge_patch(&current, &next) });
+    api.patch_status(name, &PatchParams::apply(MANAGER), &Patch::Merge(&patch)).await?;
+    Ok(true)
+}
+
+/// Adds (or removes) our finalizer with a merge patch guarded by `resourceVersion`
+/// (a concurrent change makes it fail with 409 and the reconcile is retried).
+pub async fn set_finalizer<K>(api: &Api<K>, obj: &K, present: bool) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut finalizers: Vec<String> = obj.meta().finalizers.clone().unwrap_or_default();
+    finalizers.retain(|f| f != FINALIZER);
+    if present {
+        finalizers.push(FINALIZER.to_string());
+    }
+    let patch = json!({
+        "metadata": { "finalizers": finalizers, "resourceVersion": obj.meta().resource_version }
+    });
+    let name = obj.meta().name.clone().unwrap_or_default();
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+pub fn has_finalizer<K: Resource>(obj: &K) -> bool {
+    obj.meta().finalizers.as_ref().is_some_and(|f| f.iter().any(|x| x == FINALIZER))
+}
+
+const KIND: &str = "MiroirCluster";
+
+/// Reconciles the served MiroirCluster (entry point given to the `Controller`).
+pub async fn reconcile(obj: Arc<MiroirCluster>, ctx: Arc<Context>) -> Result<Action, ControllerError> {
+    let started = Instant::now();
+    let res = reconcile_stages(&obj, &ctx).await;
+    ctx.metrics.observe(KIND, started.elapsed());
+    res
+}
+
+/// On error: count it by category, log it, publish a Warning event whose reason is the
+/// category (lease holder only), retry later. Never stops the controller.
+pub fn error_policy(obj: Arc<MiroirCluster>, err: &ControllerError, ctx: Arc<Context>) -> Action {
+    report_failure(KIND, obj, err, ctx)
+}
+
+/// Shared by every controller's error policy.
+pub fn report_failure<K>(kind: &'static str, obj: Arc<K>, err: &ControllerError, ctx: Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+{
+    let category = err.category();
+    ctx.metrics.failure(kind, category);
+    tracing::warn!(kind, name = %obj.meta().name.as_deref().unwrap_or(""), category = category.as_str(), error = %err, "reconcile failed");
+    let retry = ctx.timing.error_requeue;
+    if ctx.leadership.is_leader() {
+        let note = err.to_string();
+        tokio::spawn(async move {
+            ctx.event(&*obj, EventType::Warning, category.as_str(), "Reconcile", note).await;
+        });
+    }
+    Action::requeue(retry)
+}
+
+async fn reconcile_stages(obj: &MiroirCluster, ctx: &Context) -> Result<Action, ControllerError> {
+    // ---- read
+    let name = obj.name_any();
+    if name != ctx.cluster {
+        // Another operator serves it.
+        return Ok(Action::await_change());
+    }
+    let api: Api<MiroirCluster> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let leader = ctx.leadership.is_leader();
+
+    if obj.meta().deletion_timestamp.is_some() {
+        if !has_finalizer(obj) {
+            return Ok(Action::await_change());
+        }
+        if !leader {
+            return Ok(Action::requeue(ctx.timing.requeue));
+        }
+        // Finalizer: drop the cluster's durable state, then let Kubernetes delete it.
+        ctx.store.delete_cluster_state(&name).await?;
+        set_finalizer(&api, obj, false).await?;
+        tracing::info!(cluster = %name, "cluster state removed from the task store; finalizer released");
+        return Ok(Action::await_change());
+    }
+    if leader && !has_finalizer(obj) {
+        set_finalizer(&api, obj, true).await?;
+    }
+
+    // ---- validate + build desired state (pure)
+    let running_before = ctx.proxy.routing();
+    let desired = build_desired(&obj.spec, running_before.as_ref().map(|r| &r.topology));
+    let generation = obj.meta().generation;
+
+    let errors = match desired {
+        Ok(desired) => {
+            let now = StartedWith { store: desired.store.clone(), keys: desired.keys.clone() };
+            if let Some(note) = ctx.restart_warning(&now) {
+                tracing::warn!(cluster = %name, "{note}");
+                if leader {
+                    ctx.event(obj, EventType::Warning, "RestartRequired", "Apply", note).await;
+                }
+            }
+            // ---- apply: the same call `miroir serve` uses.
+            let change = ctx.proxy.apply_topology(desired.topology)?;
+            ctx.proxy.set_runtime(desired.health, desired.scatter);
+            if change.changed {
+                let version = ctx.proxy.routing().map(|r| r.version).unwrap_or(0);
+                tracing::info!(cluster = %name, version, moved = change.moved_shards.len(), "topology applied");
+                ctx.pending_rebalance.lock().expect("rebalance lock").extend(change.moved_shards.iter().copied());
+                if leader {
+                    let note = if change.moved_shards.is_empty() {
+                        format!("topology version {version} applied")
+                    } else {
+                        format!(
+                            "topology version {version} applied; {} shard(s) moved and need a rebalance",
+                            change.moved_shards.len()
+                        )
+                    };
+                    ctx.event(obj, EventType::Normal, "TopologyApplied", "Apply", note).await;
+                }
+            }
+            Vec::new()
+        }
+        Err(errors) => {
+            ctx.metrics.failure(KIND, ErrorCategory::InvalidSpec);
+            tracing::warn!(cluster = %name, errors = %join_errors(&errors), "invalid MiroirCluster spec");
+            errors
+        }
+    };
+
+    // ---- status (lease holder only)
+    if leader {
+        let routing = ctx.proxy.routing();
+        let health = ctx.proxy.node_health();
+        let pending: Vec<u32> = ctx.pending_rebalance.lock().expect("rebalance lock").iter().copied().collect();
+        let input = StatusInput {
+            generation,
+            validation: if errors.is_empty() { Ok(()) } else { Err(&errors) },
+            running: routing.as_ref().map(|r| RunningView { topology: &r.topology, assignment: &r.assignment, health: &health }),
+            pending_rebalance: &pending,
+            now: OffsetDateTime::now_utc(),
+        };
+        let next: MiroirClusterStatus = desired::cluster_status(obj.status.as_ref(), &input);
+        let current = obj.status.as_ref().map(|s| serde_json::to_value(s).expect("status serializes"));
+        let wrote = write_status(&api, &name, current, serde_json::to_value(&next).expect("status serializes")).await?;
+        if wrote && !errors.is_empty() {
+            ctx.event(obj, EventType::Warning, "InvalidSpec", "Validate", join_errors(&errors)).await;
+        }
+    }
+
+    if errors.is_empty() {
+        Ok(Action::requeue(ctx.timing.requeue))
+    } else {
+        // Nothing to retry until the spec changes.
+        Ok(Action::await_change())
+    }
+}
+
+/// Runs the MiroirCluster controller (until its task is aborted).
+pub async fn run(ctx: Arc<Context>) {
+    let api: Api<MiroirCluster> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let wc = watcher::Config::default().fields(&format!("metadata.name={}", ctx.cluster));
+    Controller::new(api, wc)
+        .reconcile_all_on(ctx.leadership.acquisitions())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "MiroirCluster controller event");
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patch_nulls_removed_keys_and_recurses() {
+        let old = json!({"a": 1, "b": {"x": 1, "y": 2}, "c": [1], "d": "same"});
+        let new = json!({"a": 2, "b": {"x": 1}, "c": [1, 2], "d": "same"});
+        assert_eq!(merge_patch(&old, &new), json!({"a": 2, "b": {"y": null}, "c": [1, 2]}));
+    }
+}

@@ -1,0 +1,623 @@
+//! The real controllers against the in-process fake API server and a real SQLite task
+//! store: apply → Ready; edit nodes → the proxy routes to the new topology; invalid spec →
+//! Ready=False + Warning event; delete → finalizer clears the store; mirrored kinds reach
+//! their tables; two operators → one leader, failover when it stops renewing.
+
+#[path = "common/fake_apiserver.rs"]
+mod fake_apiserver;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fake_apiserver::FakeApiServer;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use miroir::controlplane::controller::{ControllerTiming, StartedWith, FINALIZER};
+use miroir::controlplane::desired::StoreChoice;
+use miroir::controlplane::crd::*;
+use miroir::controlplane::leader::{lease_name, Election, LeaseTiming};
+use miroir::controlplane::metrics::{ControllerMetrics, ErrorCategory};
+use miroir::controlplane::operator::{OperatorConfig, RunningOperator};
+use miroir::dataplane::{Proxy, ProxyOptions};
+use miroir::store::sqlite::SqliteStore;
+use miroir::store::{MirrorTable, TaskStore};
+use serde_json::json;
+
+const NS: &str = "search";
+
+/// Upper bound for eventual conditions (not a speed assertion: they normally hold in ms).
+const PATIENCE: Duration = Duration::from_secs(20);
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct Pod {
+    op: RunningOperator,
+    proxy: Proxy,
+    metrics: ControllerMetrics,
+}
+
+fn start_pod(server: &FakeApiServer, store: Arc<dyn TaskStore>, cluster: &str, instance: &str) -> Pod {
+    let proxy = Proxy::new(ProxyOptions::default(), store.clone());
+    let metrics = ControllerMetrics::default();
+    let op = RunningOperator::start(
+        server.client(NS),
+        store,
+        proxy.clone(),
+        metrics.clone(),
+        OperatorConfig {
+            namespace: NS.into(),
+            cluster: cluster.into(),
+            instance: instance.into(),
+            lease: LeaseTiming { ttl: Duration::from_millis(1500), renew_every: Duration::from_millis(100) },
+            timing: ControllerTiming { requeue: Duration::from_millis(200), error_requeue: Duration::from_millis(100) },
+            // As `miroir operator` does: the default SQLite store, no key Secrets.
+            started_with: Some(StartedWith {
+                store: StoreChoice::Sqlite { path: "/var/lib/miroir/miroir.db".into() },
+                keys: KeySecretRefs::default(),
+            }),
+        },
+    );
+    Pod { op, proxy, metrics }
+}
+
+async fn sqlite(dir: &tempfile::TempDir) -> Arc<dyn TaskStore> {
+    Arc::new(SqliteStore::open(dir.path().join("miroir.db")).await.unwrap())
+}
+
+fn cluster(name: &str, rf: u32, nodes: &[&str]) -> MiroirCluster {
+    let spec: MiroirClusterSpec = serde_json::from_value(json!({
+        "shards": 8,
+        "replicationFactor": rf,
+        "nodes": nodes.iter().map(|n| json!({"id": n, "address": format!("http://{n}.meili:7700")})).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    MiroirCluster::new(name, spec)
+}
+
+async fn get(api: &Api<MiroirCluster>, name: &str) -> Option<MiroirCluster> {
+    api.get_opt(name).await.unwrap()
+}
+
+fn condition<'a>(mc: &'a MiroirCluster, type_: &str) -> Option<&'a Condition> {
+    mc.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+async fn wait_phase(api: &Api<MiroirCluster>, name: &str, phase: ClusterPhase, generation: i64) -> MiroirCluster {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mc = get(api, name).await;
+        if let Some(mc) = &mc {
+            let st = mc.status.as_ref();
+            if st.and_then(|s| s.phase) == Some(phase)
+                && st.and_then(|s| s.observed_generation) == Some(generation)
+                && mc.metadata.generation == Some(generation)
+            {
+                return mc.clone();
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {name} {phase:?} at generation {generation}; last seen: {mc:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn applied_cluster_becomes_ready_and_node_edits_reroute_the_proxy() {
+    let server = FakeApiServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(&server, sqlite(&dir).await, "search", "pod-a");
+    let api: Api<MiroirCluster> = Api::namespaced(server.client(NS), NS);
+    api.create(&PostParams::default(), &cluster("search", 1, &["a", "b"])).await.unwrap();
+
+    let mc = wait_phase(&api, "search", ClusterPhase::Ready, 1).await;
+    let ready = condition(&mc, "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.observed_generation), ("True", Some(1)));
+    assert!(mc.metadata.finalizers.as_ref().unwrap().contains(&FINALIZER.to_string()));
+    let st = mc.status.as_ref().unwrap();
+    assert_eq!(st.nodes_ready.as_deref(), Some("2/2"));
+    assert_eq!(st.nodes.iter().map(|n| n.shards).sum::<u32>(), 8);
+    let routing = pod.proxy.routing().expect("topology applied to the proxy");
+    assert_eq!(routing.topology.group_nodes(0), vec!["a", "b"]);
+    assert_eq!(routing.version, 1);
+
+    // A status that did not change is not rewritten (several requeues happen meanwhile).
+    let status_writes = || server.requests().iter().filter(|r| r.starts_with("PATCH") && r.contains("/miroirclusters/search/status")).count();
+    let writes = status_writes();
+    let rv = mc.metadata.resource_version.clone();
+    let before = pod.metrics.reconcile_count("MiroirCluster");
+    eventually("a few more reconciles", || async { pod.metrics.reconcile_count("MiroirCluster") >= before + 3 }).await;
+    assert_eq!(status_writes(), writes, "no status write without a change");
+    assert_eq!(get(&api, "search").await.unwrap().metadata.resource_version, rv);
+
+    // Edit nodes and RF: the running proxy routes to the new topology, shards moved → rebalance.
+    let patch = json!({"spec": {"replicationFactor": 2, "nodes": [
+        {"id": "a", "address": "http://a.meili:7700"},
+        {"id": "b", "address": "http://b.meili:7700"},
+        {"id": "c", "address": "http://c.meili:7700"}]}});
+    api.patch("search", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let mc = wait_phase(&api, "search", ClusterPhase::Rebalancing, 2).await;
+    let routing = pod.proxy.routing().unwrap();
+    assert_eq!(routing.topology.group_nodes(0), vec!["a", "b", "c"]);
+    assert_eq!(routing.topology.replication_factor, 2);
+    assert!((0..8).all(|s| routing.assignment.holders(0, s).len() == 2));
+    assert!(routing.assignment.shards_by_node().contains_key("c"), "the new node holds shards");
+    let progressing = condition(&mc, "Progressing").unwrap();
+    assert_eq!((progressing.status.as_str(), progressing.reason.as_str()), ("True", "RebalanceRequired"));
+    assert!(!mc.status.as_ref().unwrap().pending_rebalance_shards.is_empty());
+    let ready = condition(&mc, "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.observed_generation), ("False", Some(2)));
+    assert!(!server.events_about("search").is_empty(), "TopologyApplied events are published");
+
+    // A status-only write does not bump the generation.
+    assert_eq!(get(&api, "search").await.unwrap().metadata.generation, Some(2));
+
+    // The API server compacts its history and drops watches: the controller relists and
+    // keeps following edits.
+    let lists = || {
+        server.requests().iter().filter(|r| r.starts_with("GET /apis/miroir.io/v1alpha1/namespaces/search/miroirclusters?") && !r.contains("watch=true")).count()
+    };
+    let lists_before = lists();
+    server.compact_and_drop_watches();
+    let patch = json!({"spec": {"nodes": [
+        {"id": "a", "address": "http://a.meili:7700"},
+        {"id": "b", "address": "http://b.meili:7700"},
+        {"id": "c", "address": "http://c.meili:7700"},
+        {"id": "d", "address": "http://d.meili:7700"}]}});
+    api.patch("search", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait_phase(&api, "search", ClusterPhase::Rebalancing, 3).await;
+    assert_eq!(pod.proxy.routing().unwrap().topology.nodes.len(), 4);
+    assert!(lists() > lists_before, "the watcher relisted after 410 Gone");
+    pod.op.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_spec_is_reported_and_the_controller_keeps_going() {
+    let server = FakeApiServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(&server, sqlite(&dir).await, "search", "pod-a");
+    let api: Api<MiroirCluster> = Api::namespaced(server.client(NS), NS);
+    // RF 3 with 2 nodes (the fake API server runs no CEL, as an old API server would not).
+    api.create(&PostParams::default(), &cluster("search", 3, &["a", "b"])).await.unwrap();
+
+    let mc = wait_phase(&api, "search", ClusterPhase::Stalled, 1).await;
+    let ready = condition(&mc, "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "InvalidSpec"));
+    assert!(ready.message.contains("spec.replicationFactor"), "{}", ready.message);
+    eventually("a Warning event", || async {
+        server.events_about("search").iter().any(|e| e["type"] == "Warning" && e["reason"] == "InvalidSpec")
+    })
+    .await;
+    assert!(pod.proxy.routing().is_none(), "nothing applied");
+    assert!(pod.metrics.failure_count("MiroirCluster", ErrorCategory::InvalidSpec) >= 1);
+
+    // Fixing the spec is picked up: the watcher did not stall.
+    api.patch("search", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicationFactor": 2}})))
+        .await
+        .unwrap();
+    let mc = wait_phase(&api, "search", ClusterPhase::Ready, 2).await;
+    assert_eq!(condition(&mc, "Ready").unwrap().status, "True");
+    assert_eq!(pod.proxy.routing().unwrap().topology.replication_factor, 2);
+
+    // Changing what is read only at start is reported, not silently ignored.
+    let keys = json!({"spec": {"keys": {"masterKey": {"name": "k", "key": "master"}}}});
+    api.patch("search", &PatchParams::default(), &Patch::Merge(&keys)).await.unwrap();
+    eventually("RestartRequired event", || async {
+        server.events_about("search").iter().any(|e| {
+            e["reason"] == "RestartRequired" && e["note"].as_str().is_some_and(|n| n.contains("spec.keys"))
+        })
+    })
+    .await;
+
+    // Another cluster's object in the namespace is not this pod's business.
+    api.create(&PostParams::default(), &cluster("other", 1, &["x"])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(get(&api, "other").await.unwrap().status.is_none());
+    pod.op.stop().await;
+}
+
+#[tokio::test]
+async fn mirrored_kinds_reach_the_store_and_deletes_clear_it() {
+    let server = FakeApiServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&dir).await;
+    let pod = start_pod(&server, store.clone(), "search", "pod-a");
+    let client = server.client(NS);
+    let clusters: Api<MiroirCluster> = Api::namespaced(client.clone(), NS);
+    clusters.create(&PostParams::default(), &cluster("search", 1, &["a", "b"])).await.unwrap();
+    wait_phase(&clusters, "search", ClusterPhase::Ready, 1).await;
+
+    let aliases: Api<Alias> = Api::namespaced(client.clone(), NS);
+    let tenants: Api<Tenant> = Api::namespaced(client.clone(), NS);
+    let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
+    let policies: Api<RolloverPolicy> = Api::namespaced(client.clone(), NS);
+    let pp = PostParams::default();
+    aliases
+        .create(&pp, &Alias::new("movies", AliasSpec { cluster: "search".into(), target: Some("movies-1".into()), targets: None }))
+        .await
+        .unwrap();
+    tenants
+        .create(&pp, &serde_json::from_value(json!({"apiVersion": "miroir.io/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "acme"}, "spec": {"cluster": "search", "tenantId": "acme", "replicaGroup": 0}})).unwrap())
+        .await
+        .unwrap();
+    canaries
+        .create(&pp, &serde_json::from_value(json!({"apiVersion": "miroir.io/v1alpha1", "kind": "Canary",
+            "metadata": {"name": "batman"}, "spec": {"cluster": "search", "index": "movies", "query": {"q": "batman"},
+            "assertions": {"minHits": 1}}})).unwrap())
+        .await
+        .unwrap();
+    policies
+        .create(&pp, &serde_json::from_value(json!({"apiVersion": "miroir.io/v1alpha1", "kind": "RolloverPolicy",
+            "metadata": {"name": "logs"}, "spec": {"cluster": "search", "writeAlias": "logs-w", "readAlias": "logs",
+            "pattern": "logs-{YYYY-MM-DD}", "triggers": {"maxAge": "1d"}}})).unwrap())
+        .await
+        .unwrap();
+    // A tenant pinned to a group the cluster does not have: rejected, not stored.
+    tenants
+        .create(&pp, &serde_json::from_value(json!({"apiVersion": "miroir.io/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "lost"}, "spec": {"cluster": "search", "tenantId": "lost", "replicaGroup": 4}})).unwrap())
+        .await
+        .unwrap();
+
+    for (table, name) in [
+        (MirrorTable::Aliases, "movies"),
+        (MirrorTable::TenantMap, "acme"),
+        (MirrorTable::Canaries, "batman"),
+        (MirrorTable::RolloverPolicies, "logs"),
+    ] {
+        eventually(&format!("{} row {name}", table.name()), || {
+            let store = store.clone();
+            async move { store.get_mirror(table, "search", name).await.unwrap().is_some() }
+        })
+        .await;
+    }
+    assert_eq!(store.get_mirror(MirrorTable::Aliases, "search", "movies").await.unwrap().unwrap()["targets"], json!(["movies-1"]));
+    eventually("alias status", || async {
+        let a = aliases.get("movies").await.unwrap();
+        a.status.as_ref().is_some_and(|s| s.version == 1 && s.resolved_targets == ["movies-1"])
+    })
+    .await;
+    eventually("invalid tenant reported", || async {
+        let t = tenants.get("lost").await.unwrap();
+        t.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.status == "False" && c.reason == "InvalidSpec"))
+    })
+    .await;
+    assert!(server.events_about("lost").iter().any(|e| e["type"] == "Warning"));
+    assert!(store.get_mirror(MirrorTable::TenantMap, "search", "lost").await.unwrap().is_none());
+
+    // Flip the alias: row and status follow.
+    aliases.patch("movies", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"target": "movies-2"}}))).await.unwrap();
+    eventually("alias flipped", || async {
+        let a = aliases.get("movies").await.unwrap();
+        let row = store.get_mirror(MirrorTable::Aliases, "search", "movies").await.unwrap().unwrap();
+        a.status.as_ref().is_some_and(|s| s.version == 2 && s.last_flip_time.is_some()) && row["targets"] == json!(["movies-2"])
+    })
+    .await;
+
+    // Deleting a mirrored resource deletes its row, then the object.
+    aliases.delete("movies", &DeleteParams::default()).await.unwrap();
+    eventually("alias row and object gone", || async {
+        store.get_mirror(MirrorTable::Aliases, "search", "movies").await.unwrap().is_none()
+            && aliases.get_opt("movies").await.unwrap().is_none()
+    })
+    .await;
+
+    // Deleting the cluster: the finalizer removes all of its state, then releases the object.
+    clusters.delete("search", &DeleteParams::default()).await.unwrap();
+    eventually("cluster gone", || async { clusters.get_opt("search").await.unwrap().is_none() }).await;
+    for table in MirrorTable::ALL {
+        assert!(store.list_mirror(table, "search").await.unwrap().is_empty(), "{} emptied", table.name());
+    }
+    pod.op.stop().await;
+}
+
+#[tokio::test]
+async fn api_failures_are_counted_by_category_reported_and_retried() {
+    let server = FakeApiServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pod = start_pod(&server, sqlite(&dir).await, "search", "pod-a");
+    let canaries: Api<Canary> = Api::namespaced(server.client(NS), NS);
+    server.fail_requests("/canaries/batman/status", 500);
+    canaries
+        .create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "miroir.io/v1alpha1", "kind": "Canary",
+            "metadata": {"name": "batman"}, "spec": {"cluster": "search", "index": "movies", "query": {"q": "batman"},
+            "assertions": {"topHitId": "1"}}})).unwrap())
+        .await
+        .unwrap();
+    eventually("KubeApi failures counted", || async { pod.metrics.failure_count("Canary", ErrorCategory::KubeApi) >= 2 }).await;
+    eventually("a Warning event named after the category", || async {
+        server.events_about("batman").iter().any(|e| e["type"] == "Warning" && e["reason"] == "KubeApi")
+    })
+    .await;
+    server.clear_failures();
+    eventually("retried until the status is written", || async {
+        let c = canaries.get("batman").await.unwrap();
+        c.status.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    })
+    .await;
+    pod.op.stop().await;
+}
+
+#[tokio::test]
+async fn two_operators_elect_one_leader_and_fail_over() {
+    let server = FakeApiServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let a = start_pod(&server, sqlite(&dir).await, "search", "pod-a");
+    let b = start_pod(&server, sqlite(&dir).await, "search", "pod-b");
+    let api: Api<MiroirCluster> = Api::namespaced(server.client(NS), NS);
+    api.create(&PostParams::default(), &cluster("search", 1, &["a", "b"])).await.unwrap();
+    wait_phase(&api, "search", ClusterPhase::Ready, 1).await;
+
+    eventually("exactly one leader", || async { a.op.leadership().is_leader() != b.op.leadership().is_leader() }).await;
+    // Both pods serve traffic: both proxies run the topology.
+    eventually("both proxies routed", || async { a.proxy.routing().is_some() && b.proxy.routing().is_some() }).await;
+    let (leader, follower) = if a.op.leadership().is_leader() { (a, b) } else { (b, a) };
+    eventually("leader gauges", || async { leader.metrics.leader.get() == 1 && follower.metrics.leader.get() == 0 }).await;
+    let store = sqlite(&dir).await;
+    let lease = store.get_lease(&lease_name("search")).await.unwrap().unwrap();
+    assert_eq!(lease.holder, leader.op.leadership().holder());
+
+    // The leader dies without releasing the lease: the follower takes over once it expires.
+    leader.op.crash();
+    eventually("follower becomes leader", || async { follower.op.leadership().is_leader() }).await;
+    // ...and does the singleton work: status follows a spec change.
+    api.patch("search", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"nodes": [
+        {"id": "a", "address": "http://a.meili:7700"}, {"id": "b", "address": "http://b.meili:7700"},
+        {"id": "c", "address": "http://c.meili:7700"}]}})))
+        .await
+        .unwrap();
+    let mc = wait_phase(&api, "search", ClusterPhase::Rebalancing, 2).await;
+    assert_eq!(mc.status.unwrap().nodes.len(), 3);
+    assert_eq!(follower.proxy.routing().unwrap().topology.nodes.len(), 3);
+    follower.op.stop().await;
+    assert!(store.get_lease(&lease_name("search")).await.unwrap().is_none(), "released on stop");
+}
+
+#[tokio::test]
+async fn losing_the_lease_stops_leadership_within_one_renewal_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    lease_loss(sqlite(&dir).await).await;
+}
+
+/// The same election on Redis (`SET NX PX`), as several operator pods use it.
+#[tokio::test]
+async fn losing_the_lease_stops_leadership_within_one_renewal_redis() {
+    let prefix = format!("miroir-test-controlplane-{}:", uuid::Uuid::new_v4());
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let store = miroir::store::redis::RedisStore::connect(&url, &prefix).await.unwrap();
+    lease_loss(Arc::new(store)).await;
+}
+
+async fn lease_loss(store: Arc<dyn TaskStore>) {
+    let timing = LeaseTiming { ttl: Duration::from_secs(30), renew_every: Duration::from_millis(50) };
+    let a = Election::start(store.clone(), "c/operator-leader".into(), "a".into(), timing);
+    eventually("a leads", || async { a.leadership.is_leader() }).await;
+    let b = Election::start(store.clone(), "c/operator-leader".into(), "b".into(), timing);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!b.leadership.is_leader(), "the lease is held and not expired");
+    // Someone else takes the lease (e.g. it expired while `a` was stalled).
+    store.release_lease("c/operator-leader", "a").await.unwrap();
+    assert!(store.try_acquire_lease("c/operator-leader", "b", Duration::from_secs(30)).await.unwrap());
+    eventually("a steps down", || async { !a.leadership.is_leader() }).await;
+    eventually("b leads", || async { b.leadership.is_leader() }).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The fake API server itself behaves like Kubernetes where the controllers depend on it.
+mod fake_api_server_semantics {
+    use super::*;
+    use futures::{StreamExt, TryStreamExt};
+    use kube::api::{ListParams, WatchEvent, WatchParams};
+
+    #[tokio::test]
+    async fn generation_moves_on_spec_changes_only_and_status_is_a_subresource() {
+        let server = FakeApiServer::new();
+        let api: Api<MiroirCluster> = Api::namespaced(server.client(NS), NS);
+        let mut mc = cluster("x", 1, &["a"]);
+        mc.status = Some(MiroirClusterStatus { phase: Some(ClusterPhase::Ready), ..Default::default() });
+        let created = api.create(&PostParams::default(), &mc).await.unwrap();
+        assert_eq!(created.metadata.generation, Some(1));
+        assert!(created.status.is_none(), "status is ignored on create");
+
+        let st = json!({"status": {"phase": "Degraded"}});
+        let after = api.patch_status("x", &PatchParams::default(), &Patch::Merge(&st)).await.unwrap();
+        assert_eq!(after.metadata.generation, Some(1));
+        assert_eq!(after.status.unwrap().phase, Some(ClusterPhase::Degraded));
+        assert_ne!(after.metadata.resource_version, created.metadata.resource_version);
+
+        // Status through the main resource is ignored; labels do not bump the generation.
+        let p = json!({"metadata": {"labels": {"l": "v"}}, "status": {"phase": "Ready"}});
+        let after = api.patch("x", &PatchParams::default(), &Patch::Merge(&p)).await.unwrap();
+        assert_eq!((after.metadata.generation, after.status.unwrap().phase), (Some(1), Some(ClusterPhase::Degraded)));
+
+        let after = api.patch("x", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"shards": 9}}))).await.unwrap();
+        assert_eq!(after.metadata.generation, Some(2));
+
+        // A stale resourceVersion is a conflict.
+        let stale = json!({"metadata": {"resourceVersion": created.metadata.resource_version}, "spec": {"shards": 3}});
+        let err = api.patch("x", &PatchParams::default(), &Patch::Merge(&stale)).await.unwrap_err();
+        assert!(matches!(err, kube::Error::Api(ref s) if s.code == 409), "{err:?}");
+        // A JSON patch whose test op fails is refused.
+        let jp: json_patch::Patch = serde_json::from_value(json!([{"op": "test", "path": "/spec/shards", "value": 1}])).unwrap();
+        assert!(api.patch("x", &PatchParams::default(), &Patch::<()>::Json(jp)).await.is_err());
+        let missing = api.get_opt("nope").await.unwrap();
+        assert!(missing.is_none());
+    }
+
+    #[tokio::test]
+    async fn delete_waits_for_finalizers_and_watch_replays_from_a_resource_version() {
+        let server = FakeApiServer::new();
+        let api: Api<MiroirCluster> = Api::namespaced(server.client(NS), NS);
+        let mut mc = cluster("x", 1, &["a"]);
+        mc.metadata.finalizers = Some(vec!["test/f".into()]);
+        let created = api.create(&PostParams::default(), &mc).await.unwrap();
+        let list = api.list(&ListParams::default()).await.unwrap();
+        let rv = list.metadata.resource_version.clone().unwrap();
+        assert_eq!(list.items.len(), 1);
+
+        api.delete("x", &DeleteParams::default()).await.unwrap();
+        let deleting = api.get("x").await.unwrap();
+        assert!(deleting.metadata.deletion_timestamp.is_some(), "kept while a finalizer remains");
+        api.patch("x", &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"finalizers": null}}))).await.unwrap();
+        assert!(api.get_opt("x").await.unwrap().is_none(), "gone once the finalizers are");
+
+        // Watching from the list's resourceVersion replays what happened since (plus a bookmark).
+        let events: Vec<_> = api
+            .watch(&WatchParams::default().timeout(1), &rv)
+            .await
+            .unwrap()
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap();
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| match e {
+                WatchEvent::Added(_) => "ADDED",
+                WatchEvent::Modified(_) => "MODIFIED",
+                WatchEvent::Deleted(_) => "DELETED",
+                WatchEvent::Bookmark(_) => "BOOKMARK",
+                WatchEvent::Error(_) => "ERROR",
+            })
+            .collect();
+        assert_eq!(kinds, ["MODIFIED", "DELETED", "BOOKMARK"], "deletionTimestamp set, then gone with its finalizer");
+        // From the start: ADDED first; a field selector filters other objects out.
+        api.create(&PostParams::default(), &cluster("y", 1, &["a"])).await.unwrap();
+        let first = api
+            .watch(&WatchParams::default().fields("metadata.name=y").timeout(1), "0")
+            .await
+            .unwrap()
+            .boxed()
+            .next()
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(first, WatchEvent::Added(ref o) if o.metadata.name.as_deref() == Some("y")));
+        assert_ne!(created.metadata.uid, None);
+    }
+}
+
+/// `miroir operator` as a whole (minus the in-cluster client): waits for the MiroirCluster,
+/// opens the task store it names, reads the key Secrets, serves probes/metrics/API, and
+/// releases the lease on shutdown.
+mod operator_process {
+    use super::*;
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::ByteString;
+    use miroir::controlplane::cli::{serve_operator, OperatorArgs};
+
+    fn args() -> OperatorArgs {
+        OperatorArgs {
+            cluster: "search".into(),
+            namespace: Some(NS.into()),
+            instance: Some("pod-x".into()),
+            bind: "127.0.0.1".into(),
+            port: 0,
+            max_body_bytes: 1 << 20,
+            lease_ttl_secs: 3,
+            lease_renew_secs: 1,
+            requeue_secs: 1,
+        }
+    }
+
+    /// A stand-in Meilisearch node that only answers `/health`.
+    async fn healthy_node() -> String {
+        let app = axum::Router::new()
+            .route("/health", axum::routing::get(|| async { axum::Json(json!({"status": "available"})) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    fn cluster_with(db: &std::path::Path, node: &str) -> MiroirCluster {
+        serde_json::from_value(json!({
+            "apiVersion": "miroir.io/v1alpha1", "kind": "MiroirCluster", "metadata": {"name": "search"},
+            "spec": {"shards": 4, "replicationFactor": 1,
+                     "nodes": [{"id": "a", "address": node}, {"id": "b", "address": node}],
+                     "taskStore": {"sqlite": {"path": db.to_str().unwrap()}},
+                     "keys": {"masterKey": {"name": "miroir-keys", "key": "master"}},
+                     "health": {"intervalMs": 100, "timeoutMs": 5000}}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn serves_probes_and_metrics_and_releases_the_lease_on_shutdown() {
+        let server = FakeApiServer::new();
+        let client = server.client(NS);
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let node = healthy_node().await;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // Started before the MiroirCluster exists: it waits for it.
+        let running = tokio::spawn(serve_operator(client.clone(), args(), listener, async {
+            let _ = stopped.await;
+        }));
+
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+        let mut secret = Secret::default();
+        secret.metadata.name = Some("miroir-keys".into());
+        secret.data = Some([("master".to_string(), ByteString(b"s3cret\n".to_vec()))].into());
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
+        let api: Api<MiroirCluster> = Api::namespaced(client.clone(), NS);
+        api.create(&PostParams::default(), &cluster_with(&db, &node)).await.unwrap();
+
+        let http = reqwest::Client::new();
+        eventually("/ready answers 200", || {
+            let http = http.clone();
+            let url = format!("{base}/ready");
+            async move { http.get(url).send().await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+        let mc = wait_phase(&api, "search", ClusterPhase::Ready, 1).await;
+        assert_eq!(mc.status.unwrap().nodes_ready.as_deref(), Some("2/2"), "probed healthy");
+        let health: serde_json::Value = http.get(format!("{base}/health")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(health, json!({"status": "available"}));
+        let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("miroir_controller_leader 1"), "{metrics}");
+        assert!(metrics.contains(r#"miroir_controller_reconciles_total{kind="MiroirCluster"}"#), "{metrics}");
+
+        // The proxy's API is served too, guarded by the master key read from the Secret.
+        let topo = http.get(format!("{base}/_miroir/topology")).send().await.unwrap();
+        assert_eq!(topo.status(), 401);
+        let topo: serde_json::Value =
+            http.get(format!("{base}/_miroir/topology")).bearer_auth("s3cret").send().await.unwrap().json().await.unwrap();
+        assert_eq!(topo["nodes"].as_array().map(Vec::len), Some(2), "{topo}");
+
+        // The task store is the file the spec names, and it holds this pod's lease.
+        let store = SqliteStore::open(&db).await.unwrap();
+        assert_eq!(store.get_lease(&lease_name("search")).await.unwrap().unwrap().holder, "pod-x");
+        drop(http); // no idle keep-alive connection to wait for
+        stop.send(()).unwrap();
+        running.await.unwrap().unwrap();
+        assert!(store.get_lease(&lease_name("search")).await.unwrap().is_none(), "lease released on shutdown");
+    }
+
+    #[tokio::test]
+    async fn a_missing_key_secret_is_a_clear_startup_error() {
+        let server = FakeApiServer::new();
+        let client = server.client(NS);
+        let dir = tempfile::tempdir().unwrap();
+        let api: Api<MiroirCluster> = Api::namespaced(client.clone(), NS);
+        api.create(&PostParams::default(), &cluster_with(&dir.path().join("s.db"), "http://127.0.0.1:9")).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let err = serve_operator(client, args(), listener, std::future::pending()).await.unwrap_err();
+        assert!(err.to_string().contains("Secret `miroir-keys` not found"), "{err}");
+    }
+}
