@@ -341,7 +341,8 @@ async fn errors_have_meilisearch_shape_and_status() {
     let (s, _, b) = http.request(reqwest::Method::POST, "/indexes/e/documents", Some("application/json"), Some(big)).await;
     check(s, &b, 413, "payload_too_large");
 
-    // Primary-key inference fails inside the task, as on one Meilisearch, no node touched.
+    // Primary-key inference fails inside the task, as on one Meilisearch: the index exists
+    // afterwards (without a primary key) but no document reached any node.
     let (s, b) = http.post("/indexes/e/documents", &json!([{"id": 1, "movie_id": 2}])).await;
     assert_eq!(s, 202, "{b}");
     let t = cluster.wait_task(b["taskUid"].as_u64().unwrap()).await;
@@ -349,8 +350,13 @@ async fn errors_have_meilisearch_shape_and_status() {
     assert_eq!(t["error"]["code"], "index_primary_key_multiple_candidates_found");
     assert_eq!(t["details"], json!({"receivedDocuments": 1, "indexedDocuments": 0}));
     for node in 0..3 {
-        assert_eq!(cluster.node_http(node).get("/indexes/e").await.0, 404, "node {node} was touched");
+        let (s, index) = cluster.node_http(node).get("/indexes/e").await;
+        assert_eq!((s, &index["primaryKey"]), (200, &Value::Null), "node {node}: {index}");
+        let (_, docs) = cluster.node_http(node).get("/indexes/e/documents").await;
+        assert_eq!(docs["total"], 0, "node {node} received documents");
     }
+    let (_, index) = http.get("/indexes/e").await;
+    assert_eq!(index["primaryKey"], Value::Null);
     let (s, b) = http.post("/indexes/e/documents", &json!([{"title": "no id at all"}])).await;
     assert_eq!(s, 202);
     let t = cluster.wait_task(b["taskUid"].as_u64().unwrap()).await;

@@ -550,36 +550,33 @@ async fn write_documents(proxy: Proxy, uid: String, q: Option<String>, headers: 
         (None, Some(qpk)) => Ok(qpk.clone()),
         (None, None) => infer_primary_key(&docs),
     };
-    let pk = match pk {
-        Ok(pk) => pk,
+    // A batch Meilisearch would fail inside its task: the index is still created (as one
+    // Meilisearch does), no document reaches a node, and the task fails with the same error.
+    let pk_and_ids = pk.and_then(|pk| {
+        let routed = docs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| document_id(d, &pk).map(|id| (shard_of(&id, routing.topology.shards), i)))
+            .collect::<Result<Vec<(u32, usize)>, ApiError>>()?;
+        Ok((pk, routed))
+    });
+    let (pk, routed) = match pk_and_ids {
+        Ok(x) => x,
         Err(e) => {
+            if meta.is_none() {
+                create_index_everywhere(&proxy, &routing, &uid, None).await?;
+            }
             let task = proxy.create_failed_task(KIND, Some(&uid), json!({"receivedDocuments": docs.len(), "indexedDocuments": 0}), &e).await?;
             return Ok(accepted(&task, None));
         }
     };
-    let mut routed: Vec<(u32, usize)> = Vec::with_capacity(docs.len());
-    for (i, d) in docs.iter().enumerate() {
-        match document_id(d, &pk) {
-            Ok(id) => routed.push((shard_of(&id, routing.topology.shards), i)),
-            Err(e) => {
-                let task = proxy.create_failed_task(KIND, Some(&uid), json!({"receivedDocuments": docs.len(), "indexedDocuments": 0}), &e).await?;
-                return Ok(accepted(&task, None));
-            }
-        }
-    }
     for (shard, i) in &routed {
         docs[*i].insert(SHARD_FIELD.into(), json!(shard));
     }
     if meta.is_none() {
         // Create the index everywhere first (each node's queue keeps the order), so every
         // node knows it even if this batch sends it no document.
-        let (_, report) = proxy
-            .broadcast(&routing, Method::POST, "/indexes", Some(&json!({"uid": uid, "primaryKey": pk})))
-            .await?;
-        if !report.ok() {
-            return Err(report.into_error());
-        }
-        init_index_settings(&proxy, &routing, &uid).await?;
+        create_index_everywhere(&proxy, &routing, &uid, Some(&pk)).await?;
     }
     let per_node: BTreeMap<String, Vec<usize>> = group_by_node(&routing.assignment, &routed);
     let path = format!("/indexes/{uid}/documents?primaryKey={}", urlenc(&pk));
@@ -608,6 +605,17 @@ async fn write_documents(proxy: Proxy, uid: String, q: Option<String>, headers: 
     }
     let task = proxy.create_task(KIND, Some(&uid), details, node_tasks(&outcomes), enqueued_at).await?;
     Ok(accepted(&task, Some(&report)))
+}
+
+/// Creates an index on every node (Miroir-internal: no client task), with Miroir's settings.
+async fn create_index_everywhere(proxy: &Proxy, routing: &RoutingTable, uid: &str, pk: Option<&str>) -> ApiResult<()> {
+    let (_, report) = proxy
+        .broadcast(routing, Method::POST, "/indexes", Some(&json!({"uid": uid, "primaryKey": pk})))
+        .await?;
+    if !report.ok() {
+        return Err(report.into_error());
+    }
+    init_index_settings(proxy, routing, uid).await
 }
 
 /// Deletes documents by id: each id goes to the holders of its shard.
