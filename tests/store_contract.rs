@@ -85,6 +85,7 @@ contract!(
     ttl_rows_expire,
     leases_exclusive_renewable_and_expiring,
     cdc_cursor_never_goes_backwards,
+    index_settings_overlay_rows,
 );
 
 // ---------------------------------------------------------------- contract cases
@@ -588,6 +589,23 @@ async fn leases_exclusive_renewable_and_expiring(s: Store) {
     assert_eq!(winners, 1);
 }
 
+async fn index_settings_overlay_rows(s: Store) {
+    assert_eq!(s.get_index_settings("movies").await.unwrap(), None);
+    let v = json!({"faceting": {"maxValuesPerFacet": 2}});
+    s.put_index_settings("movies", &v).await.unwrap();
+    s.put_index_settings("movies", &v).await.unwrap();
+    assert_eq!(s.get_index_settings("movies").await.unwrap(), Some(v));
+    let w = json!({"faceting": {"maxValuesPerFacet": 7}});
+    s.put_index_settings("movies", &w).await.unwrap();
+    s.put_index_settings("with:colon", &json!({})).await.unwrap();
+    assert_eq!(s.get_index_settings("movies").await.unwrap(), Some(w));
+    assert_eq!(s.get_index_settings("other").await.unwrap(), None);
+    s.delete_index_settings("movies").await.unwrap();
+    s.delete_index_settings("movies").await.unwrap();
+    assert_eq!(s.get_index_settings("movies").await.unwrap(), None);
+    assert_eq!(s.get_index_settings("with:colon").await.unwrap(), Some(json!({})));
+}
+
 async fn cdc_cursor_never_goes_backwards(s: Store) {
     assert_eq!(s.get_cdc_cursor("c", "movies").await.unwrap(), None);
     assert_eq!(s.advance_cdc_cursor("c", "movies", 5).await.unwrap(), 5);
@@ -786,6 +804,7 @@ mod redis_only {
         s.try_acquire_lease("c/leader", "A", Duration::from_secs(30)).await.unwrap();
         s.put_ttl(TtlKind::Session, "s", &json!(1), Duration::from_secs(30)).await.unwrap();
         s.advance_cdc_cursor("c", "x", 1).await.unwrap();
+        s.put_index_settings("movies", &json!({"faceting": {"maxValuesPerFacet": 2}})).await.unwrap();
         let keys: BTreeSet<String> =
             redis_keys(&prefix).into_iter().map(|k| k.strip_prefix(&prefix).unwrap().to_string()).collect();
         let want: BTreeSet<String> = [
@@ -804,6 +823,7 @@ mod redis_only {
             "ttl:sessions:s",
             "cdc:c:x",
             "_index:cdc:c",
+            "index_settings:movies",
         ]
         .into_iter()
         .map(String::from)

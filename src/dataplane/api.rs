@@ -21,9 +21,8 @@ use super::{Proxy, RoutingTable};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::store::NodeTask;
 
-/// The attribute Miroir adds to every stored document (and to `filterableAttributes`).
-pub const SHARD_FIELD: &str = "_miroir_shard";
-const RESERVED_PREFIX: &str = "_miroir_";
+pub use super::merge::{RESERVED_PREFIX, SHARD_FIELD};
+use super::settings as node_settings;
 
 pub fn router(proxy: Proxy) -> Router {
     Router::new()
@@ -295,17 +294,19 @@ fn urlenc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// Makes `_miroir_shard` filterable on every node for a freshly created index.
+/// Gives a freshly created index Miroir's node settings (`_miroir_shard` filterable, the
+/// node-side facet limit) and records the client-visible defaults.
 async fn init_index_settings(proxy: &Proxy, routing: &RoutingTable, uid: &str) -> ApiResult<()> {
-    let body = json!([SHARD_FIELD]);
-    let (_, report) = proxy
-        .broadcast(routing, Method::PUT, &format!("/indexes/{uid}/settings/filterable-attributes"), Some(&body))
-        .await?;
-    if report.ok() {
-        Ok(())
-    } else {
-        Err(report.into_error())
+    let body = node_settings::initial_node_settings();
+    let (_, report) = proxy.broadcast(routing, Method::PATCH, &format!("/indexes/{uid}/settings"), Some(&body)).await?;
+    if !report.ok() {
+        return Err(report.into_error());
     }
+    proxy
+        .store()
+        .put_index_settings(uid, &node_settings::overlay(node_settings::DEFAULT_MAX_VALUES_PER_FACET))
+        .await
+        .map_err(store_error)
 }
 
 async fn create_index(State(proxy): State<Proxy>, body: Body) -> ApiResult<Response> {
@@ -390,60 +391,74 @@ async fn cluster_has_documents(proxy: &Proxy, routing: &RoutingTable, uid: &str)
 }
 
 async fn delete_index(State(proxy): State<Proxy>, Path(uid): Path<String>) -> ApiResult<Response> {
-    broadcast_write(&proxy, Method::DELETE, &format!("/indexes/{uid}"), None, Some(&uid), json!({"deletedDocuments": null})).await
+    let resp = broadcast_write(&proxy, Method::DELETE, &format!("/indexes/{uid}"), None, Some(&uid), json!({"deletedDocuments": null})).await?;
+    proxy.store().delete_index_settings(&uid).await.map_err(store_error)?;
+    Ok(resp)
 }
 
 // ---------------------------------------------------------------- settings
 
-/// Hides Miroir's attribute from a settings object or a `filterableAttributes` value.
-fn hide_internal_filterable(v: &mut Value) {
-    super::tasks::strip_internal_settings(v);
-    if let Value::Array(a) = v {
-        a.retain(|x| !x.as_str().is_some_and(|s| s.starts_with(RESERVED_PREFIX)));
-    }
+/// The client-visible `maxValuesPerFacet` of an index, when Miroir keeps it apart from the
+/// nodes' value.
+pub(crate) async fn client_max_values_per_facet(proxy: &Proxy, uid: &str) -> ApiResult<Option<u64>> {
+    let overlay = proxy.store().get_index_settings(uid).await.map_err(store_error)?;
+    Ok(overlay.as_ref().and_then(node_settings::overlay_max))
 }
 
-/// Adds Miroir's attribute to a client-given `filterableAttributes` value (`null` = reset).
-fn with_internal_filterable(v: Option<&Value>) -> Value {
-    let mut list = match v {
-        Some(Value::Array(a)) => a.clone(),
-        _ => Vec::new(),
-    };
-    if !list.iter().any(|x| x.as_str() == Some(SHARD_FIELD)) {
-        list.push(json!(SHARD_FIELD));
-    }
-    Value::Array(list)
+/// Records the client-visible facet limit after a successful `faceting` update.
+async fn record_faceting(proxy: &Proxy, uid: &str, client_faceting: &Value) -> ApiResult<()> {
+    let previous = client_max_values_per_facet(proxy, uid).await?.unwrap_or(node_settings::DEFAULT_MAX_VALUES_PER_FACET);
+    let next = node_settings::client_max_after(previous, client_faceting);
+    proxy.store().put_index_settings(uid, &node_settings::overlay(next)).await.map_err(store_error)
 }
 
 async fn get_settings(State(proxy): State<Proxy>, Path(uid): Path<String>) -> ApiResult<Response> {
     let routing = routing(&proxy)?;
     let mut r = proxy.read_any(&routing, Method::GET, &format!("/indexes/{uid}/settings"), None).await?;
     if r.is_success() {
-        hide_internal_filterable(&mut r.body);
+        node_settings::to_client_settings(&mut r.body, client_max_values_per_facet(&proxy, &uid).await?);
     }
     pass(r)
 }
 
+/// Broadcasts a settings change; `client_faceting` is the client's `faceting` value when the
+/// change touches it (recorded in the task details and the overlay).
+async fn settings_write(proxy: &Proxy, uid: &str, method: Method, sub: Option<&str>, node_body: Option<&Value>, client_faceting: Option<Value>) -> ApiResult<Response> {
+    let path = match sub {
+        Some(sub) => format!("/indexes/{uid}/settings/{sub}"),
+        None => format!("/indexes/{uid}/settings"),
+    };
+    let details = match &client_faceting {
+        Some(f) => json!({"faceting": f}),
+        None => json!({}),
+    };
+    let resp = broadcast_write(proxy, method, &path, node_body, Some(uid), details).await?;
+    if let Some(f) = client_faceting {
+        record_faceting(proxy, uid, &f).await?;
+    }
+    Ok(resp)
+}
+
 async fn update_settings(State(proxy): State<Proxy>, Path(uid): Path<String>, method: Method, body: Body) -> ApiResult<Response> {
     let mut body = parse_json(&read_body(&proxy, body).await?)?;
+    let mut client_faceting = None;
     if let Some(obj) = body.as_object_mut() {
-        if obj.contains_key("filterableAttributes") {
-            let v = with_internal_filterable(obj.get("filterableAttributes"));
-            obj.insert("filterableAttributes".into(), v);
-        }
+        client_faceting = obj.get("faceting").cloned();
+        node_settings::to_node_settings(obj);
     }
-    broadcast_write(&proxy, method, &format!("/indexes/{uid}/settings"), Some(&body), Some(&uid), json!({})).await
+    settings_write(&proxy, &uid, method, None, Some(&body), client_faceting).await
 }
 
 async fn reset_settings(State(proxy): State<Proxy>, Path(uid): Path<String>) -> ApiResult<Response> {
-    // A reset must keep Miroir's attribute filterable: reset everything, then re-add it in
-    // the same request so the nodes' queues keep the order.
+    // A reset must keep Miroir's node settings: reset everything with one PATCH that also
+    // re-sets them, so every node's queue applies it as one task.
     let mut body = Map::new();
     for k in RESETTABLE_SETTINGS {
         body.insert(k.to_string(), Value::Null);
     }
-    body.insert("filterableAttributes".into(), with_internal_filterable(None));
-    broadcast_write(&proxy, Method::PATCH, &format!("/indexes/{uid}/settings"), Some(&Value::Object(body)), Some(&uid), json!({})).await
+    body.insert("filterableAttributes".into(), Value::Null);
+    node_settings::to_node_settings(&mut body);
+    settings_write(&proxy, &uid, Method::PATCH, None, Some(&Value::Object(body)), Some(Value::Null)).await
 }
 
 const RESETTABLE_SETTINGS: &[&str] = &[
@@ -470,8 +485,12 @@ const RESETTABLE_SETTINGS: &[&str] = &[
 async fn get_sub_setting(State(proxy): State<Proxy>, Path((uid, sub)): Path<(String, String)>) -> ApiResult<Response> {
     let routing = routing(&proxy)?;
     let mut r = proxy.read_any(&routing, Method::GET, &format!("/indexes/{uid}/settings/{sub}"), None).await?;
-    if r.is_success() && sub == "filterable-attributes" {
-        hide_internal_filterable(&mut r.body);
+    if r.is_success() {
+        match sub.as_str() {
+            "filterable-attributes" => node_settings::hide_filterable_list(&mut r.body),
+            "faceting" => node_settings::to_client_faceting(&mut r.body, client_max_values_per_facet(&proxy, &uid).await?),
+            _ => {}
+        }
     }
     pass(r)
 }
@@ -482,19 +501,33 @@ async fn update_sub_setting(
     method: Method,
     body: Body,
 ) -> ApiResult<Response> {
-    let mut body = parse_json(&read_body(&proxy, body).await?)?;
-    if sub == "filterable-attributes" {
-        body = with_internal_filterable(Some(&body));
+    let body = parse_json(&read_body(&proxy, body).await?)?;
+    match sub.as_str() {
+        "filterable-attributes" => {
+            let node_body = node_settings::node_filterable(Some(&body));
+            settings_write(&proxy, &uid, method, Some(&sub), Some(&node_body), None).await
+        }
+        "faceting" => {
+            let node_body = node_settings::node_faceting(&body);
+            settings_write(&proxy, &uid, method, Some(&sub), Some(&node_body), Some(body)).await
+        }
+        _ => settings_write(&proxy, &uid, method, Some(&sub), Some(&body), None).await,
     }
-    broadcast_write(&proxy, method, &format!("/indexes/{uid}/settings/{sub}"), Some(&body), Some(&uid), json!({})).await
 }
 
 async fn reset_sub_setting(State(proxy): State<Proxy>, Path((uid, sub)): Path<(String, String)>) -> ApiResult<Response> {
-    if sub == "filterable-attributes" {
-        let body = with_internal_filterable(None);
-        return broadcast_write(&proxy, Method::PUT, &format!("/indexes/{uid}/settings/{sub}"), Some(&body), Some(&uid), json!({})).await;
+    match sub.as_str() {
+        // Resets that must keep Miroir's node settings are sent as updates.
+        "filterable-attributes" => {
+            let body = node_settings::node_filterable(None);
+            settings_write(&proxy, &uid, Method::PUT, Some(&sub), Some(&body), None).await
+        }
+        "faceting" => {
+            let body = node_settings::node_faceting(&Value::Null);
+            settings_write(&proxy, &uid, Method::PATCH, Some(&sub), Some(&body), Some(Value::Null)).await
+        }
+        _ => settings_write(&proxy, &uid, Method::DELETE, Some(&sub), None, None).await,
     }
-    broadcast_write(&proxy, Method::DELETE, &format!("/indexes/{uid}/settings/{sub}"), None, Some(&uid), json!({})).await
 }
 
 // ---------------------------------------------------------------- documents: writes
@@ -913,19 +946,6 @@ async fn cancel_tasks(State(proxy): State<Proxy>, RawQuery(q): RawQuery) -> ApiR
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn internal_filterable_is_added_once_and_hidden() {
-        assert_eq!(with_internal_filterable(Some(&json!(["genre"]))), json!(["genre", SHARD_FIELD]));
-        assert_eq!(with_internal_filterable(Some(&json!(["genre", SHARD_FIELD]))), json!(["genre", SHARD_FIELD]));
-        assert_eq!(with_internal_filterable(None), json!([SHARD_FIELD]));
-        let mut s = json!({"filterableAttributes": ["genre", SHARD_FIELD], "sortableAttributes": []});
-        hide_internal_filterable(&mut s);
-        assert_eq!(s, json!({"filterableAttributes": ["genre"], "sortableAttributes": []}));
-        let mut a = json!(["genre", SHARD_FIELD]);
-        hide_internal_filterable(&mut a);
-        assert_eq!(a, json!(["genre"]));
-    }
 
     #[test]
     fn reserved_fields_are_stripped_from_hits() {

@@ -18,6 +18,7 @@ pub mod tasks;
 pub mod server;
 pub mod scatter;
 pub mod read;
+pub mod settings;
 
 use std::sync::{Arc, RwLock};
 

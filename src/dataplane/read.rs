@@ -68,7 +68,18 @@ pub async fn index_context(proxy: &Proxy, routing: &RoutingTable, uid: &str) -> 
         return Err(passthrough(settings.status, &settings.body));
     }
     let pk = index.body.get("primaryKey").and_then(Value::as_str);
-    Ok(IndexContext::from_settings(pk, &settings.body))
+    let mut ctx = IndexContext::from_settings(pk, &settings.body);
+    // The nodes hold a larger facet limit than the client set (see `settings`).
+    match proxy.store().get_index_settings(uid).await {
+        Ok(Some(overlay)) => {
+            if let Some(max) = super::settings::overlay_max(&overlay) {
+                ctx.max_values_per_facet = max as usize;
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(index = uid, error = %e, "task store unavailable; using the nodes' facet limit"),
+    }
+    Ok(ctx)
 }
 
 impl Proxy {
@@ -210,7 +221,11 @@ impl Proxy {
             queries_maps.push(m);
         }
         let inside = |i: usize, e: ApiError| -> ApiError {
-            let status = e.status().as_u16();
+            let mut status = e.status().as_u16();
+            // Inside a multi-search Meilisearch answers a missing index with 400, not 404.
+            if e.code_name() == "index_not_found" {
+                status = 400;
+            }
             let mut b = e.body();
             if let Some(Value::String(m)) = b.get_mut("message") {
                 *m = format!("Inside `.queries[{i}]`: {m}");
@@ -268,7 +283,7 @@ impl Proxy {
                                 own.remove("filter");
                             }
                             let e = self.client_view_of_error(&routing, &path, &Value::Object(own), e).await;
-                            return Err(inside(i, e));
+                            return Err(inside(i, federation_facets_error(&uid, &federation, e)));
                         }
                     };
                     self.check_missing(&miss)?;
@@ -453,6 +468,22 @@ impl Proxy {
             missing_shards: missing,
         })
     }
+}
+
+/// A node reports a bad facet of `facetsByIndex` (sent to it as the query's `facets`) as an
+/// error of the index; Meilisearch locates it in the federation.
+fn federation_facets_error(uid: &str, federation: &Map<String, Value>, e: ApiError) -> ApiError {
+    if e.code_name() != "invalid_search_facets" || federation.get("facetsByIndex").and_then(|f| f.get(uid)).is_none() {
+        return e;
+    }
+    let status = e.status().as_u16();
+    let mut body = e.body();
+    if let Some(Value::String(m)) = body.get_mut("message") {
+        if let Some(rest) = m.strip_prefix(&format!("Index `{uid}`: ")) {
+            *m = format!("Inside `.federation.facetsByIndex.{uid}`: {rest}");
+        }
+    }
+    ApiError::Passthrough { status, body }
 }
 
 /// Replaces the total of a search answer in either pagination mode.

@@ -72,20 +72,8 @@ pub fn task_view(t: &TaskRecord) -> Value {
 
 /// Removes Miroir's own attributes from settings-shaped details.
 pub fn strip_internal_settings(details: &mut Value) {
-    if let Some(Value::Array(fa)) = details.get_mut("filterableAttributes") {
-        fa.retain(|v| !is_internal_filterable(v));
-    }
-}
-
-fn is_internal_filterable(v: &Value) -> bool {
-    match v {
-        Value::String(s) => s.starts_with("_miroir_"),
-        Value::Object(o) => o
-            .get("attributePatterns")
-            .and_then(Value::as_array)
-            .map(|p| p.iter().all(|x| x.as_str().is_some_and(|s| s.starts_with("_miroir_"))))
-            .unwrap_or(false),
-        _ => false,
+    if let Some(fa) = details.get_mut("filterableAttributes") {
+        super::settings::hide_filterable_list(fa);
     }
 }
 
@@ -173,6 +161,12 @@ fn aggregate_details(
             if let Some(d) = node_views.first().and_then(|(_, v)| v.get("details")).cloned() {
                 let mut d = d;
                 strip_internal_settings(&mut d);
+                // The nodes hold Miroir's facet limit: report what the client asked for.
+                if let (Some(client), Some(out)) = (obj.get("faceting"), d.as_object_mut()) {
+                    if out.contains_key("faceting") {
+                        out.insert("faceting".into(), client.clone());
+                    }
+                }
                 return d;
             }
         }

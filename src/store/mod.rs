@@ -246,6 +246,12 @@ pub trait TaskStore: Send + Sync + 'static {
     async fn put_ttl(&self, kind: TtlKind, key: &str, value: &Value, ttl: Duration) -> StoreResult<()>;
     async fn get_ttl(&self, kind: TtlKind, key: &str) -> StoreResult<Option<Value>>;
 
+    // ---- client-visible index settings Miroir keeps different on the nodes
+    /// Inserts or replaces the overlay of one index (a settings-shaped JSON object).
+    async fn put_index_settings(&self, index_uid: &str, settings: &Value) -> StoreResult<()>;
+    async fn get_index_settings(&self, index_uid: &str) -> StoreResult<Option<Value>>;
+    async fn delete_index_settings(&self, index_uid: &str) -> StoreResult<()>;
+
     // ---- CDC cursors, keyed by (cluster, name)
     /// Moves the cursor to `position` unless it is already further; returns the stored value.
     async fn advance_cdc_cursor(&self, cluster: &str, name: &str, position: u64) -> StoreResult<u64>;

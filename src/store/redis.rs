@@ -459,6 +459,9 @@ impl RedisStore {
     fn mirror_index(&self, table: MirrorTable, cluster: &str) -> String {
         self.key(&format!("_index:mirror:{}:{}", table.name(), enc(cluster)))
     }
+    fn index_settings_key(&self, index_uid: &str) -> String {
+        self.key(&format!("index_settings:{}", enc(index_uid)))
+    }
     fn cdc_row_prefix(&self, cluster: &str) -> String {
         self.key(&format!("cdc:{}:", enc(cluster)))
     }
@@ -786,6 +789,25 @@ impl TaskStore for RedisStore {
         let mut c = self.conn();
         let v: Option<String> = self.bounded(async move { c.get(key).await }).await?;
         v.as_deref().map(parse_u64).transpose()
+    }
+
+    async fn put_index_settings(&self, index_uid: &str, settings: &Value) -> StoreResult<()> {
+        let (key, text) = (self.index_settings_key(index_uid), settings.to_string());
+        let mut c = self.conn();
+        self.bounded(async move { c.set::<_, _, ()>(key, text).await }).await
+    }
+
+    async fn get_index_settings(&self, index_uid: &str) -> StoreResult<Option<Value>> {
+        let key = self.index_settings_key(index_uid);
+        let mut c = self.conn();
+        let v: Option<String> = self.bounded(async move { c.get(key).await }).await?;
+        v.as_deref().map(decode_json).transpose()
+    }
+
+    async fn delete_index_settings(&self, index_uid: &str) -> StoreResult<()> {
+        let key = self.index_settings_key(index_uid);
+        let mut c = self.conn();
+        self.bounded(async move { c.del::<_, ()>(key).await }).await
     }
 }
 

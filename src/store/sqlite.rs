@@ -22,7 +22,10 @@ use super::{
 
 /// Schema migrations, applied in order; migration `i` (0-based) brings the schema to
 /// version `i + 1`, recorded in `PRAGMA user_version`.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_initial.sql"),
+    include_str!("../../migrations/0002_index_settings.sql"),
+];
 
 /// Schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -525,6 +528,42 @@ impl TaskStore for SqliteStore {
                 .optional()
                 .map_err(sql_err)?;
             Ok(p.map(|p| p as u64))
+        })
+        .await
+    }
+
+    async fn put_index_settings(&self, index_uid: &str, settings: &Value) -> StoreResult<()> {
+        let (uid, text) = (index_uid.to_string(), settings.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO index_settings (index_uid, settings) VALUES (?, ?)
+                 ON CONFLICT (index_uid) DO UPDATE SET settings = excluded.settings",
+                params![uid, text],
+            )
+            .map_err(sql_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_index_settings(&self, index_uid: &str) -> StoreResult<Option<Value>> {
+        let uid = index_uid.to_string();
+        self.with(move |c| {
+            let text: Option<String> = c
+                .query_row("SELECT settings FROM index_settings WHERE index_uid = ?", params![uid], |r| r.get(0))
+                .optional()
+                .map_err(sql_err)?;
+            text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Other(format!("corrupt index settings row: {e}"))))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn delete_index_settings(&self, index_uid: &str) -> StoreResult<()> {
+        let uid = index_uid.to_string();
+        self.with(move |c| {
+            c.execute("DELETE FROM index_settings WHERE index_uid = ?", params![uid]).map_err(sql_err)?;
+            Ok(())
         })
         .await
     }
