@@ -188,3 +188,12 @@ fn a_hit_no_reissue_shows_borrows_a_key_only_inside_a_cut_tie_group() {
     let known_b: HashMap<String, Option<Value>> = [(contract::identity(&doc(1)), b.clone())].into();
     assert_eq!(contract::key_in_cut_group(&hits, &known_b, &[a.clone(), a.clone(), a.clone()], 2, end), None);
 }
+
+#[test]
+fn wide_reissues_ask_for_the_whole_result_instead_of_the_page() {
+    assert_eq!(contract::widen_path("/indexes/movies/search?q=comedy&limit=2&page=3", 1000), "/indexes/movies/search?q=comedy&offset=0&limit=1000");
+    assert_eq!(contract::widen_path("/indexes/movies/search", 5), "/indexes/movies/search?offset=0&limit=5");
+    let mut q = json!({"q": "", "page": 2, "hitsPerPage": 5, "showRankingScoreDetails": true});
+    contract::widen(&mut q, 12);
+    assert_eq!(q, json!({"q": "", "showRankingScoreDetails": true, "offset": 0, "limit": 12}));
+}

@@ -412,7 +412,15 @@ async fn compare_sharded(ctx: &Ctx<'_>, shape: &Shape, want: &Value, got: &Value
                     b["showRankingScoreDetails"] = Value::Bool(true);
                     (ctx.req["path"].as_str().unwrap_or("").to_string(), b)
                 };
-                learn_keys(ctx, &path, &body, &[("body.hits".to_string(), a.as_slice(), cut)], &|again, _| again["hits"].clone(), out)
+                let cap = max.min(WIDE_CAP);
+                let wide = if *get {
+                    (widen_path(&path, cap), body.clone())
+                } else {
+                    let mut w = body.clone();
+                    widen(&mut w, cap);
+                    (path.clone(), w)
+                };
+                learn_keys(ctx, &path, &body, Some(wide), &[("body.hits".to_string(), a.as_slice(), cut)], &|again, _| again["hits"].clone(), out)
                     .await
                     .remove(0)
             };
@@ -451,7 +459,14 @@ async fn compare_sharded(ctx: &Ctx<'_>, shape: &Shape, want: &Value, got: &Value
                     })
                     .collect();
                 let path = ctx.req["path"].as_str().unwrap_or("");
-                Some(learn_keys(ctx, path, &b, &lists, &|again, i| again["results"][i]["hits"].clone(), out).await)
+                let mut w = b.clone();
+                for q in w["queries"].as_array_mut().into_iter().flatten() {
+                    let index = q["indexUid"].as_str().unwrap_or("").to_string();
+                    let max = ctx.max_total_hits.get(&index).copied().unwrap_or(DEFAULT_MAX_TOTAL_HITS);
+                    widen(q, max.min(WIDE_CAP));
+                }
+                let wide = Some((path.to_string(), w));
+                Some(learn_keys(ctx, path, &b, wide, &lists, &|again, i| again["results"][i]["hits"].clone(), out).await)
             };
             for (i, (ew, ag)) in er.iter().zip(ar).enumerate() {
                 let path = format!("body.results[{i}]");
@@ -493,7 +508,12 @@ async fn compare_sharded(ctx: &Ctx<'_>, shape: &Shape, want: &Value, got: &Value
                     q["showRankingScoreDetails"] = Value::Bool(true);
                 }
                 let path = ctx.req["path"].as_str().unwrap_or("");
-                learn_keys(ctx, path, &b, &[("body.hits".to_string(), a.as_slice(), cut)], &|again, _| again["hits"].clone(), out)
+                let mut w = b.clone();
+                if w.get("federation").is_some_and(Value::is_object) {
+                    widen(&mut w["federation"], WIDE_CAP);
+                }
+                let wide = Some((path.to_string(), w));
+                learn_keys(ctx, path, &b, wide, &[("body.hits".to_string(), a.as_slice(), cut)], &|again, _| again["hits"].clone(), out)
                     .await
                     .remove(0)
             };
@@ -561,13 +581,16 @@ pub fn identity(hit: &Value) -> String {
 /// can hold other members of a tie.
 const REISSUES: usize = 4;
 
-/// Tie keys for each list of hits (`lists[i]`: its path and hits), learnt by re-issuing the
-/// request (`path`, `body`: with `showRankingScoreDetails`) until every hit has been seen;
-/// `hits_of(answer, i)` finds list `i` in a re-issued answer.
+/// Tie keys for each list of hits (`lists[i]`: its path, hits and page cut), learnt by
+/// re-issuing the request (`path`, `body`: with `showRankingScoreDetails`) until every hit has
+/// been seen, then once more as `wide` (the same asking for the whole result) if some have not;
+/// `hits_of(answer, i)` finds list `i` in a re-issued answer. A hit still unseen gets a key only
+/// through [`key_in_cut_group`]; otherwise it is reported and ties with nothing.
 async fn learn_keys(
     ctx: &Ctx<'_>,
     path: &str,
     body: &Value,
+    wide: Option<(String, Value)>,
     lists: &[(String, &[Value], Cut)],
     hits_of: &dyn Fn(&Value, usize) -> Value,
     out: &mut Vec<String>,
@@ -575,28 +598,23 @@ async fn learn_keys(
     let mut known: Vec<HashMap<String, Option<Value>>> = vec![HashMap::new(); lists.len()];
     // tie keys by position in the last re-issued answer, per list
     let mut last: Vec<Vec<Option<Value>>> = vec![Vec::new(); lists.len()];
+    let all_known = |known: &[HashMap<String, Option<Value>>]| {
+        lists.iter().enumerate().all(|(i, (_, hits, _))| hits.iter().all(|h| known[i].contains_key(&identity(h))))
+    };
     for _ in 0..REISSUES {
         let Some(again) = reissue(ctx, path, body, out).await else { break };
-        for (i, (list_path, _, _)) in lists.iter().enumerate() {
-            let hits = hits_of(&again, i);
-            last[i] = hits.as_array().into_iter().flatten().map(tie_key).collect();
-            for g in hits.as_array().into_iter().flatten() {
-                let (id, key) = (identity(g), tie_key(g));
-                match known[i].get(&id) {
-                    Some(prev) if !same(&json_opt(prev), &json_opt(&key)) => out.push(format!(
-                        "{list_path}: hit {id} has ranking details {} in one answer and {} in another",
-                        short(&json_opt(prev)),
-                        short(&json_opt(&key))
-                    )),
-                    Some(_) => {}
-                    None => {
-                        known[i].insert(id, key);
-                    }
-                }
-            }
+        for i in 0..lists.len() {
+            last[i] = hits_of(&again, i).as_array().into_iter().flatten().map(tie_key).collect();
         }
-        if lists.iter().enumerate().all(|(i, (_, hits, _))| hits.iter().all(|h| known[i].contains_key(&identity(h)))) {
+        absorb(&mut known, lists, &again, hits_of, out);
+        if all_known(&known) {
             break;
+        }
+    }
+    // the whole result (up to maxTotalHits) shows every hit that is not cut off by the cap
+    if let Some((wide_path, wide_body)) = wide.filter(|_| !all_known(&known)) {
+        if let Some(again) = reissue(ctx, &wide_path, &wide_body, out).await {
+            absorb(&mut known, lists, &again, hits_of, out);
         }
     }
     lists
@@ -624,6 +642,59 @@ async fn learn_keys(
         })
         .collect()
 }
+
+/// Learns the tie key of every hit of a re-issued answer, by identity; the same hit must have
+/// the same key in every answer.
+fn absorb(
+    known: &mut [HashMap<String, Option<Value>>],
+    lists: &[(String, &[Value], Cut)],
+    answer: &Value,
+    hits_of: &dyn Fn(&Value, usize) -> Value,
+    out: &mut Vec<String>,
+) {
+    for (i, (list_path, _, _)) in lists.iter().enumerate() {
+        for g in hits_of(answer, i).as_array().into_iter().flatten() {
+            let (id, key) = (identity(g), tie_key(g));
+            match known[i].get(&id) {
+                Some(prev) if !same(&json_opt(prev), &json_opt(&key)) => out.push(format!(
+                    "{list_path}: hit {id} has ranking details {} in one answer and {} in another",
+                    short(&json_opt(prev)),
+                    short(&json_opt(&key))
+                )),
+                Some(_) => {}
+                None => {
+                    known[i].insert(id, key);
+                }
+            }
+        }
+    }
+}
+
+/// `query` (a search body, or a federation) asking for the first `cap` hits instead of its page.
+pub fn widen(query: &mut Value, cap: usize) {
+    if let Some(o) = query.as_object_mut() {
+        o.remove("page");
+        o.remove("hitsPerPage");
+        o.insert("offset".into(), Value::from(0));
+        o.insert("limit".into(), Value::from(cap));
+    }
+}
+
+/// The same for a GET search path.
+pub fn widen_path(path: &str, cap: usize) -> String {
+    let (base, query) = path.split_once('?').unwrap_or((path, ""));
+    let mut params: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !["offset", "limit", "page", "hitsPerPage"].contains(&p.split('=').next().unwrap_or("")))
+        .map(str::to_string)
+        .collect();
+    params.push("offset=0".into());
+    params.push(format!("limit={cap}"));
+    format!("{base}?{}", params.join("&"))
+}
+
+/// The largest page a wide re-issue asks for.
+const WIDE_CAP: usize = 1000;
 
 /// The tie key of `hits[k]`, a hit no re-issued answer showed, when that is legitimate: reads
 /// rotate over replica groups, and each may fill a page's cut tie group with other members
