@@ -12,10 +12,9 @@ use axum::{Json, Router};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use super::docid::{document_id, infer_primary_key};
 use super::fanout::{group_by_node, NodeCall, QuorumReport, DEGRADED_HEADER};
 use super::hash::shard_of;
-use super::payload::{format_of, parse_documents, Document};
+use super::payload::{document_id, format_from_content_type, infer_primary_key, parse_documents, Document};
 use super::tasks::{parse_task_query, store_error, summarized, task_view};
 use super::{Proxy, RoutingTable};
 use crate::error::{ApiError, ApiResult, Code};
@@ -545,7 +544,7 @@ async fn write_documents(proxy: Proxy, uid: String, q: Option<String>, headers: 
     let enqueued_at = time::OffsetDateTime::now_utc();
     let params = query_pairs(&q);
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let format = format_of(ct)?;
+    let format = format_from_content_type(ct)?;
     let bytes = read_body(&proxy, body).await?;
     let delimiter = params.iter().find(|(k, _)| k == "csvDelimiter").map(|(_, v)| v.as_bytes());
     let delimiter = match delimiter {
@@ -555,7 +554,7 @@ async fn write_documents(proxy: Proxy, uid: String, q: Option<String>, headers: 
             return Err(ApiError::new(Code::InvalidDocumentCsvDelimiter, "Invalid value in parameter `csvDelimiter`: expected a string of one character, but found the following string of 5 characters: `param`".replace("param", &String::from_utf8_lossy(delimiter.unwrap_or_default()))))
         }
     };
-    let mut docs = parse_documents(format, &bytes, delimiter)?;
+    let mut docs = parse_documents(&bytes, format, delimiter.unwrap_or(b','))?;
     if !valid_index_uid(&uid) {
         return Err(ApiError::new(Code::InvalidIndexUid, format!("`{uid}` is not a valid index uid. Index uid can be an integer or a string containing only alphanumeric characters, hyphens (-) and underscores (_), and can not be more than 512 bytes.")));
     }
@@ -581,7 +580,7 @@ async fn write_documents(proxy: Proxy, uid: String, q: Option<String>, headers: 
         )),
         (Some(ipk), _) => Ok(ipk.clone()),
         (None, Some(qpk)) => Ok(qpk.clone()),
-        (None, None) => infer_primary_key(&docs),
+        (None, None) => infer_primary_key(docs.first()),
     };
     // A batch Meilisearch would fail inside its task: the index is still created (as one
     // Meilisearch does), no document reaches a node, and the task fails with the same error.

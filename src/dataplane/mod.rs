@@ -11,7 +11,6 @@ pub mod topology;
 pub mod health;
 pub mod merge;
 pub mod api;
-pub mod docid;
 pub mod fanout;
 pub mod payload;
 pub mod tasks;

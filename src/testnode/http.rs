@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::engine::{self, IndexSnapshot, SearchQuery};
 use super::filter::{self, ErrorForm, EvalError, FilterParamError};
-use super::payload::{self, Document};
+use crate::dataplane::payload::{self, Document};
 use super::settings;
 use super::state::{Index, State, Status, Task, TaskKind, TASK_TYPES};
 use crate::error::{ApiError, ApiResult, Code};

@@ -14,7 +14,6 @@
 pub mod engine;
 pub mod filter;
 pub mod http;
-pub mod payload;
 pub mod settings;
 pub mod state;
 

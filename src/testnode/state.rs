@@ -9,7 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::filter::{self, ErrorForm, EvalError};
-use super::payload::{self, Document};
+use crate::dataplane::payload::{self, Document};
 use super::settings::{self, SettingsUpdate};
 use crate::error::{ApiError, Code};
 
@@ -155,25 +155,8 @@ impl Status {
     }
 }
 
-/// Task types Meilisearch knows (for filter validation).
-pub const TASK_TYPES: [&str; 16] = [
-    "documentAdditionOrUpdate",
-    "documentEdition",
-    "documentDeletion",
-    "settingsUpdate",
-    "indexCreation",
-    "indexDeletion",
-    "indexUpdate",
-    "indexSwap",
-    "taskCancelation",
-    "taskDeletion",
-    "dumpCreation",
-    "snapshotCreation",
-    "export",
-    "upgradeDatabase",
-    "indexCompaction",
-    "networkTopologyChange",
-];
+/// Task types Meilisearch knows (for filter validation): the data plane's list.
+pub use crate::dataplane::tasks::TASK_TYPES;
 
 /// What a task does, with its payload (dropped once the task is finished).
 #[derive(Debug, Clone)]
