@@ -170,22 +170,35 @@ impl Proxy {
         err
     }
 
+    /// Scatters `body` (the client's `filter` restricted to each node's shards) over one
+    /// covering set; a node's rejection is answered as the client's own request would be.
+    /// Returns the node answers (missing shards already checked against the policy).
+    async fn scatter_restricted(
+        &self,
+        routing: &RoutingTable,
+        path: &str,
+        client: &Map<String, Value>,
+        body: &Map<String, Value>,
+    ) -> ApiResult<(Vec<Value>, Vec<u32>)> {
+        let body_for = |_: &str, shards: &[u32], only: bool| {
+            let mut b = body.clone();
+            set_filter(&mut b, shard_filter(client.get("filter"), shards, only));
+            Value::Object(b)
+        };
+        let (answers, missing) = match self.scatter(routing, path, false, &body_for).await {
+            Ok(x) => x,
+            Err(e) => return Err(self.client_view_of_error(routing, path, &Value::Object(client.clone()), e).await),
+        };
+        self.check_missing(&missing)?;
+        Ok((answers.into_iter().map(|(_, _, b)| b).collect(), missing))
+    }
+
     pub async fn search(&self, uid: &str, client: &Map<String, Value>) -> ApiResult<ReadAnswer> {
         let routing = self.routing().ok_or_else(no_topology)?;
         let ctx = index_context(self, &routing, uid).await?;
         let plan = merge::plan_node_search(client, &ctx);
-        let path = format!("/indexes/{uid}/search");
-        let body_for = |_: &str, shards: &[u32], only: bool| {
-            let mut b = plan.clone();
-            set_filter(&mut b, shard_filter(client.get("filter"), shards, only));
-            Value::Object(b)
-        };
-        let (answers, missing) = match self.scatter(&routing, &path, false, &body_for).await {
-            Ok(x) => x,
-            Err(e) => return Err(self.client_view_of_error(&routing, &path, &Value::Object(client.clone()), e).await),
-        };
-        self.check_missing(&missing)?;
-        let mut body = merge::merge_search(client, &ctx, answers.into_iter().map(|(_, _, b)| b).collect())?;
+        let (answers, missing) = self.scatter_restricted(&routing, &format!("/indexes/{uid}/search"), client, &plan).await?;
+        let mut body = merge::merge_search(client, &ctx, answers)?;
         body.as_object_mut().expect("object").insert("requestUid".into(), json!(request_uid()));
         Ok(ReadAnswer { body, missing_shards: missing })
     }
@@ -193,19 +206,10 @@ impl Proxy {
     pub async fn facet_search(&self, uid: &str, client: &Map<String, Value>) -> ApiResult<ReadAnswer> {
         let routing = self.routing().ok_or_else(no_topology)?;
         let ctx = index_context(self, &routing, uid).await?;
-        let path = format!("/indexes/{uid}/facet-search");
-        let body_for = |_: &str, shards: &[u32], only: bool| {
-            let mut b = client.clone();
-            set_filter(&mut b, shard_filter(client.get("filter"), shards, only));
-            Value::Object(b)
-        };
-        let (answers, missing) = match self.scatter(&routing, &path, false, &body_for).await {
-            Ok(x) => x,
-            Err(e) => return Err(self.client_view_of_error(&routing, &path, &Value::Object(client.clone()), e).await),
-        };
-        self.check_missing(&missing)?;
+        let (answers, missing) =
+            self.scatter_restricted(&routing, &format!("/indexes/{uid}/facet-search"), client, client).await?;
         let facet = client.get("facetName").and_then(Value::as_str).unwrap_or_default();
-        let body = merge::merge_facet_search(&ctx, facet, answers.into_iter().map(|(_, _, b)| b).collect())?;
+        let body = merge::merge_facet_search(&ctx, facet, answers)?;
         Ok(ReadAnswer { body, missing_shards: missing })
     }
 
