@@ -57,7 +57,10 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("`server.bind`/`server.port`: {}:{} is not a socket address", cfg.server.bind, cfg.server.port))?;
     let listener = server::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, shards = cfg.shards, rf = cfg.replication_factor, groups = cfg.replica_groups, nodes = cfg.nodes.len(), store = ?cfg.task_store.backend, "miroir serving");
-    let handle = server::spawn(proxy, listener);
+    let mut registry = prometheus_client::registry::Registry::default();
+    proxy.metrics().register(&mut registry);
+    let router = proxy.router().merge(miroir::dataplane::metrics::metrics_router(std::sync::Arc::new(registry)));
+    let handle = server::spawn_router(proxy, router, listener);
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("shutting down");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use k8s_openapi::api::core::v1::Secret as K8sSecret;
@@ -151,16 +151,7 @@ pub fn ops_router(state: OpsState) -> axum::Router {
 }
 
 async fn metrics(State(s): State<OpsState>) -> impl IntoResponse {
-    let mut out = String::new();
-    match prometheus_client::encoding::text::encode(&mut out, &s.registry) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-            out,
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
+    crate::dataplane::metrics::encode(&s.registry)
 }
 
 async fn ready(State(s): State<OpsState>) -> impl IntoResponse {
@@ -229,6 +220,7 @@ pub async fn serve_operator(
     let metrics = ControllerMetrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    proxy.metrics().register(&mut registry);
 
     let operator = RunningOperator::start(
         client,

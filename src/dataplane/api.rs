@@ -66,6 +66,7 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/indexes/{uid}/similar", axum::routing::any(unsupported))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(proxy.clone(), auth))
+        .route_layer(middleware::from_fn_with_state(proxy.metrics().clone(), super::metrics::track))
         .with_state(proxy)
 }
 

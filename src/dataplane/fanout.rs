@@ -138,6 +138,7 @@ impl Proxy {
                             .await;
                         if matches!(r, Err(NodeError::Unreachable { .. }) | Err(NodeError::Timeout { .. })) {
                             tracing::warn!(node = %c.node_id, "node unreachable; marking it failed");
+                            self.inner.metrics.node_failures.get_or_create(&super::metrics::NodeLabels { node: c.node_id.clone() }).inc();
                             self.inner.health.mark_failed(&c.node_id);
                         }
                         r

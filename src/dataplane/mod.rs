@@ -18,6 +18,7 @@ pub mod server;
 pub mod scatter;
 pub mod read;
 pub mod settings;
+pub mod metrics;
 
 use std::sync::{Arc, RwLock};
 
@@ -77,6 +78,7 @@ pub(crate) struct ProxyInner {
     pub(crate) store: Arc<dyn TaskStore>,
     pub(crate) nodes: NodeClient,
     pub(crate) health: health::HealthRegistry,
+    pub(crate) metrics: metrics::ProxyMetrics,
 }
 
 impl Proxy {
@@ -90,6 +92,7 @@ impl Proxy {
                 store,
                 nodes,
                 health: health::HealthRegistry::default(),
+                metrics: metrics::ProxyMetrics::default(),
             }),
         }
     }
@@ -127,6 +130,11 @@ impl Proxy {
 
     pub fn store(&self) -> Arc<dyn TaskStore> {
         self.inner.store.clone()
+    }
+
+    /// The proxy's metrics (register them in the registry `/metrics` serves).
+    pub fn metrics(&self) -> &metrics::ProxyMetrics {
+        &self.inner.metrics
     }
 
     /// Health of every node of the current topology.

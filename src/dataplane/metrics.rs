@@ -1,0 +1,98 @@
+//! Prometheus metrics of the proxy (OpenMetrics text on `/metrics`): requests by method,
+//! route and status, their latency, and failed node calls. `miroir serve` and
+//! `miroir operator` register them in the registry their `/metrics` serves.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    /// The route pattern (`/indexes/{uid}/search`), never the raw path.
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    pub node: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+#[derive(Clone)]
+pub struct ProxyMetrics {
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub node_failures: Family<NodeLabels, Counter>,
+}
+
+impl Default for ProxyMetrics {
+    fn default() -> Self {
+        ProxyMetrics {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            node_failures: Family::default(),
+        }
+    }
+}
+
+impl ProxyMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        let sub = registry.sub_registry_with_prefix("miroir");
+        sub.register("http_requests", "HTTP requests answered, by method, route and status", self.requests.clone());
+        sub.register("http_request_duration_seconds", "HTTP request latency, by method and route", self.duration.clone());
+        sub.register("node_failures", "Node calls that got no answer (unreachable or timed out), by node", self.node_failures.clone());
+    }
+}
+
+/// Middleware recording every request.
+pub async fn track(State(metrics): State<ProxyMetrics>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    metrics.duration.get_or_create(&RouteLabels { method: method.clone(), route: route.clone() }).observe(started.elapsed().as_secs_f64());
+    metrics.requests.get_or_create(&RequestLabels { method, route, status: resp.status().as_u16() }).inc();
+    resp
+}
+
+/// `GET /metrics` for a registry.
+pub fn metrics_router(registry: Arc<Registry>) -> axum::Router {
+    axum::Router::new().route("/metrics", axum::routing::get(render)).with_state(registry)
+}
+
+pub fn encode(registry: &Registry) -> Response {
+    let mut out = String::new();
+    match prometheus_client::encoding::text::encode(&mut out, registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            out,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn render(State(registry): State<Arc<Registry>>) -> Response {
+    encode(&registry)
+}
