@@ -17,12 +17,14 @@
 //! Rounds are interleaved (round r runs every query on every path, in turn) so drift of a
 //! shared machine hits each path alike. CPU time is this process's utime+stime from
 //! `/proc/self/stat` (plus the Meilisearch process's with `MEILI_BIN`), summed over each
-//! path's slices: it holds the client, the node and Miroir; client and node work is the same
-//! on every path, so the difference is Miroir's CPU per search. Its resolution is one clock
-//! tick (10 ms), hence the many requests.
+//! path's slices: it holds the client, the node and Miroir. The client's work is the same on
+//! every path; the node's grows through Miroir (its sub-query asks for more), so the
+//! difference is Miroir's whole CPU cost per search, own work plus extra node work. Its
+//! resolution is one clock tick (10 ms), hence the many requests.
 //!
 //! Env: `BENCH_ROUNDS` (default 20) rounds of every query per path, `BENCH_DOCS` (default
-//! 5000) documents, `MEILI_BIN` (optional) a Meilisearch executable.
+//! 5000) documents, `MEILI_BIN` (optional) a Meilisearch executable, `BENCH_PER_QUERY`
+//! (set to anything) also prints p50 per query and path.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -328,6 +330,8 @@ struct Path {
     endpoint: Endpoint,
     index: &'static str,
     latencies: Vec<Duration>,
+    /// Latencies per query (same order as `queries()`).
+    per_query: Vec<Vec<Duration>>,
     wall: Duration,
     cpu_ticks: u64,
 }
@@ -373,6 +377,7 @@ fn stats(p: &Path, tick_ms: f64) -> Stats {
 fn main() {
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let ndocs: u64 = std::env::var("BENCH_DOCS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let per_query = std::env::var_os("BENCH_PER_QUERY").is_some();
     let tick_ms = 1000.0 / clock_ticks();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async move {
@@ -389,16 +394,17 @@ fn main() {
 
         let queries: Vec<(&str, Vec<u8>)> = queries().into_iter().map(|(n, q)| (n, serde_json::to_vec(&q).unwrap())).collect();
         let mut paths = vec![
-            Path { name: "direct", endpoint: node.clone(), index: DIRECT_INDEX, latencies: vec![], wall: Duration::ZERO, cpu_ticks: 0 },
+            Path { name: "direct", endpoint: node.clone(), index: DIRECT_INDEX, latencies: vec![], per_query: vec![vec![]; queries.len()], wall: Duration::ZERO, cpu_ticks: 0 },
             Path {
                 name: "direct(miroir's index)",
                 endpoint: node.clone(),
                 index: MIROIR_INDEX,
                 latencies: vec![],
+                per_query: vec![vec![]; queries.len()],
                 wall: Duration::ZERO,
                 cpu_ticks: 0,
             },
-            Path { name: "miroir(1 node)", endpoint: miroir.clone(), index: MIROIR_INDEX, latencies: vec![], wall: Duration::ZERO, cpu_ticks: 0 },
+            Path { name: "miroir(1 node)", endpoint: miroir.clone(), index: MIROIR_INDEX, latencies: vec![], per_query: vec![vec![]; queries.len()], wall: Duration::ZERO, cpu_ticks: 0 },
         ];
 
         // Check (and warm up): every query answers 200 on every path, with the same hits.
@@ -420,14 +426,30 @@ fn main() {
                 let path = format!("/indexes/{}/search", p.index);
                 let cpu0 = setup.cpu_ticks();
                 let start = Instant::now();
-                for (name, body) in &queries {
+                for (qi, (name, body)) in queries.iter().enumerate() {
                     let t = Instant::now();
                     let (s, b) = p.endpoint.send(reqwest::Method::POST, &path, Some(body.clone())).await;
-                    p.latencies.push(t.elapsed());
+                    let l = t.elapsed();
+                    p.latencies.push(l);
+                    p.per_query[qi].push(l);
                     assert_eq!(s, 200, "query `{name}` on {}: {}", p.name, String::from_utf8_lossy(&b));
                 }
                 p.wall += start.elapsed();
                 p.cpu_ticks += setup.cpu_ticks().saturating_sub(cpu0);
+            }
+        }
+
+        if per_query {
+            println!();
+            println!("{:<22} | {:>12} | {:>12} | {:>12} | {:>9}", "query (p50 ms)", "direct", "control", "miroir", "miroir-direct");
+            for (qi, (name, _)) in queries.iter().enumerate() {
+                let p50 = |p: &Path| {
+                    let mut l = p.per_query[qi].clone();
+                    l.sort();
+                    pct_ms(&l, 0.5)
+                };
+                let (d, c, m) = (p50(&paths[0]), p50(&paths[1]), p50(&paths[2]));
+                println!("{name:<22} | {d:>12.3} | {c:>12.3} | {m:>12.3} | {:>+9.3}", m - d);
             }
         }
 
