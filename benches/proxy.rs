@@ -1,0 +1,492 @@
+//! Proxy overhead: the same searches straight to one node and through Miroir over that one
+//! node, side by side: `cargo bench --bench proxy`. Plain `fn main`; prints a table. Not run
+//! in CI.
+//!
+//! The node is the in-repo test node (in this process), or a real Meilisearch process when
+//! `MEILI_BIN` names its executable. Miroir runs in this process over a topology of that one
+//! node (16 shards, RF=1), with a SQLite task store in a temporary directory.
+//!
+//! Two indexes get the same corpus and settings: `bench_direct`, written straight to the
+//! node, and `bench_miroir`, written through Miroir. Three paths are then timed with the
+//! same fixed queries, run sequentially over keep-alive HTTP:
+//! - `direct`: node, index `bench_direct`;
+//! - `direct(miroir's index)`: node, index `bench_miroir` (control: the node's own cost on
+//!   the index as Miroir laid it out, with its `_miroir_shard` field);
+//! - `miroir(1 node)`: Miroir, index `bench_miroir`.
+//!
+//! Rounds are interleaved (round r runs every query on every path, in turn) so drift of a
+//! shared machine hits each path alike. CPU time is this process's utime+stime from
+//! `/proc/self/stat` (plus the Meilisearch process's with `MEILI_BIN`), summed over each
+//! path's slices: it holds the client, the node and Miroir. The client's work is the same on
+//! every path; the node's grows through Miroir (its sub-query asks for more), so the
+//! difference is Miroir's whole CPU cost per search, own work plus extra node work. Its
+//! resolution is one clock tick (10 ms), hence the many requests.
+//!
+//! Env: `BENCH_ROUNDS` (default 20) rounds of every query per path, `BENCH_DOCS` (default
+//! 5000) documents, `MEILI_BIN` (optional) a Meilisearch executable, `BENCH_PER_QUERY`
+//! (set to anything) also prints p50 per query and path.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use miroir::config::{HealthConfig, Keys, ScatterConfig, Secret, TaskStoreConfig};
+use miroir::dataplane::server::{self, ServerHandle};
+use miroir::dataplane::topology::{NodeSpec, Topology};
+use miroir::dataplane::{Proxy, ProxyOptions};
+use serde_json::{json, Value};
+
+const MASTER_KEY: &str = "miroir-bench-master-key";
+const NODE_KEY: &str = "node-bench-master-key";
+const DIRECT_INDEX: &str = "bench_direct";
+const MIROIR_INDEX: &str = "bench_miroir";
+const BATCH: usize = 1000;
+
+// ---------------------------------------------------------------------------------------
+// Corpus: the idea of tests/common/corpus.rs (benches cannot import the test harness).
+
+const WORDS: &[&str] = &[
+    "amber", "breeze", "canyon", "delta", "ember", "falcon", "glacier", "harbor", "island", "jungle",
+    "kettle", "lantern", "meadow", "nebula", "orchard", "prairie", "quartz", "river", "summit", "thunder",
+    "umbrella", "valley", "willow", "xenon", "yonder", "zephyr", "copper", "silver", "golden", "crimson",
+    "midnight", "morning", "ocean", "forest", "desert", "mountain", "city", "garden", "winter", "summer",
+];
+const CATEGORIES: &[&str] = &["Books", "Electronics", "Garden", "Kitchen", "Outdoors", "Toys", "Music", "Sports"];
+const BRANDS: &[&str] = &["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell", "Cyberdyne", "Soylent", "Vandelay", "Wonka"];
+const COLORS: &[&str] = &["red", "green", "blue", "black", "white", "yellow"];
+
+/// SplitMix64: deterministic data, no dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+fn document(i: u64) -> Value {
+    let mut r = Rng(i.wrapping_mul(7919).wrapping_add(17));
+    let title: Vec<&str> = (0..2 + r.below(3)).map(|_| r.pick(WORDS)).collect();
+    let desc: Vec<&str> = (0..6 + r.below(10)).map(|_| r.pick(WORDS)).collect();
+    let tags: Vec<&str> = (0..1 + r.below(3)).map(|_| r.pick(COLORS)).collect();
+    json!({
+        "id": i,
+        "title": title.join(" "),
+        "description": desc.join(" "),
+        "category": r.pick(CATEGORIES),
+        "brand": r.pick(BRANDS),
+        "tags": tags,
+        "price": (r.below(50_000) as f64) / 100.0,
+        "year": 1990 + r.below(35),
+        "rating": r.below(11),
+        "in_stock": r.below(3) != 0,
+        "_geo": {"lat": 40.0 + (r.below(2000) as f64) / 100.0, "lng": -10.0 + (r.below(3000) as f64) / 100.0},
+    })
+}
+
+fn settings() -> Value {
+    json!({
+        "searchableAttributes": ["title", "description", "brand"],
+        "filterableAttributes": ["category", "brand", "tags", "price", "year", "rating", "in_stock", "_geo"],
+        "sortableAttributes": ["price", "year", "rating", "title", "_geo"],
+        "faceting": {"maxValuesPerFacet": 100},
+        "pagination": {"maxTotalHits": 5000},
+    })
+}
+
+/// The fixed queries: keyword, typo, prefix, filter, sort, geo, facets, pagination, formatting.
+fn queries() -> Vec<(&'static str, Value)> {
+    vec![
+        ("keyword 1 word", json!({"q": "meadow"})),
+        ("keyword 2 words", json!({"q": "river summit"})),
+        ("keyword 3 words", json!({"q": "golden canyon falcon"})),
+        ("keyword brand", json!({"q": "Acme"})),
+        ("placeholder", json!({"q": ""})),
+        ("typo 1", json!({"q": "medow"})),
+        ("typo 2", json!({"q": "glaicer"})),
+        ("typo 2 words", json!({"q": "thundr valey"})),
+        ("typo lantrn", json!({"q": "lantrn"})),
+        ("prefix", json!({"q": "orch"})),
+        ("filter category", json!({"q": "ocean", "filter": "category = Books"})),
+        ("filter range+bool", json!({"q": "", "filter": "price < 50 AND in_stock = true"})),
+        ("filter 2 ranges", json!({"q": "forest", "filter": "year >= 2010 AND rating > 5"})),
+        ("filter IN + tag", json!({"q": "", "filter": "brand IN [Acme, Globex, Hooli] AND tags = red"})),
+        ("filter OR array", json!({"q": "summer", "filter": [["category = Toys", "category = Music"]]})),
+        ("filter geoRadius", json!({"q": "", "filter": "_geoRadius(45.0, 0.0, 200000)"})),
+        ("sort price asc", json!({"q": "", "sort": ["price:asc"]})),
+        ("sort year desc", json!({"q": "winter", "sort": ["year:desc"]})),
+        ("sort 2 keys+filter", json!({"q": "", "sort": ["rating:desc", "price:asc"], "filter": "in_stock = true"})),
+        ("sort title", json!({"q": "", "sort": ["title:asc"]})),
+        ("sort geoPoint", json!({"q": "", "sort": ["_geoPoint(48.85, 2.35):asc"]})),
+        ("facets 2", json!({"q": "", "facets": ["category", "brand"]})),
+        ("facets 3 + q", json!({"q": "city", "facets": ["category", "tags", "in_stock"]})),
+        ("facet stats", json!({"q": "", "facets": ["price", "year", "rating"]})),
+        ("facets+filter", json!({"q": "garden", "filter": "price > 100", "facets": ["brand"]})),
+        ("offset 100 limit 50", json!({"q": "", "limit": 50, "offset": 100})),
+        ("offset 20 + q", json!({"q": "morning", "offset": 20, "limit": 20})),
+        ("page 3", json!({"q": "", "hitsPerPage": 20, "page": 3})),
+        ("page 2 + q", json!({"q": "silver", "hitsPerPage": 10, "page": 2})),
+        (
+            "highlight+crop",
+            json!({"q": "crimson midnight", "attributesToHighlight": ["title"], "attributesToCrop": ["description"], "cropLength": 10}),
+        ),
+        ("retrieve+score", json!({"q": "desert", "attributesToRetrieve": ["id", "title", "price"], "showRankingScore": true})),
+        ("matching all", json!({"q": "jungle nebula", "matchingStrategy": "all"})),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+// CPU time.
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on every usual Linux).
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// utime+stime of a process, in clock ticks (0 when it cannot be read).
+fn cpu_ticks(pid: &str) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
+    // Fields after the parenthesised command name, which may contain spaces: state is
+    // field 3, utime field 14, stime field 15.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0 };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    get(11) + get(12)
+}
+
+// ---------------------------------------------------------------------------------------
+// The node and Miroir.
+
+enum NodeKind {
+    TestNode(#[allow(dead_code)] miroir::testnode::TestNode),
+    Process { child: tokio::process::Child, _dir: tempfile::TempDir },
+}
+
+struct Setup {
+    node_url: String,
+    node: NodeKind,
+    miroir_url: String,
+    _server: ServerHandle,
+    _db_dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// CPU ticks of everything on the measured paths: this process and, with `MEILI_BIN`,
+    /// the Meilisearch process.
+    fn cpu_ticks(&self) -> u64 {
+        let node = match &self.node {
+            NodeKind::Process { child, .. } => child.id().map(|p| cpu_ticks(&p.to_string())).unwrap_or(0),
+            NodeKind::TestNode(_) => 0,
+        };
+        cpu_ticks("self") + node
+    }
+}
+
+async fn wait_healthy(url: &str) {
+    let http = reqwest::Client::new();
+    for _ in 0..600 {
+        if let Ok(r) = http.get(format!("{url}/health")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("node {url} did not become healthy");
+}
+
+async fn start() -> Setup {
+    let (node_url, node) = match std::env::var_os("MEILI_BIN") {
+        Some(bin) => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let dir = tempfile::tempdir().unwrap();
+            let child = tokio::process::Command::new(PathBuf::from(bin))
+                .arg("--http-addr")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--db-path")
+                .arg(dir.path().join("data.ms"))
+                .arg("--master-key")
+                .arg(NODE_KEY)
+                .arg("--no-analytics")
+                .arg("--env")
+                .arg("development")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start meilisearch (MEILI_BIN)");
+            let url = format!("http://127.0.0.1:{port}");
+            wait_healthy(&url).await;
+            (url, NodeKind::Process { child, _dir: dir })
+        }
+        None => {
+            let n = miroir::testnode::TestNode::start(Some(NODE_KEY.into())).await.expect("start test node");
+            (n.url(), NodeKind::TestNode(n))
+        }
+    };
+
+    let options = ProxyOptions {
+        keys: Keys {
+            master_key: Secret(Some(MASTER_KEY.into())),
+            node_master_key: Secret(Some(NODE_KEY.into())),
+            admin_api_key: Secret(None),
+        },
+        health: HealthConfig::default(),
+        scatter: ScatterConfig { node_timeout_ms: 30_000, ..ScatterConfig::default() },
+        max_body_bytes: 100 * 1024 * 1024,
+    };
+    let db_dir = tempfile::tempdir().unwrap();
+    let cfg = TaskStoreConfig { path: db_dir.path().join("miroir.db"), ..TaskStoreConfig::default() };
+    let store = miroir::store::open(&cfg).await.expect("open sqlite store");
+    let proxy = Proxy::new(options, store);
+    proxy
+        .apply_topology(Topology {
+            shards: 16,
+            replication_factor: 1,
+            replica_groups: 1,
+            nodes: vec![NodeSpec { id: "n0".into(), address: node_url.clone(), replica_group: 0 }],
+        })
+        .expect("valid topology");
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let server = server::spawn(proxy, listener);
+    Setup { node_url, node, miroir_url: server.url(), _server: server, _db_dir: db_dir }
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP.
+
+#[derive(Clone)]
+struct Endpoint {
+    http: reqwest::Client,
+    base: String,
+    key: &'static str,
+}
+
+impl Endpoint {
+    fn new(base: &str, key: &'static str) -> Endpoint {
+        // One client per endpoint: its connection stays open between requests.
+        Endpoint { http: reqwest::Client::builder().pool_max_idle_per_host(4).build().unwrap(), base: base.into(), key }
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> (u16, bytes::Bytes) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(self.key);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{} {path}: {e}", self.base));
+        let status = resp.status().as_u16();
+        (status, resp.bytes().await.expect("response body"))
+    }
+
+    async fn json(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let (s, b) = self.send(method, path, body.map(|v| serde_json::to_vec(v).unwrap())).await;
+        (s, if b.is_empty() { Value::Null } else { serde_json::from_slice(&b).unwrap_or(Value::Null) })
+    }
+
+    /// Sends a write, expects 202 and waits until its task succeeds.
+    async fn write(&self, method: reqwest::Method, path: &str, body: &Value) {
+        let (s, b) = self.json(method, path, Some(body)).await;
+        assert_eq!(s, 202, "{} {path}: {b}", self.base);
+        let uid = b["taskUid"].as_u64().expect("taskUid");
+        for _ in 0..12_000 {
+            let (s, t) = self.json(reqwest::Method::GET, &format!("/tasks/{uid}"), None).await;
+            assert_eq!(s, 200, "{t}");
+            match t["status"].as_str() {
+                Some("succeeded") => return,
+                Some("failed" | "canceled") => panic!("{} {path}: task {uid} did not succeed: {t}", self.base),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        panic!("{} {path}: task {uid} never finished", self.base);
+    }
+
+    async fn load(&self, index: &str, docs: &[Value]) {
+        self.write(reqwest::Method::POST, "/indexes", &json!({"uid": index, "primaryKey": "id"})).await;
+        self.write(reqwest::Method::PATCH, &format!("/indexes/{index}/settings"), &settings()).await;
+        for chunk in docs.chunks(BATCH) {
+            self.write(reqwest::Method::POST, &format!("/indexes/{index}/documents"), &Value::from(chunk.to_vec())).await;
+        }
+    }
+}
+
+struct Path {
+    name: &'static str,
+    endpoint: Endpoint,
+    index: &'static str,
+    latencies: Vec<Duration>,
+    /// Latencies per query (same order as `queries()`).
+    per_query: Vec<Vec<Duration>>,
+    wall: Duration,
+    cpu_ticks: u64,
+}
+
+/// Ids of the hits and the total of a search answer: what both paths must agree on.
+fn summary(v: &Value) -> (Vec<Value>, Value) {
+    let ids = v["hits"].as_array().map(|h| h.iter().map(|d| d["id"].clone()).collect()).unwrap_or_default();
+    let total = v.get("estimatedTotalHits").or_else(|| v.get("totalHits")).cloned().unwrap_or(Value::Null);
+    (ids, total)
+}
+
+fn pct_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64) * p).ceil().max(1.0) as usize - 1;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+struct Stats {
+    requests: usize,
+    p50: f64,
+    p99: f64,
+    mean: f64,
+    rps: f64,
+    cpu_ms: f64,
+}
+
+fn stats(p: &Path, tick_ms: f64) -> Stats {
+    let mut l = p.latencies.clone();
+    l.sort();
+    let n = l.len().max(1);
+    Stats {
+        requests: l.len(),
+        p50: pct_ms(&l, 0.50),
+        p99: pct_ms(&l, 0.99),
+        mean: l.iter().sum::<Duration>().as_secs_f64() * 1e3 / n as f64,
+        rps: l.len() as f64 / p.wall.as_secs_f64().max(1e-9),
+        cpu_ms: p.cpu_ticks as f64 * tick_ms / n as f64,
+    }
+}
+
+fn main() {
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let ndocs: u64 = std::env::var("BENCH_DOCS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let per_query = std::env::var_os("BENCH_PER_QUERY").is_some();
+    let tick_ms = 1000.0 / clock_ticks();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let setup = Arc::new(start().await);
+        let node_kind = if matches!(setup.node, NodeKind::Process { .. }) { "Meilisearch (MEILI_BIN)" } else { "in-repo test node" };
+        let node = Endpoint::new(&setup.node_url, NODE_KEY);
+        let miroir = Endpoint::new(&setup.miroir_url, MASTER_KEY);
+
+        let t0 = Instant::now();
+        let docs: Vec<Value> = (0..ndocs).map(document).collect();
+        node.load(DIRECT_INDEX, &docs).await;
+        miroir.load(MIROIR_INDEX, &docs).await;
+        eprintln!("loaded {ndocs} documents into {DIRECT_INDEX} (node) and {MIROIR_INDEX} (Miroir) in {:.1?}", t0.elapsed());
+
+        let queries: Vec<(&str, Vec<u8>)> = queries().into_iter().map(|(n, q)| (n, serde_json::to_vec(&q).unwrap())).collect();
+        let mut paths = vec![
+            Path { name: "direct", endpoint: node.clone(), index: DIRECT_INDEX, latencies: vec![], per_query: vec![vec![]; queries.len()], wall: Duration::ZERO, cpu_ticks: 0 },
+            Path {
+                name: "direct(miroir's index)",
+                endpoint: node.clone(),
+                index: MIROIR_INDEX,
+                latencies: vec![],
+                per_query: vec![vec![]; queries.len()],
+                wall: Duration::ZERO,
+                cpu_ticks: 0,
+            },
+            Path { name: "miroir(1 node)", endpoint: miroir.clone(), index: MIROIR_INDEX, latencies: vec![], per_query: vec![vec![]; queries.len()], wall: Duration::ZERO, cpu_ticks: 0 },
+        ];
+
+        // Check (and warm up): every query answers 200 on every path, with the same hits.
+        let mut mismatches = Vec::new();
+        for (name, body) in &queries {
+            let mut answers = Vec::new();
+            for p in &paths {
+                let (s, b) = p.endpoint.send(reqwest::Method::POST, &format!("/indexes/{}/search", p.index), Some(body.clone())).await;
+                assert_eq!(s, 200, "query `{name}` on {}: {}", p.name, String::from_utf8_lossy(&b));
+                answers.push(summary(&serde_json::from_slice(&b).expect("search answer is JSON")));
+            }
+            if answers.iter().any(|a| *a != answers[0]) {
+                mismatches.push(*name);
+            }
+        }
+
+        for _ in 0..rounds {
+            for p in paths.iter_mut() {
+                let path = format!("/indexes/{}/search", p.index);
+                let cpu0 = setup.cpu_ticks();
+                let start = Instant::now();
+                for (qi, (name, body)) in queries.iter().enumerate() {
+                    let t = Instant::now();
+                    let (s, b) = p.endpoint.send(reqwest::Method::POST, &path, Some(body.clone())).await;
+                    let l = t.elapsed();
+                    p.latencies.push(l);
+                    p.per_query[qi].push(l);
+                    assert_eq!(s, 200, "query `{name}` on {}: {}", p.name, String::from_utf8_lossy(&b));
+                }
+                p.wall += start.elapsed();
+                p.cpu_ticks += setup.cpu_ticks().saturating_sub(cpu0);
+            }
+        }
+
+        if per_query {
+            println!();
+            println!("{:<22} | {:>12} | {:>12} | {:>12} | {:>9}", "query (p50 ms)", "direct", "control", "miroir", "miroir-direct");
+            for (qi, (name, _)) in queries.iter().enumerate() {
+                let p50 = |p: &Path| {
+                    let mut l = p.per_query[qi].clone();
+                    l.sort();
+                    pct_ms(&l, 0.5)
+                };
+                let (d, c, m) = (p50(&paths[0]), p50(&paths[1]), p50(&paths[2]));
+                println!("{name:<22} | {d:>12.3} | {c:>12.3} | {m:>12.3} | {:>+9.3}", m - d);
+            }
+        }
+
+        println!();
+        println!(
+            "node: {node_kind}; {ndocs} documents; {} queries x {rounds} rounds per path; Miroir: 1 node, 16 shards, RF=1",
+            queries.len()
+        );
+        println!("{:<24} | {:>8} | {:>7} | {:>7} | {:>7} | {:>7} | {:>10}", "path", "requests", "p50 ms", "p99 ms", "mean ms", "req/s", "CPU ms/req");
+        println!("{}", "-".repeat(24 + 8 + 7 * 4 + 10 + 6 * 3));
+        let all: Vec<Stats> = paths.iter().map(|p| stats(p, tick_ms)).collect();
+        for (p, s) in paths.iter().zip(&all) {
+            println!(
+                "{:<24} | {:>8} | {:>7.3} | {:>7.3} | {:>7.3} | {:>7.0} | {:>10.3}",
+                p.name, s.requests, s.p50, s.p99, s.mean, s.rps, s.cpu_ms
+            );
+        }
+        let (d, c, m) = (&all[0], &all[1], &all[2]);
+        println!(
+            "overhead vs direct:                 p50 {:+.3} ms, p99 {:+.3} ms, mean {:+.3} ms, CPU {:+.3} ms/req",
+            m.p50 - d.p50,
+            m.p99 - d.p99,
+            m.mean - d.mean,
+            m.cpu_ms - d.cpu_ms
+        );
+        println!(
+            "overhead vs direct(miroir's index): p50 {:+.3} ms, p99 {:+.3} ms, mean {:+.3} ms, CPU {:+.3} ms/req",
+            m.p50 - c.p50,
+            m.p99 - c.p99,
+            m.mean - c.mean,
+            m.cpu_ms - c.cpu_ms
+        );
+        println!("CPU: utime+stime of {}, resolution {tick_ms:.0} ms per slice of {} requests", if matches!(setup.node, NodeKind::Process { .. }) { "this process + Meilisearch" } else { "this process (client, node and Miroir)" }, queries.len());
+        if mismatches.is_empty() {
+            println!("answers: every query returned the same hit ids and total on every path");
+        } else {
+            println!("answers DIFFER between paths for: {}", mismatches.join(", "));
+        }
+    });
+}
