@@ -59,11 +59,16 @@ fn passthrough(status: u16, body: &Value) -> ApiError {
 
 /// Client-visible context of an index: primary key and settings, from one node.
 pub async fn index_context(proxy: &Proxy, routing: &RoutingTable, uid: &str) -> ApiResult<IndexContext> {
-    let index = proxy.read_any(routing, Method::GET, &format!("/indexes/{uid}"), None).await?;
+    // Both reads at once: they are independent, and this is on every search's path.
+    let (index_path, settings_path) = (format!("/indexes/{uid}"), format!("/indexes/{uid}/settings"));
+    let (index, settings) = tokio::join!(
+        proxy.read_any(routing, Method::GET, &index_path, None),
+        proxy.read_any(routing, Method::GET, &settings_path, None),
+    );
+    let (index, settings) = (index?, settings?);
     if !index.is_success() {
         return Err(passthrough(index.status, &index.body));
     }
-    let settings = proxy.read_any(routing, Method::GET, &format!("/indexes/{uid}/settings"), None).await?;
     if !settings.is_success() {
         return Err(passthrough(settings.status, &settings.body));
     }
