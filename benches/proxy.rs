@@ -43,66 +43,8 @@ const DIRECT_INDEX: &str = "bench_direct";
 const MIROIR_INDEX: &str = "bench_miroir";
 const BATCH: usize = 1000;
 
-// ---------------------------------------------------------------------------------------
-// Corpus: the idea of tests/common/corpus.rs (benches cannot import the test harness).
-
-const WORDS: &[&str] = &[
-    "amber", "breeze", "canyon", "delta", "ember", "falcon", "glacier", "harbor", "island", "jungle",
-    "kettle", "lantern", "meadow", "nebula", "orchard", "prairie", "quartz", "river", "summit", "thunder",
-    "umbrella", "valley", "willow", "xenon", "yonder", "zephyr", "copper", "silver", "golden", "crimson",
-    "midnight", "morning", "ocean", "forest", "desert", "mountain", "city", "garden", "winter", "summer",
-];
-const CATEGORIES: &[&str] = &["Books", "Electronics", "Garden", "Kitchen", "Outdoors", "Toys", "Music", "Sports"];
-const BRANDS: &[&str] = &["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell", "Cyberdyne", "Soylent", "Vandelay", "Wonka"];
-const COLORS: &[&str] = &["red", "green", "blue", "black", "white", "yellow"];
-
-/// SplitMix64: deterministic data, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-}
-
-fn document(i: u64) -> Value {
-    let mut r = Rng(i.wrapping_mul(7919).wrapping_add(17));
-    let title: Vec<&str> = (0..2 + r.below(3)).map(|_| r.pick(WORDS)).collect();
-    let desc: Vec<&str> = (0..6 + r.below(10)).map(|_| r.pick(WORDS)).collect();
-    let tags: Vec<&str> = (0..1 + r.below(3)).map(|_| r.pick(COLORS)).collect();
-    json!({
-        "id": i,
-        "title": title.join(" "),
-        "description": desc.join(" "),
-        "category": r.pick(CATEGORIES),
-        "brand": r.pick(BRANDS),
-        "tags": tags,
-        "price": (r.below(50_000) as f64) / 100.0,
-        "year": 1990 + r.below(35),
-        "rating": r.below(11),
-        "in_stock": r.below(3) != 0,
-        "_geo": {"lat": 40.0 + (r.below(2000) as f64) / 100.0, "lng": -10.0 + (r.below(3000) as f64) / 100.0},
-    })
-}
-
-fn settings() -> Value {
-    json!({
-        "searchableAttributes": ["title", "description", "brand"],
-        "filterableAttributes": ["category", "brand", "tags", "price", "year", "rating", "in_stock", "_geo"],
-        "sortableAttributes": ["price", "year", "rating", "title", "_geo"],
-        "faceting": {"maxValuesPerFacet": 100},
-        "pagination": {"maxTotalHits": 5000},
-    })
-}
+// The corpus the end-to-end tests use too.
+use miroir::testnode::corpus::{document, settings};
 
 /// The fixed queries: keyword, typo, prefix, filter, sort, geo, facets, pagination, formatting.
 fn queries() -> Vec<(&'static str, Value)> {

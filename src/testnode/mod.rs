@@ -11,6 +11,7 @@
 //! [`settings`], [`payload`] (document formats, primary keys), [`filter`] (filter language),
 //! [`engine`] (search engine, separate work).
 
+pub mod corpus;
 pub mod engine;
 pub mod filter;
 pub mod http;

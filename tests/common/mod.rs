@@ -17,7 +17,8 @@ use miroir::dataplane::topology::{NodeSpec, Topology};
 use miroir::dataplane::{Proxy, ProxyOptions};
 use serde_json::Value;
 
-pub mod corpus;
+#[allow(unused_imports)]
+pub use miroir::testnode::corpus;
 
 pub const MASTER_KEY: &str = "miroir-test-master-key";
 pub const NODE_KEY: &str = "node-test-master-key";

@@ -1,5 +1,5 @@
-//! A deterministic, real-looking corpus: products with text, numeric, facet and geo fields.
-#![allow(dead_code)]
+//! A deterministic, real-looking corpus (products with text, numeric, facet and geo fields)
+//! shared by the end-to-end tests and the benchmarks.
 
 use serde_json::{json, Value};
 
