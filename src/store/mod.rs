@@ -107,6 +107,25 @@ pub struct NewTask {
     pub node_tasks: Vec<NodeTask>,
 }
 
+impl NewTask {
+    /// The stored record of this task under `uid`, before anything ran.
+    pub fn into_record(self, uid: u64) -> TaskRecord {
+        TaskRecord {
+            uid,
+            index_uid: self.index_uid,
+            kind: self.kind,
+            status: self.status,
+            enqueued_at: self.enqueued_at,
+            started_at: None,
+            finished_at: None,
+            details: self.details,
+            error: self.error,
+            canceled_by: None,
+            node_tasks: self.node_tasks,
+        }
+    }
+}
+
 /// Filters of `GET /tasks`, `DELETE /tasks`, `POST /tasks/cancel` (all conjunctive; empty
 /// vectors mean "no filter on this field").
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -611,19 +611,7 @@ impl TaskStore for RedisStore {
     }
 
     async fn create_task(&self, task: NewTask) -> StoreResult<TaskRecord> {
-        let mut record = TaskRecord {
-            uid: 0,
-            index_uid: task.index_uid,
-            kind: task.kind,
-            status: task.status,
-            enqueued_at: task.enqueued_at,
-            started_at: None,
-            finished_at: None,
-            details: task.details,
-            error: task.error,
-            canceled_by: None,
-            node_tasks: task.node_tasks,
-        };
+        let mut record = task.into_record(0);
         let mut inv = CREATE_TASK.prepare_invoke();
         inv.arg(&self.prefix);
         task_args(&mut inv, &record)?;

@@ -213,19 +213,7 @@ impl TaskStore for SqliteStore {
                     |r| r.get(0),
                 )
                 .map_err(sql_err)?;
-            let record = TaskRecord {
-                uid: uid as u64,
-                index_uid: task.index_uid,
-                kind: task.kind,
-                status: task.status,
-                enqueued_at: task.enqueued_at,
-                started_at: None,
-                finished_at: None,
-                details: task.details,
-                error: task.error,
-                canceled_by: None,
-                node_tasks: task.node_tasks,
-            };
+            let record = task.into_record(uid as u64);
             tx.execute(
                 "INSERT INTO tasks (uid, index_uid, kind, status, enqueued_at_ns, body) VALUES (?, ?, ?, ?, ?, ?)",
                 params![

@@ -18,6 +18,7 @@ use crate::dataplane::payload::{self, Document};
 use super::settings;
 use super::state::{Index, State, Status, Task, TaskKind, TASK_TYPES};
 use crate::error::{ApiError, ApiResult, Code};
+use crate::error::describe_kind as describe;
 
 /// Largest accepted payload (Meilisearch's default `--http-payload-size-limit`).
 const PAYLOAD_LIMIT: usize = 100 * 1024 * 1024;
@@ -203,18 +204,6 @@ fn expect_object(v: &Value) -> ApiResult<&Map<String, Value>> {
     v.as_object().ok_or_else(|| bad_request(format!("Invalid value type: expected an object, but found {}: `{v}`", describe(v))))
 }
 
-fn describe(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(n) if n.is_u64() => "a positive integer",
-        Value::Number(n) if n.is_i64() => "a negative integer",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
 
 fn check_fields(obj: &Map<String, Value>, allowed: &[&str]) -> ApiResult<()> {
     for k in obj.keys() {

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, Code};
+use crate::error::describe_kind as describe;
 
 /// Every field a settings PATCH accepts, in Meilisearch's order (also the order of the
 /// `Unknown field` error and of task details).
@@ -133,19 +134,6 @@ fn code_for(field: &str) -> Code {
     }
 }
 
-/// deserr's description of a JSON value's type.
-fn describe(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(n) if n.is_u64() => "a positive integer",
-        Value::Number(n) if n.is_i64() => "a negative integer",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
 
 fn type_error(field: &str, path: &str, expected: &str, found: &Value) -> ApiError {
     ApiError::new(

@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult, Code};
+pub use crate::error::describe_kind as kind;
 
 /// Fields of a search body, in the order Meilisearch lists them in its "unknown field" error.
 pub const SEARCH_FIELDS: &[&str] = &[
@@ -94,19 +95,6 @@ pub struct Params {
     pub unsupported: Option<&'static str>,
 }
 
-/// deserr's description of a JSON value's kind.
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(n) if n.is_u64() => "a positive integer",
-        Value::Number(n) if n.is_i64() => "a negative integer",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
 
 fn type_error(code: Code, at: &str, expected: &str, found: &Value) -> ApiError {
     ApiError::new(
