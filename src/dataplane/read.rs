@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::fanout::{NodeCall, DEGRADED_HEADER};
-use super::merge::{self, IndexContext};
+use super::merge::{self, IndexContext, RESERVED_PREFIX};
 use super::scatter::{covering_set, shard_filter, CoveringSet};
 use super::{Proxy, RoutingTable};
 use crate::config::UnavailableShardPolicy;
@@ -38,19 +38,86 @@ pub fn request_uid() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Hides Miroir's attribute in node error messages (e.g. lists of filterable attributes).
+/// Hides Miroir's attributes (`_miroir_*`) in a node's error message, so that it reads as one
+/// Meilisearch holding the client's settings would word it.
 pub fn sanitize_node_error(mut body: Value) -> Value {
     if let Some(Value::String(m)) = body.get_mut("message") {
-        let field = format!("`{}`", merge::SHARD_FIELD);
-        if m.contains(&format!("Available filterable attribute patterns are: {field}.")) {
-            *m = m.replace(
-                &format!("Available filterable attribute patterns are: {field}."),
-                "This index does not have configured filterable attributes.",
-            );
-        }
-        *m = m.replace(&format!("{field}, "), "").replace(&format!(", {field}"), "");
+        *m = sanitize_message(m);
     }
     body
+}
+
+/// The lists of attributes Meilisearch (milli) appends to its errors, and what it says instead
+/// when the list is empty. Two list forms exist: each name in backticks (`` `a`, `b` ``, filter
+/// errors) and one backticked list (`` `a, b` ``, facet, distinct and facet-search errors).
+const ATTRIBUTE_LISTS: &[(&str, &str)] = &[
+    ("Available filterable attribute patterns are: ", "This index does not have configured filterable attributes."),
+    ("Available filterable attributes patterns are: ", "This index does not have configured filterable attributes."),
+    ("Available facet-searchable attributes patterns are: ", "This index does not have configured facet-searchable attributes."),
+    ("Available sortable attributes are: ", "This index does not have configured sortable attributes."),
+];
+
+/// Removes reserved names from every attribute list in `m` (see [`ATTRIBUTE_LISTS`]); a list
+/// left empty becomes Meilisearch's sentence for an index without such attributes.
+pub fn sanitize_message(m: &str) -> String {
+    if !m.contains(RESERVED_PREFIX) {
+        return m.to_string();
+    }
+    let mut out = String::with_capacity(m.len());
+    let mut rest = m;
+    'scan: while !rest.is_empty() {
+        for (intro, empty) in ATTRIBUTE_LISTS {
+            if let Some(after) = rest.strip_prefix(intro) {
+                if let Some((names, joined, len)) = parse_attribute_list(after) {
+                    let kept: Vec<&str> = names.iter().copied().filter(|n| !n.starts_with(RESERVED_PREFIX)).collect();
+                    if kept.is_empty() {
+                        out.push_str(empty);
+                    } else {
+                        out.push_str(intro);
+                        if joined {
+                            out.push_str(&format!("`{}`", kept.join(", ")));
+                        } else {
+                            out.push_str(&kept.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "));
+                        }
+                        out.push('.');
+                    }
+                    rest = &after[len..];
+                    continue 'scan;
+                }
+            }
+        }
+        let c = rest.chars().next().expect("not empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// Parses `` `a`, `b`. `` or `` `a, b`. `` at the start of `s`: the names, whether they were
+/// one backticked list, and the length consumed (through the final `.`).
+fn parse_attribute_list(s: &str) -> Option<(Vec<&str>, bool, usize)> {
+    let mut tokens = Vec::new();
+    let mut pos = 0;
+    loop {
+        let t = s[pos..].strip_prefix('`')?;
+        let end = t.find('`')?;
+        tokens.push(&t[..end]);
+        pos += 1 + end + 1;
+        if s[pos..].starts_with(", `") {
+            pos += 2;
+            continue;
+        }
+        break;
+    }
+    if !s[pos..].starts_with('.') {
+        return None;
+    }
+    pos += 1;
+    if tokens.len() == 1 && tokens[0].contains(", ") {
+        Some((tokens[0].split(", ").collect(), true, pos))
+    } else {
+        Some((tokens, false, pos))
+    }
 }
 
 fn passthrough(status: u16, body: &Value) -> ApiError {
@@ -488,9 +555,9 @@ fn federation_facets_error(uid: &str, federation: &Map<String, Value>, e: ApiErr
     let status = e.status().as_u16();
     let mut body = e.body();
     if let Some(Value::String(m)) = body.get_mut("message") {
-        if let Some(rest) = m.strip_prefix(&format!("Index `{uid}`: ")) {
-            *m = format!("Inside `.federation.facetsByIndex.{uid}`: {rest}");
-        }
+        // A node may or may not name the index first ("Index `x`: ...").
+        let rest = m.strip_prefix(&format!("Index `{uid}`: ")).unwrap_or(m.as_str());
+        *m = format!("Inside `.federation.facetsByIndex.{uid}`: {rest}");
     }
     ApiError::Passthrough { status, body }
 }
@@ -531,7 +598,25 @@ mod tests {
     fn node_errors_do_not_mention_the_shard_field() {
         let e = sanitize_node_error(json!({"message": "Attribute `rating` is not filterable. Available filterable attribute patterns are: `_geo`, `_miroir_shard`, `director`.\n1:7 rating > 8"}));
         assert_eq!(e["message"], "Attribute `rating` is not filterable. Available filterable attribute patterns are: `_geo`, `director`.\n1:7 rating > 8");
-        let e = sanitize_node_error(json!({"message": "Pattern `director` is not filterable. Available filterable attribute patterns are: `_miroir_shard`."}));
-        assert_eq!(e["message"], "Pattern `director` is not filterable. This index does not have configured filterable attributes.");
+        let e = sanitize_node_error(json!({"message": "Attribute `x` is not filterable. Available filterable attribute patterns are: `_miroir_shard`.\n1:2 x = 1"}));
+        assert_eq!(e["message"], "Attribute `x` is not filterable. This index does not have configured filterable attributes.\n1:2 x = 1");
+    }
+
+    #[test]
+    fn every_list_form_meilisearch_uses_is_cleaned() {
+        // facet distribution (one backticked list), as in a federated `facetsByIndex` error
+        let m = "Inside `.queries[1]`: Invalid facet distribution: Pattern `director` is not filterable. Available filterable attributes patterns are: `_miroir_shard`.";
+        assert_eq!(sanitize_message(m), "Inside `.queries[1]`: Invalid facet distribution: Pattern `director` is not filterable. This index does not have configured filterable attributes.");
+        let m = "Pattern `x` is not filterable. Available filterable attributes patterns are: `_geo, _miroir_shard, genres`.";
+        assert_eq!(sanitize_message(m), "Pattern `x` is not filterable. Available filterable attributes patterns are: `_geo, genres`.");
+        // hidden attributes stay hidden
+        let m = "Attribute `x` is not filterable and thus, cannot be used as distinct attribute. Available filterable attributes patterns are: `_miroir_shard, <..hidden-attributes>`.";
+        assert_eq!(sanitize_message(m), "Attribute `x` is not filterable and thus, cannot be used as distinct attribute. Available filterable attributes patterns are: `<..hidden-attributes>`.");
+        // facet search
+        let m = "Attribute `x` is not facet-searchable. Available facet-searchable attributes patterns are: `_miroir_shard`. To make it facet-searchable add it to the `filterableAttributes` index settings.";
+        assert_eq!(sanitize_message(m), "Attribute `x` is not facet-searchable. This index does not have configured facet-searchable attributes. To make it facet-searchable add it to the `filterableAttributes` index settings.");
+        // messages without Miroir's names are left alone, lists of others too
+        let m = "Attribute `a` is not sortable. Available sortable attributes are: `b, c`.";
+        assert_eq!(sanitize_message(m), m);
     }
 }
