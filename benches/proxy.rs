@@ -44,7 +44,7 @@ const MIROIR_INDEX: &str = "bench_miroir";
 const BATCH: usize = 1000;
 
 // The corpus the end-to-end tests use too.
-use miroir::testnode::corpus::{document, settings};
+use miroir_testnode::corpus::{document, settings};
 
 /// The fixed queries: keyword, typo, prefix, filter, sort, geo, facets, pagination, formatting.
 fn queries() -> Vec<(&'static str, Value)> {
@@ -116,7 +116,7 @@ fn cpu_ticks(pid: &str) -> u64 {
 // The node and Miroir.
 
 enum NodeKind {
-    TestNode(#[allow(dead_code)] miroir::testnode::TestNode),
+    TestNode(#[allow(dead_code)] miroir_testnode::TestNode),
     Process { child: tokio::process::Child, _dir: tempfile::TempDir },
 }
 
@@ -178,7 +178,7 @@ async fn start() -> Setup {
             (url, NodeKind::Process { child, _dir: dir })
         }
         None => {
-            let n = miroir::testnode::TestNode::start(Some(NODE_KEY.into())).await.expect("start test node");
+            let n = miroir_testnode::TestNode::start(Some(NODE_KEY.into())).await.expect("start test node");
             (n.url(), NodeKind::TestNode(n))
         }
     };

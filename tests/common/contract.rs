@@ -1,4 +1,4 @@
-//! Replays the recorded Meilisearch contract (`shared/meilisearch-contract/cases.json`)
+//! Replays the recorded Meilisearch contract (`tests/fixtures/meilisearch-contract/cases.json`)
 //! against a server and reports every difference from the recording.
 //!
 //! Use from a test with `#[path = "common/contract.rs"] mod contract;`, then
@@ -56,18 +56,21 @@ impl std::fmt::Display for Mismatch {
     }
 }
 
-/// Path of `cases.json`: `../shared/...` or `../../shared/...` relative to the crate.
+/// Path of the recorded contract: the repository's copy, `tests/fixtures/meilisearch-contract/`
+/// (an identical copy of the workspace's `shared/meilisearch-contract/`, recorded from a real
+/// Meilisearch 1.50.0; `fixture_is_the_shared_recording` checks they stay identical). Found
+/// from the manifest dir of whichever crate includes this file (Miroir or the test node).
 pub fn cases_path() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        root.join("../shared/meilisearch-contract/cases.json"),
-        root.join("../../shared/meilisearch-contract/cases.json"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.exists())
-        .cloned()
-        .unwrap_or_else(|| panic!("meilisearch contract not found; looked at {candidates:?}"))
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    loop {
+        let p = dir.join("tests/fixtures/meilisearch-contract/cases.json");
+        if p.exists() {
+            return p;
+        }
+        if !dir.pop() {
+            panic!("tests/fixtures/meilisearch-contract/cases.json not found above {}", env!("CARGO_MANIFEST_DIR"));
+        }
+    }
 }
 
 /// The recorded cases, in order.

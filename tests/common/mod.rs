@@ -1,10 +1,12 @@
 //! Test harness: a cluster of Meilisearch nodes plus Miroir, on ephemeral ports.
 //!
-//! Nodes come from one seam ([`Node::start`]): the in-repo Meilisearch-compatible test node by
-//! default, real `meilisearch` processes when `MEILI_BIN` names the executable (each with its
-//! own temporary data dir and master key). Tests written against this harness must pass with
-//! either.
+//! Nodes come from one seam, [`Node::start`], real Meilisearch first (see [`engine`]):
+//! `MEILI_BIN`, else `meilisearch` on `PATH`, else the official Docker image where a Docker
+//! engine answers, else the in-repo test node. Every test written against this harness must
+//! pass on real Meilisearch.
 #![allow(dead_code)]
+
+pub mod engine;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,15 +20,18 @@ use miroir::dataplane::{Proxy, ProxyOptions};
 use serde_json::Value;
 
 #[allow(unused_imports)]
-pub use miroir::testnode::corpus;
+pub use miroir_testnode::corpus;
+
+pub use engine::{engine, Engine};
 
 pub const MASTER_KEY: &str = "miroir-test-master-key";
 pub const NODE_KEY: &str = "node-test-master-key";
 pub const ADMIN_KEY: &str = "miroir-test-admin-key";
 
 enum NodeKind {
-    TestNode(miroir::testnode::TestNode),
-    Process { child: Option<tokio::process::Child>, bin: PathBuf, port: u16, dir: tempfile::TempDir },
+    TestNode(miroir_testnode::TestNode),
+    Process { child: Option<tokio::process::Child>, bin: PathBuf, port: u16, dir: tempfile::TempDir, key: Option<String> },
+    Docker { container: Option<testcontainers::ContainerAsync<testcontainers::GenericImage>>, port: u16, key: Option<String> },
 }
 
 /// One Meilisearch node.
@@ -36,14 +41,14 @@ pub struct Node {
     kind: NodeKind,
 }
 
-async fn free_port() -> u16 {
+pub async fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
 
 async fn wait_healthy(url: &str) {
     let http = reqwest::Client::new();
-    for _ in 0..300 {
+    for _ in 0..1200 {
         if let Ok(r) = http.get(format!("{url}/health")).send().await {
             if r.status().is_success() {
                 return;
@@ -54,65 +59,134 @@ async fn wait_healthy(url: &str) {
     panic!("node {url} did not become healthy");
 }
 
-fn spawn_meilisearch(bin: &PathBuf, port: u16, dir: &std::path::Path) -> tokio::process::Child {
+fn spawn_meilisearch(bin: &PathBuf, port: u16, dir: &std::path::Path, key: Option<&str>) -> tokio::process::Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("meilisearch.log")).expect("node log file");
     tokio::process::Command::new(bin)
-        .arg("--http-addr")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--db-path")
-        .arg(dir.join("data.ms"))
-        .arg("--master-key")
-        .arg(NODE_KEY)
-        .arg("--no-analytics")
-        .arg("--env")
-        .arg("development")
+        .args(engine::meilisearch_args(port, &dir.join("data.ms"), key))
+        .current_dir(dir)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
-        .expect("start meilisearch (MEILI_BIN)")
+        .unwrap_or_else(|e| panic!("start meilisearch `{}`: {e}", bin.display()))
+}
+
+async fn start_container(port: u16, key: Option<&str>) -> testcontainers::ContainerAsync<testcontainers::GenericImage> {
+    use testcontainers::core::{ContainerPort, WaitFor};
+    use testcontainers::runners::AsyncRunner;
+    use testcontainers::{GenericImage, ImageExt};
+    let (name, tag) = engine::MEILISEARCH_IMAGE;
+    let mut image = GenericImage::new(name, tag)
+        .with_exposed_port(ContainerPort::Tcp(7700))
+        .with_wait_for(WaitFor::message_on_stderr("Server listening on"))
+        .with_env_var("MEILI_NO_ANALYTICS", "true")
+        .with_env_var("MEILI_ENV", "development")
+        .with_env_var("MEILI_MAX_INDEXING_THREADS", "1")
+        .with_mapped_port(port, ContainerPort::Tcp(7700));
+    if let Some(k) = key {
+        image = image.with_env_var("MEILI_MASTER_KEY", k);
+    }
+    image.start().await.expect("start the Meilisearch container")
 }
 
 impl Node {
+    /// A node requiring [`NODE_KEY`].
     pub async fn start(id: &str) -> Node {
-        match std::env::var_os("MEILI_BIN") {
-            Some(bin) => {
-                let bin = PathBuf::from(bin);
+        Self::start_with_key(id, Some(NODE_KEY)).await
+    }
+
+    /// A node with the given master key (`None`: an open node, as Meilisearch without one).
+    pub async fn start_with_key(id: &str, key: Option<&str>) -> Node {
+        let key = key.map(str::to_string);
+        match engine() {
+            Engine::Binary { path, .. } => {
                 let port = free_port().await;
                 let dir = tempfile::tempdir().unwrap();
-                let child = spawn_meilisearch(&bin, port, dir.path());
+                let child = spawn_meilisearch(path, port, dir.path(), key.as_deref());
                 let url = format!("http://127.0.0.1:{port}");
                 wait_healthy(&url).await;
-                Node { id: id.into(), url, kind: NodeKind::Process { child: Some(child), bin, port, dir } }
+                Node { id: id.into(), url, kind: NodeKind::Process { child: Some(child), bin: path.clone(), port, dir, key } }
             }
-            None => {
-                let n = miroir::testnode::TestNode::start(Some(NODE_KEY.to_string())).await.expect("start test node");
+            Engine::Docker => {
+                let port = free_port().await;
+                let container = start_container(port, key.as_deref()).await;
+                let url = format!("http://127.0.0.1:{port}");
+                wait_healthy(&url).await;
+                Node { id: id.into(), url, kind: NodeKind::Docker { container: Some(container), port, key } }
+            }
+            Engine::TestNode => {
+                let n = miroir_testnode::TestNode::start(key).await.expect("start test node");
                 let url = n.url();
                 Node { id: id.into(), url, kind: NodeKind::TestNode(n) }
             }
         }
     }
 
-    /// Stops the node (connections refused); its data is kept.
-    pub async fn stop(&mut self) {
+    /// Kills the node as `kill -9` would: connections are refused at once; what the node had
+    /// written to its data dir is kept.
+    pub async fn kill(&mut self) {
         match &mut self.kind {
             NodeKind::TestNode(n) => n.stop().await,
             NodeKind::Process { child, .. } => {
                 if let Some(mut c) = child.take() {
-                    let _ = c.kill().await;
+                    let _ = c.kill().await; // SIGKILL
+                }
+            }
+            NodeKind::Docker { container, .. } => {
+                if let Some(c) = container.as_ref() {
+                    c.stop().await.expect("stop the container");
                 }
             }
         }
     }
 
-    /// Starts the node again on the same address with the same data.
+    /// Same as [`Node::kill`].
+    pub async fn stop(&mut self) {
+        self.kill().await
+    }
+
+    /// Starts the node again on the same address with the data it had.
     pub async fn restart(&mut self) {
         match &mut self.kind {
             NodeKind::TestNode(n) => n.restart().await.expect("restart test node"),
-            NodeKind::Process { child, bin, port, dir } => {
-                *child = Some(spawn_meilisearch(bin, *port, dir.path()));
+            NodeKind::Process { child, bin, port, dir, key } => {
+                *child = Some(spawn_meilisearch(bin, *port, dir.path(), key.as_deref()));
+            }
+            NodeKind::Docker { container, .. } => {
+                if let Some(c) = container.as_ref() {
+                    c.start().await.expect("start the container again");
+                }
             }
         }
         wait_healthy(&self.url).await;
+    }
+
+    /// Kills the node and loses its data dir (a replaced node); [`Node::restart`] then brings
+    /// up an empty node on the same address.
+    pub async fn wipe(&mut self) {
+        self.kill().await;
+        match &mut self.kind {
+            NodeKind::TestNode(n) => n.wipe(),
+            NodeKind::Process { dir, .. } => {
+                let data = dir.path().join("data.ms");
+                if data.exists() {
+                    std::fs::remove_dir_all(&data).expect("remove the data dir");
+                }
+            }
+            NodeKind::Docker { container, port, key } => {
+                // a fresh container on the same host port has an empty data dir
+                if let Some(c) = container.take() {
+                    let _ = c.rm().await;
+                }
+                *container = Some(start_container(*port, key.as_deref()).await);
+                container.as_ref().unwrap().stop().await.expect("stop the fresh container");
+            }
+        }
+    }
+
+    /// Whether this node is a real Meilisearch.
+    pub fn is_real(&self) -> bool {
+        !matches!(self.kind, NodeKind::TestNode(_))
     }
 }
 

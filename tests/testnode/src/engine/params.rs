@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult, Code};
-pub use crate::error::describe_kind as kind;
+pub use miroir::error::describe_kind as kind;
 
 /// Fields of a search body, in the order Meilisearch lists them in its "unknown field" error.
 pub const SEARCH_FIELDS: &[&str] = &[

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, Code};
-use crate::error::describe_kind as describe;
+use miroir::error::describe_kind as describe;
 
 /// Every field a settings PATCH accepts, in Meilisearch's order (also the order of the
 /// `Unknown field` error and of task details).

@@ -570,7 +570,7 @@ pub fn search(index: &IndexSnapshot<'_>, query: &SearchQuery) -> ApiResult<Value
 
 fn prefix_error(prefix: &str, e: ApiError) -> ApiError {
     match e {
-        ApiError::Own { code, message, headers } => ApiError::Own { code, message: format!("{prefix}{message}"), headers },
+        ApiError::Own { code, message } => ApiError::Own { code, message: format!("{prefix}{message}") },
         other => other,
     }
 }
@@ -1044,7 +1044,7 @@ mod tests {
         assert_eq!(e.body()["message"], "Invalid value type at `.limit`: expected a positive integer, but found a string: `\"x\"`");
         assert_eq!(run(json!({"sort": ["title:asc"]})).unwrap_err().code_name(), "invalid_search_sort");
         assert_eq!(run(json!({"facets": ["title"]})).unwrap_err().code_name(), "invalid_search_facets");
-        assert_eq!(run(json!({"hybrid": {"embedder": "x"}})).unwrap_err().code_name(), "miroir_not_implemented");
+        assert_eq!(run(json!({"hybrid": {"embedder": "x"}})).unwrap_err().code_name(), "not_implemented_by_test_node");
         let e = parse_multi_search_query(&json!({"indexUid": "a", "nope": 1}), 2).unwrap_err();
         assert!(e.body()["message"].as_str().unwrap().starts_with("Unknown field `nope` inside `.queries[2]`: expected one of `indexUid`, `q`"));
         let e = parse_search_params(&[("limit".into(), "-1".into())]).unwrap_err();

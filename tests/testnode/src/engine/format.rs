@@ -393,8 +393,8 @@ pub fn matches_position(hit: &Map<String, Value>, terms: &[Term]) -> Map<String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testnode::engine::rank::query_terms;
-    use crate::testnode::engine::settings::EngineSettings;
+    use crate::engine::rank::query_terms;
+    use crate::engine::settings::EngineSettings;
 
     fn crop(q: &str, text: &str, len: usize, highlight: bool) -> String {
         let terms = query_terms(q, &EngineSettings::from_value(&serde_json::json!({})));

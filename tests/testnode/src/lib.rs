@@ -1,18 +1,25 @@
 //! A small in-process Meilisearch-compatible node used by the test harness when no real
 //! `meilisearch` binary is given (`MEILI_BIN`). Every behaviour it has is Meilisearch's
-//! (checked against `../shared/meilisearch-contract`); it lacks much that Meilisearch has
-//! and answers `501 miroir_not_implemented` there.
+//! (checked against the recorded contract in `tests/fixtures/meilisearch-contract`); it lacks much
+//! that Meilisearch has and answers `501 not_implemented_by_test_node` there.
 //!
 //! Seam: [`TestNode::start`] binds an ephemeral port on 127.0.0.1 and serves until dropped;
 //! [`TestNode::stop`] / [`TestNode::restart`] simulate a node going down and coming back on
 //! the same port with the same state.
 //!
+//! Test-only: this crate is a dev-dependency of Miroir and is never part of the product
+//! (`cargo build` of Miroir does not build it). Its binary, `miroir-testnode`, takes
+//! Meilisearch's own command line (`--http-addr`, `--master-key`, ...), so tests that start
+//! Meilisearch *processes* (`miroir dev`) can use it where no real Meilisearch is installed.
+//!
 //! Modules: [`http`] (routes, auth, validation), [`state`] (indexes, documents, task queue),
-//! [`settings`], [`payload`] (document formats, primary keys), [`filter`] (filter language),
-//! [`engine`] (search engine, separate work).
+//! [`settings`], [`filter`] (filter language), [`engine`] (search engine), [`corpus`] (the
+//! deterministic corpus of the tests and benchmarks). Document payload rules are Miroir's own
+//! (`miroir::dataplane::payload`): one implementation for both.
 
 pub mod corpus;
 pub mod engine;
+pub mod error;
 pub mod filter;
 pub mod http;
 pub mod settings;
@@ -50,7 +57,8 @@ impl TestNode {
         Self::start_on(0, master_key).await
     }
 
-    async fn start_on(port: u16, master_key: Option<String>) -> std::io::Result<TestNode> {
+    /// Starts a node on `127.0.0.1:port` (`0`: an ephemeral port).
+    pub async fn start_on(port: u16, master_key: Option<String>) -> std::io::Result<TestNode> {
         let node = Arc::new(Node {
             master_key,
             state: Mutex::new(state::State::default()),
@@ -82,6 +90,12 @@ impl TestNode {
         }
     }
 
+    /// Loses every index, document and task, as a node whose data dir was removed (call it
+    /// while stopped; [`TestNode::restart`] then serves an empty node).
+    pub fn wipe(&self) {
+        *self.node.lock() = state::State::default();
+    }
+
     /// Serves again on the same port with the same state. A no-op when already serving.
     pub async fn restart(&self) -> std::io::Result<()> {
         if self.serving.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
@@ -103,15 +117,6 @@ impl Drop for TestNode {
         }
         self.processor.abort();
     }
-}
-
-/// Runs a test node on `port` until the process ends (`miroir test-node --port`).
-pub async fn serve_forever(port: u16, master_key: Option<String>) -> std::io::Result<()> {
-    let node = TestNode::start_on(port, master_key).await?;
-    tracing::info!(url = %node.url(), "test node listening");
-    std::future::pending::<()>().await;
-    drop(node);
-    Ok(())
 }
 
 async fn bind(port: u16) -> std::io::Result<TcpListener> {

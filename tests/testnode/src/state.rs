@@ -9,7 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::filter::{self, ErrorForm, EvalError};
-use crate::dataplane::payload::{self, Document};
+use miroir::dataplane::payload::{self, Document};
 use super::settings::{self, SettingsUpdate};
 use crate::error::{ApiError, Code};
 
@@ -156,7 +156,7 @@ impl Status {
 }
 
 /// Task types Meilisearch knows (for filter validation): the data plane's list.
-pub use crate::dataplane::tasks::TASK_TYPES;
+pub use miroir::dataplane::tasks::TASK_TYPES;
 
 /// What a task does, with its payload (dropped once the task is finished).
 #[derive(Debug, Clone)]
@@ -290,8 +290,8 @@ fn index_not_found(uid: &str) -> ApiError {
 
 fn with_index_prefix(uid: &str, e: ApiError) -> ApiError {
     match e {
-        ApiError::Own { code, message, headers } => {
-            ApiError::Own { code, message: format!("Index `{uid}`: {message}"), headers }
+        ApiError::Own { code, message } => {
+            ApiError::Own { code, message: format!("Index `{uid}`: {message}") }
         }
         other => other,
     }

@@ -14,11 +14,11 @@ use time::OffsetDateTime;
 
 use super::engine::{self, IndexSnapshot, SearchQuery};
 use super::filter::{self, ErrorForm, EvalError, FilterParamError};
-use crate::dataplane::payload::{self, Document};
+use miroir::dataplane::payload::{self, Document};
 use super::settings;
 use super::state::{Index, State, Status, Task, TaskKind, TASK_TYPES};
 use crate::error::{ApiError, ApiResult, Code};
-use crate::error::describe_kind as describe;
+use miroir::error::describe_kind as describe;
 
 /// Largest accepted payload (Meilisearch's default `--http-payload-size-limit`).
 const PAYLOAD_LIMIT: usize = 100 * 1024 * 1024;
@@ -729,12 +729,12 @@ async fn facet_search(AxState(node): S, Path(uid): Path<String>, headers: Header
 fn inside_query(i: usize, e: ApiError) -> ApiError {
     match e {
         ApiError::Own { code: Code::NotImplemented, .. } => e,
-        ApiError::Own { code, message, headers } => {
+        ApiError::Own { code, message } => {
             let message = format!("Inside `.queries[{i}]`: {message}");
             if code == Code::IndexNotFound {
                 ApiError::Passthrough { status: 400, body: crate::error::error_object(code, &message) }
             } else {
-                ApiError::Own { code, message, headers }
+                ApiError::Own { code, message }
             }
         }
         other => other,
@@ -744,7 +744,7 @@ fn inside_query(i: usize, e: ApiError) -> ApiError {
 /// A query of a multi-search that failed to deserialize: its error locations are relative to
 /// the query, Meilisearch's are relative to the request (`.queries[i]`).
 fn relocate(i: usize, e: ApiError) -> ApiError {
-    let ApiError::Own { code, message, headers } = e else { return e };
+    let ApiError::Own { code, message } = e else { return e };
     let at = format!(".queries[{i}]");
     let message = if let Some(rest) = message.strip_prefix("Unknown field `") {
         match rest.split_once("`: ") {
@@ -756,7 +756,7 @@ fn relocate(i: usize, e: ApiError) -> ApiError {
     } else {
         message.replacen("at `.", &format!("at `{at}."), 1)
     };
-    ApiError::Own { code, message, headers }
+    ApiError::Own { code, message }
 }
 
 async fn multi_search(AxState(node): S, headers: HeaderMap, body: Body) -> ApiResult<Response> {

@@ -8,23 +8,17 @@
 //! filter syntax errors) are not replayed here.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-use miroir::testnode::engine::{
+use miroir_testnode::engine::{
     facet_search, federated_search, parse_facet_search_query, parse_multi_search_query, parse_search_params,
     parse_search_query, search, IndexSnapshot, SearchQuery,
 };
 use serde_json::{json, Map, Value};
 
+/// The repository's copy of the recorded contract (`tests/fixtures/meilisearch-contract`).
 fn cases() -> Vec<Value> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for rel in ["../shared/meilisearch-contract/cases.json", "../../shared/meilisearch-contract/cases.json"] {
-        let p = root.join(rel);
-        if let Ok(text) = std::fs::read_to_string(&p) {
-            return serde_json::from_str(&text).expect("cases.json is JSON");
-        }
-    }
-    panic!("meilisearch-contract/cases.json not found next to the repository");
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/meilisearch-contract/cases.json");
+    serde_json::from_str(&std::fs::read_to_string(&p).expect("read the recorded contract")).expect("cases.json is JSON")
 }
 
 fn default_settings() -> Value {
@@ -226,7 +220,7 @@ fn strip_volatile(v: &mut Value) {
     }
 }
 
-fn body_of(r: Result<Value, miroir::error::ApiError>) -> (u16, Value) {
+fn body_of(r: Result<Value, miroir_testnode::error::ApiError>) -> (u16, Value) {
     match r {
         Ok(v) => (200, v),
         Err(e) => (e.status().as_u16(), e.body()),
