@@ -74,6 +74,7 @@ codes! {
     IndexPrimaryKeyNoCandidateFound => ("index_primary_key_no_candidate_found", StatusCode::BAD_REQUEST, InvalidRequest),
     IndexPrimaryKeyMultipleCandidatesFound => ("index_primary_key_multiple_candidates_found", StatusCode::BAD_REQUEST, InvalidRequest),
     // --- documents
+    DocumentNotFound => ("document_not_found", StatusCode::NOT_FOUND, InvalidRequest),
     InvalidDocumentId => ("invalid_document_id", StatusCode::BAD_REQUEST, InvalidRequest),
     MissingDocumentId => ("missing_document_id", StatusCode::BAD_REQUEST, InvalidRequest),
     InvalidDocumentCsvDelimiter => ("invalid_document_csv_delimiter", StatusCode::BAD_REQUEST, InvalidRequest),

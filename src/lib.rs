@@ -1,7 +1,9 @@
 //! Miroir: one Meilisearch API in front of a fleet of unmodified Meilisearch nodes.
 //!
 //! * [`commands`] — `miroir serve` and `miroir dev`
-//! * [`dataplane`] — HTTP API, routing, scatter/gather, merge
+//! * [`model`] — the Meilisearch model: validated index uids, document ids, setting routes
+//! * [`http`] — the HTTP layer: one module per Meilisearch resource, auth at the edge
+//! * [`dataplane`] — routing, health, the read (scatter/merge) and write (fan-out/quorum) services
 //! * [`controlplane`] — custom resources and their controllers
 //! * [`store`] — durable state (tasks, leases, mirrored CR state) on SQLite or Redis
 //! * [`node`] — client for one Meilisearch node
@@ -9,7 +11,9 @@
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod model;
 pub mod dataplane;
+pub mod http;
 pub mod controlplane;
 pub mod store;
 pub mod node;

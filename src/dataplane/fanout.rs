@@ -11,7 +11,7 @@ use reqwest::Method;
 use super::topology::Assignment;
 use super::{Proxy, RoutingTable};
 use crate::error::{ApiError, Code};
-use crate::node::{NodeError, NodeResponse};
+use crate::node::{NodeError, NodePath, NodeResponse};
 
 pub const DEGRADED_HEADER: &str = "x-miroir-degraded";
 
@@ -20,7 +20,7 @@ pub const DEGRADED_HEADER: &str = "x-miroir-degraded";
 pub struct NodeCall {
     pub node_id: String,
     pub method: Method,
-    pub path: String,
+    pub path: NodePath,
     pub content_type: Option<&'static str>,
     pub body: Option<Vec<u8>>,
 }
@@ -157,14 +157,14 @@ impl Proxy {
         &self,
         routing: &RoutingTable,
         method: Method,
-        path: &str,
+        path: &NodePath,
         body: Option<&serde_json::Value>,
     ) -> Result<(Vec<CallOutcome>, QuorumReport), ApiError> {
         let bytes = body.map(|b| serde_json::to_vec(b).expect("json"));
         let call = |id: &str| NodeCall {
             node_id: id.to_string(),
             method: method.clone(),
-            path: path.to_string(),
+            path: path.clone(),
             content_type: bytes.as_ref().map(|_| "application/json"),
             body: bytes.clone(),
         };
@@ -211,7 +211,7 @@ impl Proxy {
         &self,
         routing: &RoutingTable,
         method: Method,
-        path: &str,
+        path: &NodePath,
         body: Option<&serde_json::Value>,
     ) -> Result<NodeResponse, ApiError> {
         self.read_from(routing, self.usable_nodes(routing), method, path, body).await
@@ -223,7 +223,7 @@ impl Proxy {
         routing: &RoutingTable,
         candidates: Vec<&str>,
         method: Method,
-        path: &str,
+        path: &NodePath,
         body: Option<&serde_json::Value>,
     ) -> Result<NodeResponse, ApiError> {
         let bytes = body.map(|b| serde_json::to_vec(b).expect("json"));
@@ -231,7 +231,7 @@ impl Proxy {
             let call = NodeCall {
                 node_id: id.to_string(),
                 method: method.clone(),
-                path: path.to_string(),
+                path: path.clone(),
                 content_type: bytes.as_ref().map(|_| "application/json"),
                 body: bytes.clone(),
             };

@@ -1,6 +1,6 @@
-//! The data plane: the Meilisearch-compatible HTTP API (`api`), routing (`hash`,
-//! `topology`), node health (`health`), the write path with quorum (`write`), tasks
-//! (`tasks`), scatter/gather and result merging (`merge`).
+//! The data plane: routing (`hash`, `topology`), node health (`health`), the write service
+//! with quorum (`write`, `fanout`), tasks (`tasks`), the read service: scatter/gather
+//! (`read`, `scatter`) and result merging (`merge`). The HTTP layer (`crate::http`) calls it.
 //!
 //! [`Proxy`] is the handle the rest of the program holds: `miroir serve` builds one from the
 //! config file, `miroir operator` from a MiroirCluster; both change routing only through
@@ -10,13 +10,13 @@ pub mod hash;
 pub mod topology;
 pub mod health;
 pub mod merge;
-pub mod api;
 pub mod fanout;
 pub mod payload;
 pub mod tasks;
 pub mod server;
 pub mod scatter;
 pub mod read;
+pub mod write;
 pub mod settings;
 pub mod metrics;
 
@@ -152,7 +152,7 @@ impl Proxy {
 
     /// The HTTP application (Meilisearch API + `/_miroir/*`).
     pub fn router(&self) -> axum::Router {
-        api::router(self.clone())
+        crate::http::router(self.clone())
     }
 
     /// Starts the background node health checker; it stops when the returned handle is

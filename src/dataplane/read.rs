@@ -14,6 +14,8 @@ use super::merge::{self, IndexContext, RESERVED_PREFIX};
 use super::scatter::{covering_set, shard_filter, CoveringSet};
 use super::{Proxy, RoutingTable};
 use crate::config::UnavailableShardPolicy;
+use crate::model::IndexUid;
+use crate::node::NodePath;
 use crate::error::{ApiError, ApiResult, Code};
 
 static NEXT_GROUP: AtomicU32 = AtomicU32::new(0);
@@ -125,9 +127,9 @@ fn passthrough(status: u16, body: &Value) -> ApiError {
 }
 
 /// Client-visible context of an index: primary key and settings, from one node.
-pub async fn index_context(proxy: &Proxy, routing: &RoutingTable, uid: &str) -> ApiResult<IndexContext> {
+pub async fn index_context(proxy: &Proxy, routing: &RoutingTable, uid: &IndexUid) -> ApiResult<IndexContext> {
     // Both reads at once: they are independent, and this is on every search's path.
-    let (index_path, settings_path) = (format!("/indexes/{uid}"), format!("/indexes/{uid}/settings"));
+    let (index_path, settings_path) = (NodePath::index(uid), NodePath::index(uid).then("settings"));
     let (index, settings) = tokio::join!(
         proxy.read_any(routing, Method::GET, &index_path, None),
         proxy.read_any(routing, Method::GET, &settings_path, None),
@@ -142,14 +144,14 @@ pub async fn index_context(proxy: &Proxy, routing: &RoutingTable, uid: &str) -> 
     let pk = index.body.get("primaryKey").and_then(Value::as_str);
     let mut ctx = IndexContext::from_settings(pk, &settings.body);
     // The nodes hold a larger facet limit than the client set (see `settings`).
-    match proxy.store().get_index_settings(uid).await {
+    match proxy.store().get_index_settings(uid.as_str()).await {
         Ok(Some(overlay)) => {
             if let Some(max) = super::settings::overlay_max(&overlay) {
                 ctx.max_values_per_facet = max as usize;
             }
         }
         Ok(None) => {}
-        Err(e) => tracing::warn!(index = uid, error = %e, "task store unavailable; using the nodes' facet limit"),
+        Err(e) => tracing::warn!(index = uid.as_str(), error = %e, "task store unavailable; using the nodes' facet limit"),
     }
     Ok(ctx)
 }
@@ -183,7 +185,7 @@ impl Proxy {
     async fn scatter(
         &self,
         routing: &RoutingTable,
-        path: &str,
+        path: &NodePath,
         stable: bool,
         body_for: &(dyn Fn(&str, &[u32], bool) -> Value + Sync),
     ) -> ApiResult<(Vec<(String, Vec<u32>, Value)>, Vec<u32>)> {
@@ -199,7 +201,7 @@ impl Proxy {
                     NodeCall {
                         node_id: node.clone(),
                         method: Method::POST,
-                        path: path.to_string(),
+                        path: path.clone(),
                         content_type: Some("application/json"),
                         body: Some(serde_json::to_vec(&body_for(node, shards, only)).expect("json")),
                     }
@@ -231,7 +233,7 @@ impl Proxy {
     /// When a node rejects a sub-query, the error may quote Miroir's shard restriction:
     /// ask one node the client's own query so the client sees the error it would get
     /// from one Meilisearch.
-    async fn client_view_of_error(&self, routing: &RoutingTable, path: &str, client: &Value, err: ApiError) -> ApiError {
+    async fn client_view_of_error(&self, routing: &RoutingTable, path: &NodePath, client: &Value, err: ApiError) -> ApiError {
         if let ApiError::Passthrough { .. } = err {
             if let Ok(r) = self.read_any(routing, Method::POST, path, Some(client)).await {
                 if !r.is_success() {
@@ -248,7 +250,7 @@ impl Proxy {
     async fn scatter_restricted(
         &self,
         routing: &RoutingTable,
-        path: &str,
+        path: &NodePath,
         client: &Map<String, Value>,
         body: &Map<String, Value>,
     ) -> ApiResult<(Vec<Value>, Vec<u32>)> {
@@ -265,21 +267,21 @@ impl Proxy {
         Ok((answers.into_iter().map(|(_, _, b)| b).collect(), missing))
     }
 
-    pub async fn search(&self, uid: &str, client: &Map<String, Value>) -> ApiResult<ReadAnswer> {
+    pub async fn search(&self, uid: &IndexUid, client: &Map<String, Value>) -> ApiResult<ReadAnswer> {
         let routing = self.routing().ok_or_else(no_topology)?;
         let ctx = index_context(self, &routing, uid).await?;
         let plan = merge::plan_node_search(client, &ctx);
-        let (answers, missing) = self.scatter_restricted(&routing, &format!("/indexes/{uid}/search"), client, &plan).await?;
+        let (answers, missing) = self.scatter_restricted(&routing, &NodePath::index(uid).then("search"), client, &plan).await?;
         let mut body = merge::merge_search(client, &ctx, answers)?;
         body.as_object_mut().expect("object").insert("requestUid".into(), json!(request_uid()));
         Ok(ReadAnswer { body, missing_shards: missing })
     }
 
-    pub async fn facet_search(&self, uid: &str, client: &Map<String, Value>) -> ApiResult<ReadAnswer> {
+    pub async fn facet_search(&self, uid: &IndexUid, client: &Map<String, Value>) -> ApiResult<ReadAnswer> {
         let routing = self.routing().ok_or_else(no_topology)?;
         let ctx = index_context(self, &routing, uid).await?;
         let (answers, missing) =
-            self.scatter_restricted(&routing, &format!("/indexes/{uid}/facet-search"), client, client).await?;
+            self.scatter_restricted(&routing, &NodePath::index(uid).then("facet-search"), client, client).await?;
         let facet = client.get("facetName").and_then(Value::as_str).unwrap_or_default();
         let body = merge::merge_facet_search(&ctx, facet, answers)?;
         Ok(ReadAnswer { body, missing_shards: missing })
@@ -308,9 +310,12 @@ impl Proxy {
             }
             ApiError::Passthrough { status, body: b }
         };
-        let index_of = |i: usize, q: &Map<String, Value>| -> ApiResult<String> {
-            q.get("indexUid").and_then(Value::as_str).map(str::to_string).ok_or_else(|| {
+        let index_of = |i: usize, q: &Map<String, Value>| -> ApiResult<IndexUid> {
+            let uid = q.get("indexUid").and_then(Value::as_str).ok_or_else(|| {
                 inside(i, ApiError::new(Code::MissingIndexUid, "Missing field `indexUid`"))
+            })?;
+            IndexUid::parse(uid).map_err(|e| {
+                ApiError::new(Code::InvalidIndexUid, format!("Invalid value at `.queries[{i}].indexUid`: {}", e.body()["message"].as_str().unwrap_or_default()))
             })
         };
         match body.get("federation") {
@@ -326,7 +331,7 @@ impl Proxy {
                     missing.extend(ans.missing_shards);
                     let mut merged = ans.body;
                     merged.as_object_mut().expect("object").insert("requestUid".into(), json!(uid_req));
-                    results.push(merge::multi_search_result(&uid, merged));
+                    results.push(merge::multi_search_result(uid.as_str(), merged));
                 }
                 missing.sort_unstable();
                 missing.dedup();
@@ -343,7 +348,7 @@ impl Proxy {
                     let uid = index_of(i, q)?;
                     let ctx = index_context(self, &routing, &uid).await.map_err(|e| inside(i, e))?;
                     let plan = merge::plan_federated_node_search(&federation, &queries_maps, i, &ctx);
-                    let path = format!("/indexes/{uid}/search");
+                    let path = NodePath::index(&uid).then("search");
                     let body_for = |_: &str, shards: &[u32], only: bool| {
                         let mut b = plan.clone();
                         set_filter(&mut b, shard_filter(q.get("filter"), shards, only));
@@ -359,7 +364,7 @@ impl Proxy {
                                 own.remove("filter");
                             }
                             let e = self.client_view_of_error(&routing, &path, &Value::Object(own), e).await;
-                            return Err(inside(i, federation_facets_error(&uid, &federation, e)));
+                            return Err(inside(i, federation_facets_error(uid.as_str(), &federation, e)));
                         }
                     };
                     self.check_missing(&miss)?;
@@ -405,18 +410,18 @@ impl Proxy {
                 .collect();
             json!({"federation": {"limit": 0, "offset": 0}, "queries": qs})
         };
-        let (answers, missing) = self.scatter(routing, "/multi-search", false, &body_for).await?;
+        let (answers, missing) = self.scatter(routing, &NodePath::route("/multi-search"), false, &body_for).await?;
         self.check_missing(&missing)?;
         Ok(answers.iter().map(|(_, _, b)| b.get("estimatedTotalHits").and_then(Value::as_u64).unwrap_or(0)).sum())
     }
 
     /// `GET /documents` and `POST /documents/fetch`: `request` holds `offset, limit,
     /// fields, filter, ids` as the fetch route takes them.
-    pub async fn list_documents(&self, uid: &str, request: &Map<String, Value>) -> ApiResult<ReadAnswer> {
+    pub async fn list_documents(&self, uid: &IndexUid, request: &Map<String, Value>) -> ApiResult<ReadAnswer> {
         let routing = self.routing().ok_or_else(no_topology)?;
         let offset = request.get("offset").and_then(Value::as_u64).unwrap_or(0);
         let limit = request.get("limit").and_then(Value::as_u64).unwrap_or(20);
-        let path = format!("/indexes/{uid}/documents/fetch");
+        let path = NodePath::index(uid).then("documents").then("fetch");
         // 1. exact per-node totals of the covered shards (stable cover: same order every page)
         let count_for = |_: &str, shards: &[u32], only: bool| {
             let mut b = request.clone();
@@ -467,7 +472,7 @@ impl Proxy {
     }
 
     /// `GET /indexes/{uid}/stats`.
-    pub async fn index_stats(&self, uid: &str) -> ApiResult<ReadAnswer> {
+    pub async fn index_stats(&self, uid: &IndexUid) -> ApiResult<ReadAnswer> {
         let routing = self.routing().ok_or_else(no_topology)?;
         let held = routing.assignment.shards_by_node();
         let cover = self.choose_cover(&routing, true, &[]);
@@ -476,7 +481,7 @@ impl Proxy {
         for (node, shards) in &cover.per_node {
             let only = held.get(node).map(|h| h == shards).unwrap_or(false);
             let stats = self
-                .read_from(&routing, vec![node.as_str()], Method::GET, &format!("/indexes/{uid}/stats"), None)
+                .read_from(&routing, vec![node.as_str()], Method::GET, &NodePath::index(uid).then("stats"), None)
                 .await?;
             if !stats.is_success() {
                 return Err(passthrough(stats.status, &stats.body));
@@ -486,7 +491,7 @@ impl Proxy {
             } else {
                 let q = json!({"limit": 0, "filter": shard_filter(None, shards, false)});
                 let r = self
-                    .read_from(&routing, vec![node.as_str()], Method::POST, &format!("/indexes/{uid}/documents/fetch"), Some(&q))
+                    .read_from(&routing, vec![node.as_str()], Method::POST, &NodePath::index(uid).then("documents").then("fetch"), Some(&q))
                     .await?;
                 if !r.is_success() {
                     return Err(passthrough(r.status, &r.body));
@@ -505,7 +510,7 @@ impl Proxy {
             .topology
             .nodes
             .iter()
-            .map(|n| NodeCall { node_id: n.id.clone(), method: Method::GET, path: "/stats".into(), content_type: None, body: None })
+            .map(|n| NodeCall { node_id: n.id.clone(), method: Method::GET, path: NodePath::route("/stats"), content_type: None, body: None })
             .collect();
         let outcomes = self.call_nodes(&routing, calls).await;
         let mut database_size = 0u64;
@@ -533,7 +538,9 @@ impl Proxy {
         let mut indexes = Map::new();
         let mut missing = Vec::new();
         for uid in uids.keys() {
-            let s = self.index_stats(uid).await?;
+            // Names the nodes listed themselves; one that is not a valid uid names no index.
+            let Ok(valid) = IndexUid::parse(uid) else { continue };
+            let s = self.index_stats(&valid).await?;
             missing.extend(s.missing_shards);
             indexes.insert(uid.clone(), s.body);
         }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::api::SHARD_FIELD;
+use super::merge::SHARD_FIELD;
 use super::topology::Assignment;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -243,7 +243,7 @@ impl Proxy {
         let timeout = self.node_timeout();
         let futs = task.node_tasks.iter().map(|nt| {
             let addr = routing.topology.node(&nt.node_id).map(|n| n.address.clone());
-            let path = format!("/tasks/{}", nt.task_uid);
+            let path = crate::node::NodePath::task(nt.task_uid);
             async move {
                 let addr = addr?;
                 let r = self.inner.nodes.send_json(&addr, Method::GET, &path, None, timeout).await.ok()?;

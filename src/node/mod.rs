@@ -9,6 +9,9 @@ use serde_json::Value;
 
 use crate::config::Secret;
 
+pub mod path;
+pub use path::NodePath;
+
 /// A node's answer: HTTP status and JSON body (`Null` when the body was empty).
 #[derive(Debug, Clone)]
 pub struct NodeResponse {
@@ -53,12 +56,12 @@ impl NodeClient {
         &self,
         address: &str,
         method: Method,
-        path_and_query: &str,
+        path: &NodePath,
         content_type: Option<&str>,
         body: Option<Vec<u8>>,
         timeout: Duration,
     ) -> Result<NodeResponse, NodeError> {
-        let url = format!("{}{}", address.trim_end_matches('/'), path_and_query);
+        let url = format!("{}{path}", address.trim_end_matches('/'));
         let mut req = self.http.request(method, &url).timeout(timeout);
         if let Some(k) = self.key.get() {
             req = req.bearer_auth(k);
@@ -98,18 +101,18 @@ impl NodeClient {
         &self,
         address: &str,
         method: Method,
-        path_and_query: &str,
+        path: &NodePath,
         body: Option<&Value>,
         timeout: Duration,
     ) -> Result<NodeResponse, NodeError> {
         let bytes = body.map(|b| serde_json::to_vec(b).expect("serialize json"));
         let ct = bytes.as_ref().map(|_| "application/json");
-        self.send_raw(address, method, path_and_query, ct, bytes, timeout).await
+        self.send_raw(address, method, path, ct, bytes, timeout).await
     }
 
     /// `GET /health` answered `{"status":"available"}` within `timeout`.
     pub async fn probe_health(&self, address: &str, timeout: Duration) -> bool {
-        match self.send_json(address, Method::GET, "/health", None, timeout).await {
+        match self.send_json(address, Method::GET, &NodePath::route("/health"), None, timeout).await {
             Ok(r) => r.is_success() && r.body.get("status").and_then(Value::as_str) == Some("available"),
             Err(_) => false,
         }

@@ -7,6 +7,8 @@
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod raw_http;
+pub mod recorder;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -241,13 +243,23 @@ impl Cluster {
     }
 
     pub async fn start_with(spec: Spec, options: ProxyOptions) -> Cluster {
+        Self::start_addressed(spec, options, |n| std::future::ready(n.url.clone())).await
+    }
+
+    /// Like [`Cluster::start_with`], with Miroir reaching each node at `address(node)` (e.g. a
+    /// recording proxy in front of it).
+    pub async fn start_addressed<F, Fut>(spec: Spec, options: ProxyOptions, address: F) -> Cluster
+    where
+        F: Fn(&Node) -> Fut,
+        Fut: std::future::Future<Output = String>,
+    {
         let mut nodes = Vec::new();
         let mut specs = Vec::new();
         for (g, size) in spec.groups.iter().enumerate() {
             for i in 0..*size {
                 let id = format!("g{g}-n{i}");
                 let node = Node::start(&id).await;
-                specs.push(NodeSpec { id: id.clone(), address: node.url.clone(), replica_group: g as u32 });
+                specs.push(NodeSpec { id: id.clone(), address: address(&node).await, replica_group: g as u32 });
                 nodes.push(node);
             }
         }

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, Request, State as AxState};
+use axum::extract::{FromRequestParts, MatchedPath, RawQuery, Request, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -486,6 +486,43 @@ async fn delete_sub_setting(AxState(node): S, Path((uid, name)): Path<(String, S
     Ok(accepted(node.enqueue(Some(uid), TaskKind::SettingsUpdate { update }, None)))
 }
 
+/// Route parameters, each percent-decoded once and lossily, as Meilisearch (actix) decodes
+/// them: a segment that is not UTF-8 becomes U+FFFD and then fails validation, instead of
+/// being rejected as a malformed URL.
+struct Path<T>(T);
+
+trait FromSegments: Sized {
+    fn from_segments(v: Vec<String>) -> Option<Self>;
+}
+
+impl FromSegments for String {
+    fn from_segments(v: Vec<String>) -> Option<Self> {
+        v.into_iter().next()
+    }
+}
+
+impl FromSegments for (String, String) {
+    fn from_segments(v: Vec<String>) -> Option<Self> {
+        let mut it = v.into_iter();
+        Some((it.next()?, it.next()?))
+    }
+}
+
+impl<S: Send + Sync, T: FromSegments> FromRequestParts<S> for Path<T> {
+    type Rejection = StatusCode;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, StatusCode> {
+        let template = parts.extensions.get::<MatchedPath>().ok_or(StatusCode::NOT_FOUND)?.as_str().to_string();
+        let values: Vec<String> = template
+            .split('/')
+            .zip(parts.uri.path().split('/'))
+            .filter(|(t, _)| t.starts_with('{'))
+            .map(|(_, raw)| percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned())
+            .collect();
+        T::from_segments(values).map(Path).ok_or(StatusCode::NOT_FOUND)
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // documents
 
@@ -780,6 +817,9 @@ async fn multi_search(AxState(node): S, headers: HeaderMap, body: Body) -> ApiRe
         let Some(index_uid) = query.index_uid.clone() else {
             return Err(relocate(i, ApiError::new(Code::MissingIndexUid, "Missing field `indexUid`")));
         };
+        if !valid_index_uid(&index_uid) {
+            return Err(ApiError::new(Code::InvalidIndexUid, format!("Invalid value at `.queries[{i}].indexUid`: {}", index_uid_message(&index_uid))));
+        }
         parsed.push((index_uid, query));
     }
     let request_uid = request_uid();

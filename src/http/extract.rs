@@ -1,0 +1,73 @@
+//! Typed path parameters. Route parameters are percent-decoded here (never rejected as
+//! undecodable: an invalid byte sequence becomes U+FFFD and then fails validation with
+//! Meilisearch's error), and reach handlers only through the typed accessors.
+
+use axum::extract::{FromRequestParts, MatchedPath};
+use axum::http::request::Parts;
+use percent_encoding::percent_decode_str;
+
+use crate::error::{ApiError, ApiResult, Code};
+use crate::model::{DocumentId, IndexUid, SettingRoute};
+
+/// The decoded parameters of the matched route (`{uid}`, `{id}`, `{setting}`).
+#[derive(Debug, Clone, Default)]
+pub struct RouteParams(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RouteParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        // The matched template (`/indexes/{uid}/documents/{id}`) against the raw path, segment
+        // by segment: each parameter is decoded exactly once, whatever its bytes.
+        let template = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map(|m| m.as_str().to_string())
+            .ok_or_else(|| ApiError::internal("route parameters outside a matched route"))?;
+        let params = template
+            .split('/')
+            .zip(parts.uri.path().split('/'))
+            .filter_map(|(t, raw)| {
+                let name = t.strip_prefix('{')?.strip_suffix('}')?;
+                Some((name.to_string(), percent_decode_str(raw).decode_utf8_lossy().into_owned()))
+            })
+            .collect();
+        Ok(RouteParams(params))
+    }
+}
+
+impl RouteParams {
+    fn get(&self, name: &str) -> &str {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
+    }
+
+    /// `{uid}`, validated as Meilisearch validates index uids (`invalid_index_uid`). Handlers
+    /// call this where Meilisearch validates it: after the body or query parameters on routes
+    /// whose body is parsed first.
+    pub fn index_uid(&self) -> ApiResult<IndexUid> {
+        IndexUid::parse(self.get("uid"))
+    }
+
+    /// `{id}` of a document route: `Some` when it can name a document (see [`DocumentId`]).
+    pub fn document_id(&self) -> Option<DocumentId> {
+        DocumentId::parse(self.get("id"))
+    }
+
+    /// `{id}` as the client sent it (decoded), for error messages and deletion bodies.
+    pub fn raw_document_id(&self) -> &str {
+        self.get("id")
+    }
+
+    /// `{setting}`: one of Meilisearch's per-setting routes, else the route does not exist.
+    pub fn setting(&self) -> ApiResult<SettingRoute> {
+        SettingRoute::from_segment(self.get("setting")).ok_or_else(|| ApiError::new(Code::NotFound, "Not found."))
+    }
+
+    /// `{uid}` of `/tasks/{uid}`.
+    pub fn task_uid(&self) -> ApiResult<u64> {
+        let s = self.get("uid");
+        s.parse().map_err(|_| {
+            ApiError::new(Code::InvalidTaskUids, format!("Invalid value in parameter `taskUid`: could not parse `{s}` as a positive integer"))
+        })
+    }
+}

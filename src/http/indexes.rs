@@ -1,0 +1,109 @@
+//! `/indexes` and `/indexes/{uid}`: broadcast to every node, answered like one Meilisearch.
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::{accepted, parse_json, pass, query_pairs, read_body, RouteParams};
+use crate::dataplane::fanout::NodeCall;
+use crate::dataplane::tasks::store_error;
+use crate::dataplane::write::WriteAck;
+use crate::dataplane::{Proxy, RoutingTable};
+use crate::error::{ApiError, ApiResult, Code};
+use crate::model::IndexUid;
+use crate::node::NodePath;
+
+pub async fn list(State(proxy): State<Proxy>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let path = NodePath::route("/indexes").client_query(query_pairs(&q));
+    let routing = proxy.routing_or_error()?;
+    pass(proxy.read_any(&routing, Method::GET, &path, None).await?)
+}
+
+pub async fn get(State(proxy): State<Proxy>, params: RouteParams) -> ApiResult<Response> {
+    let uid = params.index_uid()?;
+    let routing = proxy.routing_or_error()?;
+    pass(proxy.read_any(&routing, Method::GET, &NodePath::index(&uid), None).await?)
+}
+
+pub async fn create(State(proxy): State<Proxy>, body: Body) -> ApiResult<Response> {
+    let body = parse_json(&read_body(&proxy, body).await?)?;
+    let routing = proxy.routing_or_error()?;
+    // The uid travels in the body; a node validates it (and answers as Meilisearch does).
+    let uid = body.get("uid").and_then(Value::as_str).and_then(|u| IndexUid::parse(u).ok());
+    // Only a new index gets Miroir's settings; an existing one must stay as it is (the
+    // creation task then fails with `index_already_exists`, as on one Meilisearch).
+    let exists = match &uid {
+        Some(u) => proxy.index_meta(&routing, u).await?.is_some(),
+        None => false,
+    };
+    let pk = body.get("primaryKey").cloned().unwrap_or(Value::Null);
+    let ack = proxy.broadcast_write(Method::POST, &NodePath::route("/indexes"), Some(&body), uid.as_ref(), json!({"primaryKey": pk})).await?;
+    if let (Some(u), false) = (&uid, exists) {
+        proxy.init_index_settings(&routing, u).await?;
+    }
+    Ok(accepted(ack))
+}
+
+pub async fn update(State(proxy): State<Proxy>, params: RouteParams, body: Body) -> ApiResult<Response> {
+    let body = parse_json(&read_body(&proxy, body).await?)?;
+    let uid = params.index_uid()?;
+    let pk = body.get("primaryKey").cloned().unwrap_or(Value::Null);
+    if let Some(new_pk) = pk.as_str() {
+        // Meilisearch refuses to change the primary key of a non-empty index. Each node only
+        // sees its own shards, so decide for the whole cluster here, before any node is
+        // touched; otherwise empty nodes would accept a key the others refuse.
+        let routing = proxy.routing_or_error()?;
+        if let Some(meta) = proxy.index_meta(&routing, &uid).await? {
+            if let Some(current) = meta.get("primaryKey").and_then(Value::as_str) {
+                if current != new_pk && cluster_has_documents(&proxy, &routing, &uid).await? {
+                    let e = ApiError::new(
+                        Code::IndexPrimaryKeyAlreadyExists,
+                        format!("Index `{uid}`: Index already has a primary key: `{current}`."),
+                    );
+                    let task = proxy.create_failed_task("indexUpdate", Some(uid.as_str()), json!({"primaryKey": new_pk}), &e).await?;
+                    return Ok(accepted(WriteAck { task, report: None }));
+                }
+            }
+        }
+    }
+    let ack = proxy.broadcast_write(Method::PATCH, &NodePath::index(&uid), Some(&body), Some(&uid), json!({"primaryKey": pk})).await?;
+    Ok(accepted(ack))
+}
+
+/// Whether any node holds a document of the index.
+async fn cluster_has_documents(proxy: &Proxy, routing: &RoutingTable, uid: &IndexUid) -> ApiResult<bool> {
+    let calls: Vec<NodeCall> = routing
+        .topology
+        .nodes
+        .iter()
+        .map(|n| NodeCall { node_id: n.id.clone(), method: Method::GET, path: NodePath::index(uid).then("stats"), content_type: None, body: None })
+        .collect();
+    let outcomes = proxy.call_nodes(routing, calls).await;
+    let mut has = false;
+    for o in &outcomes {
+        match &o.result {
+            Ok(r) if r.is_success() => {
+                has |= r.body.get("numberOfDocuments").and_then(Value::as_u64).unwrap_or(0) > 0;
+            }
+            // The index does not exist on that node: no document there.
+            Ok(r) if r.status == 404 => {}
+            // A node that cannot say might hold documents: refuse to decide.
+            _ => {
+                return Err(ApiError::new(
+                    Code::MiroirNodeUnavailable,
+                    format!("Node `{}` could not be asked whether index `{uid}` is empty; retry when every node is up.", o.node_id),
+                ))
+            }
+        }
+    }
+    Ok(has)
+}
+
+pub async fn delete(State(proxy): State<Proxy>, params: RouteParams) -> ApiResult<Response> {
+    let uid = params.index_uid()?;
+    let ack = proxy.broadcast_write(Method::DELETE, &NodePath::index(&uid), None, Some(&uid), json!({"deletedDocuments": null})).await?;
+    proxy.store().delete_index_settings(uid.as_str()).await.map_err(store_error)?;
+    Ok(accepted(ack))
+}

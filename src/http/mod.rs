@@ -1,0 +1,215 @@
+//! The HTTP layer: Meilisearch's routes, answered like one Meilisearch, plus `/_miroir/*`.
+//! One module per Meilisearch resource; each handler validates its input into typed values
+//! ([`crate::model`]) and calls the read and write services of [`crate::dataplane`]. Auth runs
+//! at the edge ([`auth`]).
+
+mod admin;
+mod auth;
+mod documents;
+mod extract;
+mod indexes;
+mod search;
+mod settings;
+mod stats;
+mod tasks;
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use serde_json::{Map, Value};
+
+use crate::dataplane::fanout::DEGRADED_HEADER;
+use crate::dataplane::read::ReadAnswer;
+use crate::dataplane::write::WriteAck;
+use crate::dataplane::Proxy;
+use crate::error::{ApiError, ApiResult, Code};
+
+pub use extract::RouteParams;
+
+pub fn router(proxy: Proxy) -> Router {
+    Router::new()
+        .route("/health", get(admin::health))
+        .route("/version", get(admin::version))
+        .route("/indexes", get(indexes::list).post(indexes::create))
+        .route("/indexes/{uid}", get(indexes::get).patch(indexes::update).delete(indexes::delete))
+        .route("/indexes/{uid}/settings", get(settings::get_all).patch(settings::update_all).put(settings::update_all).delete(settings::reset_all))
+        .route("/indexes/{uid}/settings/{setting}", get(settings::get_one).patch(settings::update_one).put(settings::update_one).delete(settings::reset_one))
+        .route(
+            "/indexes/{uid}/documents",
+            get(documents::list).post(documents::replace).put(documents::update).delete(documents::delete_all),
+        )
+        .route("/indexes/{uid}/documents/fetch", post(documents::fetch))
+        .route("/indexes/{uid}/documents/delete-batch", post(documents::delete_batch))
+        .route("/indexes/{uid}/documents/delete", post(documents::delete_by_filter))
+        .route("/indexes/{uid}/documents/{id}", get(documents::get_one).delete(documents::delete_one))
+        .route("/indexes/{uid}/search", get(search::search).post(search::search))
+        .route("/indexes/{uid}/facet-search", post(search::facet_search))
+        .route("/indexes/{uid}/stats", get(stats::index_stats))
+        .route("/multi-search", post(search::multi_search))
+        .route("/stats", get(stats::global_stats))
+        .route("/tasks", get(tasks::list).delete(tasks::delete))
+        .route("/tasks/cancel", post(tasks::cancel))
+        .route("/tasks/{uid}", get(tasks::get))
+        .route("/_miroir/topology", get(admin::topology))
+        // Meilisearch routes Miroir does not support (yet): a clear 501, not a 404.
+        .route("/keys", any(unsupported))
+        .route("/keys/{key}", any(unsupported))
+        .route("/swap-indexes", any(unsupported))
+        .route("/dumps", any(unsupported))
+        .route("/snapshots", any(unsupported))
+        .route("/batches", any(unsupported))
+        .route("/batches/{uid}", any(unsupported))
+        .route("/experimental-features", any(unsupported))
+        .route("/export", any(unsupported))
+        .route("/network", any(unsupported))
+        .route("/indexes/{uid}/documents/edit", any(unsupported))
+        .route("/indexes/{uid}/similar", any(unsupported))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(proxy.clone(), auth::auth))
+        .route_layer(middleware::from_fn_with_state(proxy.metrics().clone(), crate::dataplane::metrics::track))
+        .with_state(proxy)
+}
+
+async fn unsupported(req: Request) -> ApiError {
+    // The path is the client's own; it is only echoed back, never sent anywhere.
+    ApiError::not_implemented(&format!("`{} {}`", req.method(), req.uri().path()))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(Code::NotFound, "Not found.")
+}
+
+// ---------------------------------------------------------------- request plumbing
+
+fn human_size(bytes: usize) -> String {
+    const MIB: usize = 1024 * 1024;
+    if bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+async fn read_body(proxy: &Proxy, body: Body) -> ApiResult<Bytes> {
+    let limit = proxy.options().max_body_bytes;
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            Code::PayloadTooLarge,
+            format!("The provided payload reached the size limit. The maximum accepted payload size is {}.", human_size(limit)),
+        )
+    })
+}
+
+/// Parses a JSON request body (non-document routes).
+fn parse_json(bytes: &[u8]) -> ApiResult<Value> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(Code::MissingPayload, "A json payload is missing."));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new(Code::MalformedPayload, format!("The json payload provided is malformed. `{e}`.")))
+}
+
+/// A JSON body that must be an object.
+async fn object_body(proxy: &Proxy, body: Body) -> ApiResult<Map<String, Value>> {
+    match parse_json(&read_body(proxy, body).await?)? {
+        Value::Object(m) => Ok(m),
+        other => Err(ApiError::new(Code::BadRequest, format!("Invalid value type: expected an object, but found {}", json_kind(&other)))),
+    }
+}
+
+fn json_kind(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("a boolean: `{b}`"),
+        Value::Number(n) => format!("a positive integer: `{n}`"),
+        Value::String(s) => format!("a string: `\"{s}\"`"),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+fn query_pairs(raw: &Option<String>) -> Vec<(String, String)> {
+    raw.as_deref()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------- responses
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+/// A 202 with the summarized task, plus `X-Miroir-Degraded` when some group missed quorum.
+fn accepted(ack: WriteAck) -> Response {
+    let mut resp = json_response(StatusCode::ACCEPTED, crate::dataplane::tasks::summarized(&ack.task));
+    if let Some(h) = ack.report.as_ref().and_then(|r| r.header_value()) {
+        if let Ok(v) = HeaderValue::from_str(&h) {
+            resp.headers_mut().insert(DEGRADED_HEADER, v);
+        }
+    }
+    resp
+}
+
+/// A node's answer as it is (errors cleaned of Miroir's names).
+fn pass(r: crate::node::NodeResponse) -> ApiResult<Response> {
+    if r.is_success() {
+        Ok(json_response(StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK), r.body))
+    } else {
+        Err(ApiError::Passthrough { status: r.status, body: crate::dataplane::read::sanitize_node_error(r.body) })
+    }
+}
+
+/// A merged read, with `X-Miroir-Degraded` when shards were missing.
+fn read_response(answer: ReadAnswer) -> Response {
+    let mut resp = json_response(StatusCode::OK, answer.body.clone());
+    if let Some((name, value)) = answer.degraded_header() {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, v);
+        }
+    }
+    resp
+}
+
+// ---------------------------------------------------------------- GET routes with a POST twin
+
+/// Converts GET query parameters into the JSON body the POST variant of the route takes.
+/// `None` when a parameter is unknown or malformed: the caller then lets a node answer the
+/// original GET, so the client gets exactly Meilisearch's error.
+fn params_to_body(params: &[(String, String)], lists: &[&str], ints: &[&str], floats: &[&str], bools: &[&str], strings: &[&str]) -> Option<Map<String, Value>> {
+    let mut out = Map::new();
+    for (k, v) in params {
+        let k = k.as_str();
+        let value = if lists.contains(&k) {
+            Value::Array(v.split(',').map(|s| Value::String(s.trim().to_string())).filter(|s| s.as_str() != Some("")).collect())
+        } else if ints.contains(&k) {
+            serde_json::json!(v.parse::<u64>().ok()?)
+        } else if floats.contains(&k) {
+            serde_json::json!(v.parse::<f64>().ok()?)
+        } else if bools.contains(&k) {
+            serde_json::json!(v.parse::<bool>().ok()?)
+        } else if strings.contains(&k) {
+            Value::String(v.clone())
+        } else {
+            return None;
+        };
+        out.insert(k.to_string(), value);
+    }
+    Some(out)
+}
+
+/// Answers a GET from one node as it is (used for requests Miroir cannot parse, so the
+/// client sees the node's own validation error for the route it named).
+async fn node_answers_get(proxy: &Proxy, path: crate::node::NodePath) -> ApiResult<Response> {
+    let routing = proxy.routing_or_error()?;
+    let r = proxy.read_any(&routing, reqwest::Method::GET, &path, None).await?;
+    if r.is_success() {
+        Err(ApiError::internal(format!("Miroir could not interpret a `GET {}` request that a node accepted.", path.path())))
+    } else {
+        Err(ApiError::Passthrough { status: r.status, body: crate::dataplane::read::sanitize_node_error(r.body) })
+    }
+}
