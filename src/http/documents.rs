@@ -8,7 +8,9 @@ use axum::response::Response;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::{accepted, json_kind, node_answers_get, object_body, params_to_body, parse_json, pass, query_pairs, read_body, read_response, RouteParams};
+use super::{accepted, node_answers_get, params_to_body, parse_json, pass, query_pairs, read_body, read_response, JsonBody, JsonBytes, RouteParams};
+use crate::model::deserr::parse;
+use crate::model::search::BrowseQuery;
 use crate::dataplane::fanout::DEGRADED_HEADER;
 use crate::dataplane::merge::{strip_reserved, RESERVED_PREFIX};
 use crate::dataplane::payload::{format_from_content_type, parse_documents};
@@ -64,17 +66,15 @@ pub async fn delete_one(State(proxy): State<Proxy>, params: RouteParams) -> ApiR
     Ok(accepted(proxy.delete_ids(&uid, vec![Value::String(params.raw_document_id().to_string())]).await?))
 }
 
-pub async fn delete_batch(State(proxy): State<Proxy>, params: RouteParams, body: Body) -> ApiResult<Response> {
-    let body = parse_json(&read_body(&proxy, body).await?)?;
-    let Value::Array(ids) = body else {
-        return Err(ApiError::new(Code::BadRequest, format!("Invalid value type: expected an array, but found {}", json_kind(&body))));
-    };
+pub async fn delete_batch(State(proxy): State<Proxy>, params: RouteParams, JsonBytes(bytes): JsonBytes) -> ApiResult<Response> {
+    // Meilisearch reads this body with serde, not deserr: its data errors say so.
+    parse_json(&bytes)?;
+    let ids: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| ApiError::new(Code::BadRequest, format!("Json deserialize error: {e}")))?;
     let uid = params.index_uid()?;
     Ok(accepted(proxy.delete_ids(&uid, ids).await?))
 }
 
-pub async fn delete_by_filter(State(proxy): State<Proxy>, params: RouteParams, body: Body) -> ApiResult<Response> {
-    let body = parse_json(&read_body(&proxy, body).await?)?;
+pub async fn delete_by_filter(State(proxy): State<Proxy>, params: RouteParams, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let uid = params.index_uid()?;
     let filter = body.get("filter").cloned();
     let details = json!({"providedIds": 0, "deletedDocuments": null, "originalFilter": filter.map(|f| f.to_string())});
@@ -116,8 +116,9 @@ pub async fn list(State(proxy): State<Proxy>, params: RouteParams, RawQuery(q): 
     Ok(read_response(proxy.list_documents(&uid, &body).await?))
 }
 
-pub async fn fetch(State(proxy): State<Proxy>, params: RouteParams, body: Body) -> ApiResult<Response> {
-    let body = object_body(&proxy, body).await?;
+pub async fn fetch(State(proxy): State<Proxy>, params: RouteParams, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    let _: BrowseQuery = parse(body.clone())?;
     let uid = params.index_uid()?;
+    let Value::Object(body) = body else { unreachable!("a browse query is an object") };
     Ok(read_response(proxy.list_documents(&uid, &body).await?))
 }

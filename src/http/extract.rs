@@ -71,3 +71,49 @@ impl RouteParams {
         })
     }
 }
+
+/// A JSON request body, read as Meilisearch reads one: the content type must be JSON (missing:
+/// `missing_content_type`, another: `invalid_content_type`), the size within the limit, an
+/// empty body is `missing_payload`, anything serde_json refuses is `malformed_payload`.
+pub struct JsonBody(pub serde_json::Value);
+
+impl axum::extract::FromRequest<crate::dataplane::Proxy> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, proxy: &crate::dataplane::Proxy) -> Result<Self, ApiError> {
+        let JsonBytes(bytes) = JsonBytes::from_request(req, proxy).await?;
+        Ok(JsonBody(super::parse_json(&bytes)?))
+    }
+}
+
+/// The bytes of a JSON request body (content type and size checked), for routes that parse
+/// them with their own rules.
+pub struct JsonBytes(pub axum::body::Bytes);
+
+impl axum::extract::FromRequest<crate::dataplane::Proxy> for JsonBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, proxy: &crate::dataplane::Proxy) -> Result<Self, ApiError> {
+        check_json_content_type(req.headers())?;
+        Ok(JsonBytes(super::read_body(proxy, req.into_body()).await?))
+    }
+}
+
+/// actix-web's rule, which Meilisearch uses: the subtype is `json`, or the suffix `+json`.
+fn check_json_content_type(headers: &axum::http::HeaderMap) -> ApiResult<()> {
+    const ACCEPTED: &str = "Accepted values for the Content-Type header are: `application/json`";
+    let Some(raw) = headers.get(axum::http::header::CONTENT_TYPE) else {
+        return Err(ApiError::new(Code::MissingContentType, format!("A Content-Type header is missing. {ACCEPTED}")));
+    };
+    let text = String::from_utf8_lossy(raw.as_bytes());
+    let essence = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let json = essence
+        .split_once('/')
+        .map(|(ty, sub)| !ty.is_empty() && (sub == "json" || sub.ends_with("+json")))
+        .unwrap_or(false);
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::new(Code::InvalidContentType, format!("The Content-Type `{text}` is invalid. {ACCEPTED}")))
+    }
+}

@@ -1,12 +1,11 @@
 //! `/indexes` and `/indexes/{uid}`: broadcast to every node, answered like one Meilisearch.
 
-use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::{accepted, parse_json, pass, query_pairs, read_body, RouteParams};
+use super::{accepted, pass, query_pairs, JsonBody, RouteParams};
 use crate::dataplane::fanout::NodeCall;
 use crate::dataplane::tasks::store_error;
 use crate::dataplane::write::WriteAck;
@@ -27,8 +26,7 @@ pub async fn get(State(proxy): State<Proxy>, params: RouteParams) -> ApiResult<R
     pass(proxy.read_any(&routing, Method::GET, &NodePath::index(&uid), None).await?)
 }
 
-pub async fn create(State(proxy): State<Proxy>, body: Body) -> ApiResult<Response> {
-    let body = parse_json(&read_body(&proxy, body).await?)?;
+pub async fn create(State(proxy): State<Proxy>, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let routing = proxy.routing_or_error()?;
     // The uid travels in the body; a node validates it (and answers as Meilisearch does).
     let uid = body.get("uid").and_then(Value::as_str).and_then(|u| IndexUid::parse(u).ok());
@@ -46,8 +44,7 @@ pub async fn create(State(proxy): State<Proxy>, body: Body) -> ApiResult<Respons
     Ok(accepted(ack))
 }
 
-pub async fn update(State(proxy): State<Proxy>, params: RouteParams, body: Body) -> ApiResult<Response> {
-    let body = parse_json(&read_body(&proxy, body).await?)?;
+pub async fn update(State(proxy): State<Proxy>, params: RouteParams, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let uid = params.index_uid()?;
     let pk = body.get("primaryKey").cloned().unwrap_or(Value::Null);
     if let Some(new_pk) = pk.as_str() {

@@ -28,7 +28,7 @@ use crate::dataplane::write::WriteAck;
 use crate::dataplane::Proxy;
 use crate::error::{ApiError, ApiResult, Code};
 
-pub use extract::RouteParams;
+pub use extract::{JsonBody, JsonBytes, RouteParams};
 
 pub fn router(proxy: Proxy) -> Router {
     Router::new()
@@ -46,7 +46,7 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/indexes/{uid}/documents/delete-batch", post(documents::delete_batch))
         .route("/indexes/{uid}/documents/delete", post(documents::delete_by_filter))
         .route("/indexes/{uid}/documents/{id}", get(documents::get_one).delete(documents::delete_one))
-        .route("/indexes/{uid}/search", get(search::search).post(search::search))
+        .route("/indexes/{uid}/search", get(search::search_get).post(search::search_post))
         .route("/indexes/{uid}/facet-search", post(search::facet_search))
         .route("/indexes/{uid}/stats", get(stats::index_stats))
         .route("/multi-search", post(search::multi_search))
@@ -106,30 +106,13 @@ async fn read_body(proxy: &Proxy, body: Body) -> ApiResult<Bytes> {
 
 /// Parses a JSON request body (non-document routes).
 fn parse_json(bytes: &[u8]) -> ApiResult<Value> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    // Only an empty body is "missing" (serde_json's EOF at line 1, column 0); whitespace is
+    // a malformed payload, as on Meilisearch.
+    if bytes.is_empty() {
         return Err(ApiError::new(Code::MissingPayload, "A json payload is missing."));
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::new(Code::MalformedPayload, format!("The json payload provided is malformed. `{e}`.")))
-}
-
-/// A JSON body that must be an object.
-async fn object_body(proxy: &Proxy, body: Body) -> ApiResult<Map<String, Value>> {
-    match parse_json(&read_body(proxy, body).await?)? {
-        Value::Object(m) => Ok(m),
-        other => Err(ApiError::new(Code::BadRequest, format!("Invalid value type: expected an object, but found {}", json_kind(&other)))),
-    }
-}
-
-fn json_kind(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => format!("a boolean: `{b}`"),
-        Value::Number(n) => format!("a positive integer: `{n}`"),
-        Value::String(s) => format!("a string: `\"{s}\"`"),
-        Value::Array(_) => "an array".into(),
-        Value::Object(_) => "an object".into(),
-    }
 }
 
 fn query_pairs(raw: &Option<String>) -> Vec<(String, String)> {

@@ -1,12 +1,13 @@
 //! `/indexes/{uid}/search` (GET and POST), `/indexes/{uid}/facet-search`, `/multi-search`:
 //! scattered over one covering set by the read service, merged as one node would answer.
 
-use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use reqwest::Method;
+use serde_json::{Map, Value};
 
-use super::{node_answers_get, object_body, params_to_body, parse_json, query_pairs, read_body, read_response, RouteParams};
+use super::{node_answers_get, params_to_body, query_pairs, read_response, JsonBody, RouteParams};
+use crate::model::deserr::parse;
+use crate::model::search::{FacetSearchQuery, MultiSearch, SearchQuery};
 use crate::dataplane::Proxy;
 use crate::error::ApiResult;
 use crate::node::NodePath;
@@ -17,30 +18,41 @@ const SEARCH_FLOATS: &[&str] = &["rankingScoreThreshold"];
 const SEARCH_BOOLS: &[&str] = &["showMatchesPosition", "showRankingScore", "showRankingScoreDetails", "retrieveVectors", "showPerformanceDetails"];
 const SEARCH_STRINGS: &[&str] = &["q", "filter", "distinct", "cropMarker", "highlightPreTag", "highlightPostTag", "matchingStrategy"];
 
-pub async fn search(State(proxy): State<Proxy>, params: RouteParams, method: Method, RawQuery(q): RawQuery, body: Body) -> ApiResult<Response> {
-    let client = if method == Method::GET {
-        let query = query_pairs(&q);
-        match params_to_body(&query, SEARCH_LISTS, SEARCH_INTS, SEARCH_FLOATS, SEARCH_BOOLS, SEARCH_STRINGS) {
-            Some(b) => b,
-            None => {
-                let uid = params.index_uid()?;
-                return node_answers_get(&proxy, NodePath::index(&uid).then("search").client_query(query)).await;
-            }
-        }
-    } else {
-        object_body(&proxy, body).await?
-    };
+/// `GET /indexes/{uid}/search`: the query parameters become the POST body. Whatever Miroir
+/// cannot read as one valid search (an unknown or malformed parameter) is answered by a node
+/// for the client's own GET, so the client gets Meilisearch's query-parameter wording.
+pub async fn search_get(State(proxy): State<Proxy>, params: RouteParams, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let query = query_pairs(&q);
+    let body = params_to_body(&query, SEARCH_LISTS, SEARCH_INTS, SEARCH_FLOATS, SEARCH_BOOLS, SEARCH_STRINGS)
+        .filter(|b| parse::<SearchQuery>(Value::Object(b.clone())).is_ok());
     let uid = params.index_uid()?;
-    Ok(read_response(proxy.search(&uid, &client).await?))
+    match body {
+        Some(b) => Ok(read_response(proxy.search(&uid, &b).await?)),
+        None => node_answers_get(&proxy, NodePath::index(&uid).then("search").client_query(query)).await,
+    }
 }
 
-pub async fn facet_search(State(proxy): State<Proxy>, params: RouteParams, body: Body) -> ApiResult<Response> {
-    let client = object_body(&proxy, body).await?;
+pub async fn search_post(State(proxy): State<Proxy>, params: RouteParams, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    let _: SearchQuery = parse(body.clone())?;
     let uid = params.index_uid()?;
-    Ok(read_response(proxy.facet_search(&uid, &client).await?))
+    Ok(read_response(proxy.search(&uid, &object(body)).await?))
 }
 
-pub async fn multi_search(State(proxy): State<Proxy>, body: Body) -> ApiResult<Response> {
-    let body = parse_json(&read_body(&proxy, body).await?)?;
+pub async fn facet_search(State(proxy): State<Proxy>, params: RouteParams, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    let _: FacetSearchQuery = parse(body.clone())?;
+    let uid = params.index_uid()?;
+    Ok(read_response(proxy.facet_search(&uid, &object(body)).await?))
+}
+
+pub async fn multi_search(State(proxy): State<Proxy>, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    let _: MultiSearch = parse(body.clone())?;
     Ok(read_response(proxy.multi_search(&body).await?))
+}
+
+/// A body the typed parse accepted is an object.
+fn object(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
 }

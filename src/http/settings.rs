@@ -2,13 +2,12 @@
 //! Miroir's node settings (`_miroir_shard` filterable, the node-side facet limit) kept and
 //! never shown.
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use super::{accepted, parse_json, pass, read_body, RouteParams};
+use super::{accepted, pass, JsonBody, RouteParams};
 use crate::dataplane::settings as node_settings;
 use crate::dataplane::tasks::store_error;
 use crate::dataplane::Proxy;
@@ -54,8 +53,7 @@ async fn settings_write(proxy: &Proxy, uid: &IndexUid, method: Method, path: Nod
     Ok(accepted(ack))
 }
 
-pub async fn update_all(State(proxy): State<Proxy>, params: RouteParams, method: Method, body: Body) -> ApiResult<Response> {
-    let mut body = parse_json(&read_body(&proxy, body).await?)?;
+pub async fn update_all(State(proxy): State<Proxy>, params: RouteParams, method: Method, JsonBody(mut body): JsonBody) -> ApiResult<Response> {
     let uid = params.index_uid()?;
     let mut client_faceting = None;
     if let Some(obj) = body.as_object_mut() {
@@ -114,13 +112,12 @@ pub async fn get_one(State(proxy): State<Proxy>, params: RouteParams) -> ApiResu
     pass(r)
 }
 
-pub async fn update_one(State(proxy): State<Proxy>, params: RouteParams, method: Method, body: Body) -> ApiResult<Response> {
+pub async fn update_one(State(proxy): State<Proxy>, params: RouteParams, method: Method, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let setting = params.setting()?;
     if method != setting.update_method() {
         // Each setting has one update verb on Meilisearch; the other is not routed there.
         return Ok(axum::http::StatusCode::METHOD_NOT_ALLOWED.into_response());
     }
-    let body = parse_json(&read_body(&proxy, body).await?)?;
     let uid = params.index_uid()?;
     let path = NodePath::index(&uid).setting(setting);
     match setting {

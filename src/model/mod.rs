@@ -3,8 +3,10 @@
 //! these types, never raw client strings, and node URLs are built only from them
 //! ([`crate::node::path::NodePath`]).
 
+pub mod deserr;
 pub mod document_id;
 pub mod index_uid;
+pub mod search;
 pub mod setting;
 
 pub use document_id::DocumentId;
