@@ -139,6 +139,12 @@ codes! {
     InvalidTaskReverse => ("invalid_task_reverse", StatusCode::BAD_REQUEST, InvalidRequest),
     InvalidTaskBeforeEnqueuedAt => ("invalid_task_before_enqueued_at", StatusCode::BAD_REQUEST, InvalidRequest),
     InvalidTaskAfterEnqueuedAt => ("invalid_task_after_enqueued_at", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidTaskCanceledBy => ("invalid_task_canceled_by", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidBatchUids => ("invalid_batch_uids", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidTaskBeforeStartedAt => ("invalid_task_before_started_at", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidTaskAfterStartedAt => ("invalid_task_after_started_at", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidTaskBeforeFinishedAt => ("invalid_task_before_finished_at", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidTaskAfterFinishedAt => ("invalid_task_after_finished_at", StatusCode::BAD_REQUEST, InvalidRequest),
     MissingTaskFilters => ("missing_task_filters", StatusCode::BAD_REQUEST, InvalidRequest),
     // --- generic
     Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR, ErrorType::Internal),

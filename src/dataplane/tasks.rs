@@ -280,87 +280,152 @@ pub struct TaskQuery {
     pub original: String,
 }
 
+/// The parameters of `GET /tasks`, in Meilisearch's order (its "expected one of" list).
+const LIST_PARAMS: &[&str] = &[
+    "limit", "from", "reverse", "batchUids", "uids", "canceledBy", "types", "statuses", "indexUids", "afterEnqueuedAt",
+    "beforeEnqueuedAt", "afterStartedAt", "beforeStartedAt", "afterFinishedAt", "beforeFinishedAt",
+];
+/// The parameters of `DELETE /tasks` and `POST /tasks/cancel`.
+const FILTER_PARAMS: &[&str] = &[
+    "uids", "batchUids", "canceledBy", "types", "statuses", "indexUids", "afterEnqueuedAt", "beforeEnqueuedAt",
+    "afterStartedAt", "beforeStartedAt", "afterFinishedAt", "beforeFinishedAt",
+];
+
+/// A comma list parameter (`*` anywhere: no filter): each element parsed by `item`, whose
+/// error is located at `param[i]` when the list has several elements, as Meilisearch does.
+fn star_list<T>(param: &str, v: &str, code: Code, item: impl Fn(&str) -> Result<T, String>) -> ApiResult<Option<Vec<T>>> {
+    let items: Vec<&str> = v.split(',').filter(|s| !s.is_empty()).collect();
+    let mut out = Vec::new();
+    let mut star = false;
+    for (i, s) in items.iter().enumerate() {
+        if *s == "*" {
+            star = true;
+            continue;
+        }
+        match item(s) {
+            Ok(t) => out.push(t),
+            Err(msg) => {
+                let at = if items.len() > 1 { format!("{param}[{i}]") } else { param.to_string() };
+                return Err(ApiError::new(code, format!("Invalid value in parameter `{at}`: {msg}")));
+            }
+        }
+    }
+    Ok(if star { None } else { Some(out) })
+}
+
+fn positive_integer(s: &str) -> Result<u32, String> {
+    s.parse::<u32>().map_err(|_| format!("could not parse `{s}` as a positive integer"))
+}
+
 pub fn parse_task_query(params: &[(String, String)], raw_query: &str, allow_paging: bool) -> ApiResult<TaskQuery> {
     let mut q = TaskQuery { limit: 20, original: format!("?{raw_query}"), ..Default::default() };
+    let accepted = if allow_paging { LIST_PARAMS } else { FILTER_PARAMS };
+    // As Meilisearch reads a query string: keys in the order they first appear, the last value
+    // of a repeated key.
+    let mut ordered: Vec<(&str, &str)> = Vec::new();
     for (k, v) in params {
-        let list = || v.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "*");
-        match k.as_str() {
+        match ordered.iter_mut().find(|(key, _)| key == k) {
+            Some(slot) => slot.1 = v,
+            None => ordered.push((k, v)),
+        }
+    }
+    let mut unimplemented = None;
+    for (k, v) in ordered {
+        if !accepted.contains(&k) {
+            return Err(crate::model::deserr::unknown_param(k, accepted));
+        }
+        let int = |code: Code| move |v: &str| positive_integer(v).map_err(|m| ApiError::new(code, format!("Invalid value in parameter `{k}`: {m}")));
+        match k {
+            "limit" => q.limit = int(Code::InvalidTaskLimit)(v)? as usize,
+            "from" => q.from = Some(int(Code::InvalidTaskFrom)(v)? as u64),
+            "reverse" => {
+                q.reverse = v.parse().map_err(|_| {
+                    ApiError::new(Code::InvalidTaskReverse, format!("Invalid value in parameter `reverse`: could not parse `{v}` as a boolean, expected either `true` or `false`"))
+                })?
+            }
             "uids" => {
-                for s in list() {
-                    let uid = s.parse::<u64>().map_err(|_| {
-                        ApiError::new(Code::InvalidTaskUids, format!("Invalid value in parameter `uids`: could not parse `{s}` as a positive integer"))
-                    })?;
-                    q.filter.uids.push(uid);
+                if let Some(uids) = star_list(k, v, Code::InvalidTaskUids, positive_integer)? {
+                    q.filter.uids = uids.into_iter().map(u64::from).collect();
+                }
+            }
+            "batchUids" | "canceledBy" => {
+                let code = if k == "batchUids" { Code::InvalidBatchUids } else { Code::InvalidTaskCanceledBy };
+                if star_list(k, v, code, positive_integer)?.is_some_and(|l| !l.is_empty()) {
+                    unimplemented.get_or_insert(k);
                 }
             }
             "statuses" => {
-                for s in list() {
-                    let st = TaskStatus::parse(s).ok_or_else(|| {
-                        ApiError::new(Code::InvalidTaskStatuses, format!("Invalid value in parameter `statuses`: `{s}` is not a valid task status. Available statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`."))
-                    })?;
-                    q.filter.statuses.push(st);
+                let parsed = star_list(k, v, Code::InvalidTaskStatuses, |s| {
+                    TaskStatus::parse(&s.to_ascii_lowercase()).ok_or_else(|| {
+                        format!("`{s}` is not a valid task status. Available statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`.")
+                    })
+                })?;
+                if let Some(st) = parsed {
+                    q.filter.statuses = st;
                 }
             }
             "types" => {
-                for s in list() {
-                    if !TASK_TYPES.contains(&s) {
-                        return Err(ApiError::new(
-                            Code::InvalidTaskTypes,
-                            format!("Invalid value in parameter `types`: `{s}` is not a valid task type. Available types are {}.", TASK_TYPES.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")),
-                        ));
-                    }
-                    q.filter.types.push(s.to_string());
+                let parsed = star_list(k, v, Code::InvalidTaskTypes, |s| {
+                    TASK_TYPES.iter().find(|t| t.eq_ignore_ascii_case(s)).map(|t| t.to_string()).ok_or_else(|| {
+                        format!("`{s}` is not a valid task type. Available types are {}.", TASK_TYPES.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "))
+                    })
+                })?;
+                if let Some(t) = parsed {
+                    q.filter.types = t;
                 }
             }
             "indexUids" => {
-                for s in list() {
-                    q.filter.index_uids.push(s.to_string());
-                }
-            }
-            "beforeEnqueuedAt" | "afterEnqueuedAt" => {
-                let t = parse_date_param(v).ok_or_else(|| {
-                    let code = if k == "beforeEnqueuedAt" { Code::InvalidTaskBeforeEnqueuedAt } else { Code::InvalidTaskAfterEnqueuedAt };
-                    ApiError::new(code, format!("Invalid value in parameter `{k}`: `{v}` is an invalid date-time. It should follow the YYYY-MM-DD or RFC 3339 date-time format."))
+                let parsed = star_list(k, v, Code::InvalidIndexUid, |s| {
+                    crate::model::IndexUid::parse(s).map(|u| u.to_string()).map_err(|e| e.body()["message"].as_str().unwrap_or_default().to_string())
                 })?;
-                if k == "beforeEnqueuedAt" {
-                    q.filter.before_enqueued_at = Some(t);
-                } else {
-                    q.filter.after_enqueued_at = Some(t);
+                if let Some(u) = parsed {
+                    q.filter.index_uids = u;
                 }
             }
-            "limit" if allow_paging => {
-                q.limit = v.parse().map_err(|_| ApiError::new(Code::InvalidTaskLimit, format!("Invalid value in parameter `limit`: could not parse `{v}` as a positive integer")))?;
-                continue;
-            }
-            "from" if allow_paging => {
-                q.from = Some(v.parse().map_err(|_| ApiError::new(Code::InvalidTaskFrom, format!("Invalid value in parameter `from`: could not parse `{v}` as a positive integer")))?);
-                continue;
-            }
-            "reverse" if allow_paging => {
-                q.reverse = v.parse().map_err(|_| ApiError::new(Code::InvalidTaskReverse, format!("Invalid value in parameter `reverse`: could not parse `{v}` as a boolean")))?;
-                continue;
-            }
-            "canceledBy" | "beforeStartedAt" | "afterStartedAt" | "beforeFinishedAt" | "afterFinishedAt" => {
-                return Err(ApiError::not_implemented(&format!("The task filter `{k}`")));
-            }
-            other => {
-                return Err(ApiError::new(
-                    Code::BadRequest,
-                    format!("Unknown parameter `{other}`: expected one of `uids`, `batchUids`, `canceledBy`, `types`, `statuses`, `indexUids`, `afterEnqueuedAt`, `beforeEnqueuedAt`, `afterStartedAt`, `beforeStartedAt`, `afterFinishedAt`, `beforeFinishedAt`{}", if allow_paging { ", `limit`, `from`, `reverse`" } else { "" }),
-                ));
+            _ => {
+                // the six date filters
+                let code = match k {
+                    "beforeEnqueuedAt" => Code::InvalidTaskBeforeEnqueuedAt,
+                    "afterEnqueuedAt" => Code::InvalidTaskAfterEnqueuedAt,
+                    "beforeStartedAt" => Code::InvalidTaskBeforeStartedAt,
+                    "afterStartedAt" => Code::InvalidTaskAfterStartedAt,
+                    "beforeFinishedAt" => Code::InvalidTaskBeforeFinishedAt,
+                    _ => Code::InvalidTaskAfterFinishedAt,
+                };
+                if v != "*" {
+                    let t = parse_date_param(v, k.starts_with("after")).ok_or_else(|| {
+                        ApiError::new(code, format!("Invalid value in parameter `{k}`: `{v}` is an invalid date-time. It should follow the YYYY-MM-DD or RFC 3339 date-time format."))
+                    })?;
+                    match k {
+                        "beforeEnqueuedAt" => q.filter.before_enqueued_at = Some(t),
+                        "afterEnqueuedAt" => q.filter.after_enqueued_at = Some(t),
+                        _ => {
+                            unimplemented.get_or_insert(k);
+                        }
+                    }
+                }
             }
         }
-        q.has_filter = true;
+        if !matches!(k, "limit" | "from" | "reverse") {
+            q.has_filter = true;
+        }
+    }
+    if let Some(k) = unimplemented {
+        return Err(ApiError::not_implemented(&format!("The task filter `{k}`")));
     }
     Ok(q)
 }
 
-fn parse_date_param(v: &str) -> Option<OffsetDateTime> {
+/// RFC 3339, or `YYYY-MM-DD` (midnight UTC; the next midnight for an `after*` bound, as
+/// Meilisearch reads a day).
+fn parse_date_param(v: &str, after: bool) -> Option<OffsetDateTime> {
     if let Ok(t) = OffsetDateTime::parse(v, &Rfc3339) {
         return Some(t);
     }
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(v, &fmt).ok().map(|d| d.midnight().assume_utc())
+    let day = time::Date::parse(v, &fmt).ok()?;
+    let day = if after { day.next_day()? } else { day };
+    Some(day.midnight().assume_utc())
 }
 
 pub const TASK_TYPES: &[&str] = &[
@@ -380,6 +445,8 @@ pub const TASK_TYPES: &[&str] = &[
     "upgradeDatabase",
     "indexCompaction",
     "networkTopologyChange",
+    "dsrUpdate",
+    "dsrClear",
 ];
 
 /// `GET /tasks` body.

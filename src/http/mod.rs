@@ -111,8 +111,32 @@ fn parse_json(bytes: &[u8]) -> ApiResult<Value> {
     if bytes.is_empty() {
         return Err(ApiError::new(Code::MissingPayload, "A json payload is missing."));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::new(Code::MalformedPayload, format!("The json payload provided is malformed. `{e}`.")))
+    serde_json::from_slice(bytes).map_err(|e| {
+        let e = match utf8_error_at_string_end(bytes, &e) {
+            Some((line, column)) => format!("invalid unicode code point at line {line} column {column}"),
+            None => e.to_string(),
+        };
+        ApiError::new(Code::MalformedPayload, format!("The json payload provided is malformed. `{e}`."))
+    })
+}
+
+/// Meilisearch's JSON parser checks a string's UTF-8 once the whole string is read, so it
+/// places the error at the string's closing quote; ours places it at the bad byte. Returns
+/// the position Meilisearch reports (line, 1-based column of the closing quote).
+fn utf8_error_at_string_end(bytes: &[u8], e: &serde_json::Error) -> Option<(usize, usize)> {
+    if !e.to_string().starts_with("invalid unicode code point") {
+        return None;
+    }
+    let line_start = bytes.split_inclusive(|b| *b == b'\n').take(e.line() - 1).map(<[u8]>::len).sum::<usize>();
+    let mut i = line_start + e.column().checked_sub(1)?;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some((e.line(), i - line_start + 1)),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 fn query_pairs(raw: &Option<String>) -> Vec<(String, String)> {
@@ -167,8 +191,14 @@ fn params_to_body(params: &[(String, String)], lists: &[&str], ints: &[&str], fl
     let mut out = Map::new();
     for (k, v) in params {
         let k = k.as_str();
-        let value = if lists.contains(&k) {
-            Value::Array(v.split(',').map(|s| Value::String(s.trim().to_string())).filter(|s| s.as_str() != Some("")).collect())
+        let value = if k == "sort" && lists.contains(&k) {
+            Value::Array(sort_param(v).into_iter().map(Value::String).collect())
+        } else if k == "filter" && strings.contains(&k) {
+            // A filter that reads as JSON is that JSON (`filter=["a = 1"]`), else a string.
+            serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.clone()))
+        } else if lists.contains(&k) {
+            // Comma lists: empty items dropped, items not trimmed (Meilisearch's `CS` lists).
+            Value::Array(v.split(',').filter(|s| !s.is_empty()).map(|s| Value::String(s.to_string())).collect())
         } else if ints.contains(&k) {
             serde_json::json!(v.parse::<u64>().ok()?)
         } else if floats.contains(&k) {
@@ -183,6 +213,27 @@ fn params_to_body(params: &[(String, String)], lists: &[&str], ints: &[&str], fl
         out.insert(k.to_string(), value);
     }
     Some(out)
+}
+
+/// A GET `sort` parameter as Meilisearch reads it: outer quotes dropped, split on commas,
+/// items trimmed, and `_geoPoint(lat, lng):dir` put back together.
+fn sort_param(v: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut merging = false;
+    for item in v.trim_matches('"').split(',').map(str::trim) {
+        if item.starts_with("_geoPoint(") {
+            out.push(item.to_string());
+            merging = true;
+        } else if merging && !out.is_empty() {
+            let last = out.last_mut().expect("not empty");
+            last.push(',');
+            last.push_str(item);
+            merging = !(item.ends_with("):desc") || item.ends_with("):asc"));
+        } else {
+            out.push(item.to_string());
+        }
+    }
+    out
 }
 
 /// Answers a GET from one node as it is (used for requests Miroir cannot parse, so the

@@ -105,3 +105,14 @@ impl<C> From<JsonError<C>> for ApiError {
 pub fn parse<T: deserr::Deserr<JsonError>>(value: serde_json::Value) -> Result<T, ApiError> {
     deserr::deserialize::<T, _, JsonError>(value).map_err(ApiError::from)
 }
+
+/// ``Unknown parameter `{key}`: {did you mean}expected one of …`` exactly as deserr words it
+/// for a query string (code `bad_request`).
+pub fn unknown_param(key: &str, accepted: &[&str]) -> ApiError {
+    let e = take_cf_content(deserr::errors::QueryParamError::error::<Infallible>(
+        None,
+        ErrorKind::UnknownKey { key, accepted },
+        ValuePointerRef::Origin,
+    ));
+    ApiError::new(Code::BadRequest, e.to_string())
+}

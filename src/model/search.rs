@@ -199,7 +199,7 @@ pub struct SearchQueryWithIndex {
     pub show_ranking_score_details: bool,
     #[deserr(default, error = JsonError<codes::InvalidSearchShowPerformanceDetails>)]
     pub show_performance_details: Option<bool>,
-    #[deserr(default, error = JsonError<codes::InvalidMultiSearchFederationOptions>)]
+    #[deserr(default)]
     pub federation_options: Option<FederationOptions>,
 }
 
@@ -217,7 +217,7 @@ fn missing<C: super::deserr::ErrorCode>(field: &str, location: deserr::ValuePoin
 
 /// `federationOptions` of one query.
 #[derive(Debug, Deserr)]
-#[deserr(error = JsonError<codes::InvalidMultiSearchFederationOptions>, rename_all = camelCase, deny_unknown_fields)]
+#[deserr(error = JsonError, rename_all = camelCase, deny_unknown_fields)]
 pub struct FederationOptions {
     #[deserr(default, error = JsonError<codes::InvalidMultiSearchWeight>)]
     pub weight: Option<Weight>,
@@ -235,18 +235,30 @@ pub struct MergeFacets {
     pub max_values_per_facet: Option<usize>,
 }
 
-/// `federation.facetsByIndex`: index uid → facets.
-#[derive(Debug, Deserr)]
-#[deserr(try_from(BTreeMap<String, Option<Vec<String>>>) = FacetsByIndex::new -> InvalidValue)]
+/// `federation.facetsByIndex`: index uid → facets. Each key is checked before its value, as
+/// Meilisearch reads the map (its keys are its own `IndexUid` type, named in the error).
+#[derive(Debug, Default)]
 pub struct FacetsByIndex(pub BTreeMap<String, Option<Vec<String>>>);
 
-impl FacetsByIndex {
-    fn new(m: BTreeMap<String, Option<Vec<String>>>) -> Result<Self, InvalidValue> {
-        // Meilisearch parses the keys as its own `IndexUid` type and names it in the error.
-        if let Some(bad) = m.keys().find(|k| !IndexUid::is_valid(k)) {
-            return Err(InvalidValue(format!("the key \"{bad}\" could not be deserialized into the key type `meilisearch_types::index_uid::IndexUid`")));
+impl<E> Deserr<E> for FacetsByIndex
+where
+    E: deserr::DeserializeError + deserr::MergeWithError<InvalidValue>,
+{
+    fn deserialize_from_value<V: deserr::IntoValue>(value: deserr::Value<V>, location: deserr::ValuePointerRef) -> Result<Self, E> {
+        use deserr::{Map, ValueKind};
+        let deserr::Value::Map(map) = value else {
+            return Err(deserr::take_cf_content(E::error(None, deserr::ErrorKind::IncorrectValueKind { actual: value, accepted: &[ValueKind::Map] }, location)));
+        };
+        let mut out = BTreeMap::new();
+        for (key, v) in map.into_iter() {
+            if !IndexUid::is_valid(&key) {
+                let msg = format!("the key \"{key}\" could not be deserialized into the key type `meilisearch_types::index_uid::IndexUid`");
+                return Err(deserr::take_cf_content(E::merge(None, InvalidValue(msg), location)));
+            }
+            let facets = Option::<Vec<String>>::deserialize_from_value(v.into_value(), location.push_key(&key))?;
+            out.insert(key, facets);
         }
-        Ok(FacetsByIndex(m))
+        Ok(FacetsByIndex(out))
     }
 }
 
@@ -263,7 +275,7 @@ pub struct Federation {
     #[deserr(default, error = JsonError<codes::InvalidSearchHitsPerPage>)]
     pub hits_per_page: Option<usize>,
     #[deserr(default, error = JsonError<codes::InvalidMultiSearchFacetsByIndex>)]
-    pub facets_by_index: Option<FacetsByIndex>,
+    pub facets_by_index: FacetsByIndex,
     #[deserr(default, error = JsonError<codes::InvalidMultiSearchMergeFacets>)]
     pub merge_facets: Option<MergeFacets>,
     #[deserr(default, error = JsonError<codes::InvalidSearchDistinct>)]

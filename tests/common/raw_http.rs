@@ -6,19 +6,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends one request and returns (status, body as JSON, or `Null` when empty, or the text).
 pub async fn send(base: &str, key: Option<&str>, method: &str, target: &str, body: Option<&Value>) -> (u16, Value) {
+    let payload = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
+    send_bytes(base, key, method, target, body.map(|_| "application/json"), &payload).await
+}
+
+/// Like [`send`] with a body of any bytes and any (or no) content type.
+pub async fn send_bytes(base: &str, key: Option<&str>, method: &str, target: &str, content_type: Option<&str>, payload: &[u8]) -> (u16, Value) {
     let addr = base.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let payload = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
     let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", payload.len());
     if let Some(k) = key {
         head.push_str(&format!("Authorization: Bearer {k}\r\n"));
     }
-    if body.is_some() {
-        head.push_str("Content-Type: application/json\r\n");
+    if let Some(ct) = content_type {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&payload).await.unwrap();
+    stream.write_all(payload).await.unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
