@@ -99,21 +99,6 @@ impl axum::extract::FromRequest<crate::dataplane::Proxy> for JsonBytes {
     }
 }
 
-/// actix-web's rule, which Meilisearch uses: the subtype is `json`, or the suffix `+json`.
 fn check_json_content_type(headers: &axum::http::HeaderMap) -> ApiResult<()> {
-    const ACCEPTED: &str = "Accepted values for the Content-Type header are: `application/json`";
-    let Some(raw) = headers.get(axum::http::header::CONTENT_TYPE) else {
-        return Err(ApiError::new(Code::MissingContentType, format!("A Content-Type header is missing. {ACCEPTED}")));
-    };
-    let text = String::from_utf8_lossy(raw.as_bytes());
-    let essence = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let json = essence
-        .split_once('/')
-        .map(|(ty, sub)| !ty.is_empty() && (sub == "json" || sub.ends_with("+json")))
-        .unwrap_or(false);
-    if json {
-        Ok(())
-    } else {
-        Err(ApiError::new(Code::InvalidContentType, format!("The Content-Type `{text}` is invalid. {ACCEPTED}")))
-    }
+    crate::model::json::check_content_type(headers.get(axum::http::header::CONTENT_TYPE).map(|v| v.as_bytes()))
 }

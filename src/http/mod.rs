@@ -104,39 +104,9 @@ async fn read_body(proxy: &Proxy, body: Body) -> ApiResult<Bytes> {
     })
 }
 
-/// Parses a JSON request body (non-document routes).
+/// Parses a JSON request body (non-document routes), as Meilisearch does.
 fn parse_json(bytes: &[u8]) -> ApiResult<Value> {
-    // Only an empty body is "missing" (serde_json's EOF at line 1, column 0); whitespace is
-    // a malformed payload, as on Meilisearch.
-    if bytes.is_empty() {
-        return Err(ApiError::new(Code::MissingPayload, "A json payload is missing."));
-    }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let e = match utf8_error_at_string_end(bytes, &e) {
-            Some((line, column)) => format!("invalid unicode code point at line {line} column {column}"),
-            None => e.to_string(),
-        };
-        ApiError::new(Code::MalformedPayload, format!("The json payload provided is malformed. `{e}`."))
-    })
-}
-
-/// Meilisearch's JSON parser checks a string's UTF-8 once the whole string is read, so it
-/// places the error at the string's closing quote; ours places it at the bad byte. Returns
-/// the position Meilisearch reports (line, 1-based column of the closing quote).
-fn utf8_error_at_string_end(bytes: &[u8], e: &serde_json::Error) -> Option<(usize, usize)> {
-    if !e.to_string().starts_with("invalid unicode code point") {
-        return None;
-    }
-    let line_start = bytes.split_inclusive(|b| *b == b'\n').take(e.line() - 1).map(<[u8]>::len).sum::<usize>();
-    let mut i = line_start + e.column().checked_sub(1)?;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b'"' => return Some((e.line(), i - line_start + 1)),
-            _ => i += 1,
-        }
-    }
-    None
+    crate::model::json::parse(bytes)
 }
 
 fn query_pairs(raw: &Option<String>) -> Vec<(String, String)> {

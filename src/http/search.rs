@@ -9,7 +9,7 @@ use super::{node_answers_get, params_to_body, query_pairs, read_response, JsonBo
 use crate::model::deserr::parse;
 use crate::model::search::{FacetSearchQuery, MultiSearch, SearchQuery};
 use crate::dataplane::Proxy;
-use crate::error::{ApiError, ApiResult, Code};
+use crate::error::ApiResult;
 use crate::node::NodePath;
 
 const SEARCH_LISTS: &[&str] = &["attributesToRetrieve", "attributesToCrop", "attributesToHighlight", "sort", "facets", "attributesToSearchOn", "locales"];
@@ -45,15 +45,7 @@ pub async fn facet_search(State(proxy): State<Proxy>, params: RouteParams, JsonB
 }
 
 pub async fn multi_search(State(proxy): State<Proxy>, JsonBody(body): JsonBody) -> ApiResult<Response> {
-    let parsed: MultiSearch = parse(body.clone())?;
-    if parsed.federation.is_none() {
-        if let Some(i) = parsed.queries.iter().position(|q| q.federation_options.is_some()) {
-            return Err(ApiError::new(
-                Code::InvalidMultiSearchFederationOptions,
-                format!("Inside `.queries[{i}]`: Using `federationOptions` is not allowed in a non-federated search.\n - Hint: remove `federationOptions` from the query or add `federation` to the request."),
-            ));
-        }
-    }
+    parse::<MultiSearch>(body.clone())?.check()?;
     Ok(read_response(proxy.multi_search(&body).await?))
 }
 

@@ -6,6 +6,7 @@
 pub mod deserr;
 pub mod document_id;
 pub mod index_uid;
+pub mod json;
 pub mod search;
 pub mod setting;
 

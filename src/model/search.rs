@@ -295,6 +295,22 @@ pub struct MultiSearch {
     pub federation: Option<Federation>,
 }
 
+impl MultiSearch {
+    /// Rules Meilisearch checks once the request is parsed: `federationOptions` only in a
+    /// federated search.
+    pub fn check(&self) -> Result<(), crate::error::ApiError> {
+        if self.federation.is_none() {
+            if let Some(i) = self.queries.iter().position(|q| q.federation_options.is_some()) {
+                return Err(crate::error::ApiError::new(
+                    crate::error::Code::InvalidMultiSearchFederationOptions,
+                    format!("Inside `.queries[{i}]`: Using `federationOptions` is not allowed in a non-federated search.\n - Hint: remove `federationOptions` from the query or add `federation` to the request."),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `POST /indexes/{uid}/facet-search` (unknown fields are ignored, as on Meilisearch).
 #[derive(Debug, Deserr)]
 #[deserr(error = JsonError, rename_all = camelCase)]

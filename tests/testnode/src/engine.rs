@@ -656,11 +656,10 @@ pub fn federated_search(inputs: &[(IndexSnapshot<'_>, SearchQuery)], federation:
     // Facets by index, checked against the first query on that index.
     let mut facets_out: BTreeMap<String, (Value, Value)> = BTreeMap::new();
     for (uid, list) in &facets_by_index {
+        // An index no query uses gives no distribution (Meilisearch only checks that it
+        // exists and that its facets are valid; this node does not check those).
         let Some(pos) = inputs.iter().position(|(ix, _)| ix.uid == uid) else {
-            return Err(ApiError::new(
-                Code::InvalidMultiSearchFacetsByIndex,
-                format!("Inside `.federation.facetsByIndex.{uid}`: Index `{uid}` was not queried in `.queries`."),
-            ));
+            continue;
         };
         let s = &ranked[pos].0.settings;
         check_facets(s, list).map_err(|e| {

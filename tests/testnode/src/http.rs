@@ -177,27 +177,17 @@ fn content_type(headers: &HeaderMap) -> Option<&str> {
 
 /// A JSON request body, with Meilisearch's errors for a missing or wrong content type,
 /// a missing payload and a malformed one.
+/// A JSON body, read with Meilisearch's rules (shared with Miroir: `miroir::model::json`).
 fn json_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
-    match content_type(headers) {
-        None => {
-            return Err(ApiError::new(
-                Code::MissingContentType,
-                "A Content-Type header is missing. Accepted values for the Content-Type header are: `application/json`",
-            ))
-        }
-        Some(ct) if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") => {
-            return Err(ApiError::new(
-                Code::InvalidContentType,
-                format!("The Content-Type `{ct}` is invalid. Accepted values for the Content-Type header are: `application/json`"),
-            ))
-        }
-        Some(_) => {}
-    }
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::new(Code::MissingPayload, "A json payload is missing."));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(Code::MalformedPayload, format!("The json payload provided is malformed. `{e}`.")))
+    miroir::model::json::check_content_type(headers.get(axum::http::header::CONTENT_TYPE).map(|v| v.as_bytes()))?;
+    Ok(miroir::model::json::parse(body)?)
+}
+
+/// Checks a request body against Meilisearch's typed request (shared with Miroir:
+/// `miroir::model::search`), so bad input is refused with Meilisearch's code, message and path.
+fn check_typed<T: deserr::Deserr<miroir::model::deserr::JsonError>>(body: &Value) -> ApiResult<()> {
+    miroir::model::deserr::parse::<T>(body.clone())?;
+    Ok(())
 }
 
 fn expect_object(v: &Value) -> ApiResult<&Map<String, Value>> {
@@ -656,6 +646,11 @@ async fn list_documents(AxState(node): S, Path(uid): Path<String>, RawQuery(q): 
     path_uid(&uid)?;
     let pairs = query_pairs(&q);
     check_params(&pairs, &["offset", "limit", "fields", "retrieveVectors", "ids", "filter", "sort"])?;
+    if let Some(v) = param(&pairs, "retrieveVectors") {
+        v.parse::<bool>().map_err(|_| {
+            ApiError::new(Code::InvalidDocumentRetrieveVectors, format!("Invalid value in parameter `retrieveVectors`: could not parse `{v}` as a boolean, expected either `true` or `false`"))
+        })?;
+    }
     if param(&pairs, "sort").is_some() {
         return Err(ApiError::not_implemented("sorting documents in the test node"));
     }
@@ -664,15 +659,16 @@ async fn list_documents(AxState(node): S, Path(uid): Path<String>, RawQuery(q): 
         offset: parse_usize_param(&pairs, "offset", Code::InvalidDocumentOffset)?.unwrap_or(0),
         limit: parse_usize_param(&pairs, "limit", Code::InvalidDocumentLimit)?.unwrap_or(20),
         fields: param(&pairs, "fields").map(split),
-        filter: param(&pairs, "filter").map(|f| Value::String(f.to_string())),
+        filter: param(&pairs, "filter").map(|f| serde_json::from_str(f).unwrap_or_else(|_| Value::String(f.to_string()))),
         ids: param(&pairs, "ids").map(split),
     };
     fetch(&node, &uid, p)
 }
 
 async fn fetch_documents(AxState(node): S, Path(uid): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    path_uid(&uid)?;
     let body = json_body(&headers, &read_body(body).await?)?;
+    check_typed::<miroir::model::search::BrowseQuery>(&body)?;
+    path_uid(&uid)?;
     let obj = expect_object(&body)?;
     check_fields(obj, &["offset", "limit", "fields", "retrieveVectors", "filter", "ids", "sort"])?;
     if obj.get("sort").is_some_and(|v| !v.is_null()) {
@@ -739,8 +735,9 @@ fn run_search(node: &Node, uid: &str, query: &SearchQuery) -> ApiResult<Value> {
 }
 
 async fn search_post(AxState(node): S, Path(uid): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    path_uid(&uid)?;
     let body = json_body(&headers, &read_body(body).await?)?;
+    check_typed::<miroir::model::search::SearchQuery>(&body)?;
+    path_uid(&uid)?;
     let query = engine::parse_search_query(&body, false)?;
     Ok(ok(with_request_uid(run_search(&node, &uid, &query)?, &request_uid())))
 }
@@ -752,8 +749,9 @@ async fn search_get(AxState(node): S, Path(uid): Path<String>, RawQuery(q): RawQ
 }
 
 async fn facet_search(AxState(node): S, Path(uid): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    path_uid(&uid)?;
     let body = json_body(&headers, &read_body(body).await?)?;
+    check_typed::<miroir::model::search::FacetSearchQuery>(&body)?;
+    path_uid(&uid)?;
     let query = engine::parse_facet_search_query(&body)?;
     let st = node.lock();
     let ix = st.indexes.get(&uid).ok_or_else(|| index_not_found(&uid))?;
@@ -798,6 +796,7 @@ fn relocate(i: usize, e: ApiError) -> ApiError {
 
 async fn multi_search(AxState(node): S, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let body = json_body(&headers, &read_body(body).await?)?;
+    miroir::model::deserr::parse::<miroir::model::search::MultiSearch>(body.clone())?.check()?;
     let obj = expect_object(&body)?;
     check_fields(obj, &["federation", "queries"])?;
     let queries = match obj.get("queries") {
@@ -882,7 +881,8 @@ struct TaskFilter {
 
 fn list_param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<Vec<&'a str>> {
     let v = param(pairs, name)?;
-    let items: Vec<&str> = v.split(',').map(str::trim).collect();
+    // Empty items are dropped and items are not trimmed, as Meilisearch reads a comma list.
+    let items: Vec<&str> = v.split(',').filter(|s| !s.is_empty()).collect();
     if items.contains(&"*") {
         None
     } else {
@@ -998,7 +998,8 @@ fn parse_task_filter(pairs: &[(String, String)]) -> ApiResult<TaskFilter> {
         ("afterFinishedAt", Code::InvalidTaskAfterFinishedAt),
         ("beforeFinishedAt", Code::InvalidTaskBeforeFinishedAt),
     ] {
-        if let Some(v) = param(pairs, name) {
+        // `*` is no bound at all, as on Meilisearch.
+        if let Some(v) = param(pairs, name).filter(|v| *v != "*") {
             f.dates.push((name, parse_date(name, v, code)?));
         }
     }

@@ -207,19 +207,6 @@ impl Params {
                 return Err(type_error(Code::InvalidSearchMatchingStrategy, &r.at("matchingStrategy"), "a string", v))
             }
         };
-        if let Some(v) = r.get("filter") {
-            if !matches!(v, Value::String(_) | Value::Array(_)) {
-                return Err(ApiError::new(
-                    Code::InvalidSearchFilter,
-                    format!(
-                        "Invalid value type at `{}`: expected a string or an array, but found {}: `{}`",
-                        r.at("filter"),
-                        kind(v),
-                        v
-                    ),
-                ));
-            }
-        }
         let sort = match r.get("sort") {
             Some(Value::String(s)) => Some(vec![s.clone()]),
             _ => r.strings("sort", Code::InvalidSearchSort)?,
@@ -292,10 +279,12 @@ pub fn params_to_object(params: &[(String, String)]) -> ApiResult<Map<String, Va
         let parse_err = |what: &str, code: Code| {
             ApiError::new(code, format!("Invalid value in parameter `{name}`: could not parse `{raw}` as {what}."))
         };
-        let list = || Value::Array(raw.split(',').map(|s| Value::String(s.trim().to_string())).collect());
+        // Meilisearch's comma lists: empty items dropped, items not trimmed.
+        let list = || Value::Array(raw.split(',').filter(|s| !s.is_empty()).map(|s| Value::String(s.to_string())).collect());
         let value = match name.as_str() {
-            "q" | "cropMarker" | "highlightPreTag" | "highlightPostTag" | "filter" | "distinct"
-            | "matchingStrategy" => Value::String(raw.clone()),
+            "q" | "cropMarker" | "highlightPreTag" | "highlightPostTag" | "distinct" | "matchingStrategy" => Value::String(raw.clone()),
+            // A filter that reads as JSON is that JSON, else a string.
+            "filter" => serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.clone())),
             "offset" | "limit" | "page" | "hitsPerPage" | "cropLength" => {
                 let code = match name.as_str() {
                     "offset" => Code::InvalidSearchOffset,
