@@ -157,6 +157,19 @@ pub struct ServerConfig {
     /// Largest accepted request body (Meilisearch's default is 100 MB).
     #[serde(default = "d_max_body")]
     pub max_body_bytes: usize,
+    /// `development` (default) or `production`, as Meilisearch's `--env`: production refuses to
+    /// start without a master key of at least 16 bytes.
+    #[serde(default)]
+    pub env: ServerEnv,
+}
+
+/// Meilisearch's `--env`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerEnv {
+    #[default]
+    Development,
+    Production,
 }
 fn d_bind() -> String {
     "127.0.0.1".to_string()
@@ -169,7 +182,7 @@ fn d_max_body() -> usize {
 }
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { bind: d_bind(), port: d_port(), max_body_bytes: d_max_body() }
+        ServerConfig { bind: d_bind(), port: d_port(), max_body_bytes: d_max_body(), env: ServerEnv::default() }
     }
 }
 

@@ -156,6 +156,7 @@ codes! {
     MiroirStoreUnavailable => ("miroir_store_unavailable", StatusCode::SERVICE_UNAVAILABLE, System),
     MiroirNodeUnavailable => ("miroir_node_unavailable", StatusCode::SERVICE_UNAVAILABLE, System),
     MiroirNodeError => ("miroir_node_error", StatusCode::BAD_GATEWAY, System),
+    MiroirNodeAuth => ("miroir_node_auth", StatusCode::BAD_GATEWAY, System),
 }
 
 impl Code {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::config::{Config, Keys};
+use crate::config::{Config, Keys, ServerEnv};
 use crate::dataplane::server::{self, ServerHandle};
 use crate::dataplane::{Proxy, ProxyOptions};
 
@@ -18,6 +18,7 @@ pub struct Running {
 /// Opens the task store, applies the topology and serves the Meilisearch API (plus
 /// `/metrics`) on `server.bind:server.port`.
 pub async fn start(cfg: &Config, keys: Keys) -> anyhow::Result<Running> {
+    check_master_key(cfg.server.env, &keys)?;
     let store = crate::store::open(&cfg.task_store).await.context("opening the task store")?;
     let options = ProxyOptions {
         keys,
@@ -38,6 +39,24 @@ pub async fn start(cfg: &Config, keys: Keys) -> anyhow::Result<Running> {
     Ok(Running { proxy, server })
 }
 
+/// As Meilisearch: production needs a master key of at least 16 bytes; development without
+/// one serves everyone, and says so loudly.
+pub fn check_master_key(env: ServerEnv, keys: &Keys) -> anyhow::Result<()> {
+    match (env, keys.master_key.get()) {
+        (ServerEnv::Production, None) => anyhow::bail!(
+            "`server.env` is production and no master key is set: set MIROIR_MASTER_KEY (at least 16 bytes), or use `server.env: development` to serve without authentication"
+        ),
+        (ServerEnv::Production, Some(k)) if k.len() < 16 => {
+            anyhow::bail!("`server.env` is production and the master key is {} bytes long: it must be at least 16 bytes", k.len())
+        }
+        (ServerEnv::Development, None) => {
+            tracing::warn!("No master key is set (MIROIR_MASTER_KEY): the API is open to anyone who can reach it, with every right. Set a master key before exposing Miroir; `server.env: production` refuses to start without one.");
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `miroir serve`: runs until SIGINT or SIGTERM, then stops accepting and lets the requests
 /// in flight finish.
 pub async fn run(path: &Path) -> anyhow::Result<()> {
@@ -49,4 +68,24 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     tracing::info!(signal, "shutting down: finishing requests in flight");
     running.server.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn keys(master: Option<&str>) -> Keys {
+        Keys { master_key: Secret(master.map(str::to_string)), node_master_key: Secret(None), admin_api_key: Secret(None) }
+    }
+
+    #[test]
+    fn production_needs_a_master_key_of_16_bytes() {
+        let e = check_master_key(ServerEnv::Production, &keys(None)).unwrap_err().to_string();
+        assert!(e.contains("MIROIR_MASTER_KEY"), "{e}");
+        let e = check_master_key(ServerEnv::Production, &keys(Some("short"))).unwrap_err().to_string();
+        assert!(e.contains("5 bytes") && !e.contains("short"), "the key itself is never shown: {e}");
+        assert!(check_master_key(ServerEnv::Production, &keys(Some("0123456789abcdef"))).is_ok());
+        assert!(check_master_key(ServerEnv::Development, &keys(None)).is_ok());
+    }
 }

@@ -211,6 +211,7 @@ fn state_name(s: NodeState) -> &'static str {
         NodeState::Healthy => "healthy",
         NodeState::Failed => "failed",
         NodeState::Recovering => "recovering",
+        NodeState::Unauthorized => "unauthorized",
     }
 }
 

@@ -118,6 +118,18 @@ impl Proxy {
         Duration::from_millis(self.options().scatter.node_timeout_ms)
     }
 
+    /// Records that a node refuses Miroir's node master key: it gets no traffic, and the
+    /// first time it is logged once, loudly.
+    pub(crate) fn node_refuses_key(&self, node_id: &str) {
+        self.inner.metrics.node_auth_refusals.get_or_create(&super::metrics::NodeLabels { node: node_id.to_string() }).inc();
+        if self.inner.health.mark_unauthorized(node_id) {
+            tracing::error!(
+                node = %node_id,
+                "node refuses Miroir's node master key (MIROIR_NODE_MASTER_KEY unset or not the node's master key); it gets no traffic until it accepts it"
+            );
+        }
+    }
+
     /// Sends every call in parallel. Calls to nodes currently marked failed are not sent
     /// (they count as not accepted). A node that cannot be reached is marked failed.
     pub(crate) async fn call_nodes(&self, routing: &RoutingTable, calls: Vec<NodeCall>) -> Vec<CallOutcome> {
@@ -136,6 +148,15 @@ impl Proxy {
                             .nodes
                             .send_raw(&addr, c.method.clone(), &c.path, c.content_type, c.body.clone(), timeout)
                             .await;
+                        // A node refusing Miroir's key is Miroir's problem, never the client's:
+                        // its 401/403 is not passed on.
+                        let r = match r {
+                            Ok(resp) if crate::node::is_auth_refusal(&resp) => {
+                                self.node_refuses_key(&c.node_id);
+                                Err(NodeError::Unauthorized { address: addr.clone() })
+                            }
+                            other => other,
+                        };
                         if matches!(r, Err(NodeError::Unreachable { .. }) | Err(NodeError::Timeout { .. })) {
                             tracing::warn!(node = %c.node_id, "node unreachable; marking it failed");
                             self.inner.metrics.node_failures.get_or_create(&super::metrics::NodeLabels { node: c.node_id.clone() }).inc();
@@ -227,6 +248,7 @@ impl Proxy {
         body: Option<&serde_json::Value>,
     ) -> Result<NodeResponse, ApiError> {
         let bytes = body.map(|b| serde_json::to_vec(b).expect("json"));
+        let mut refused = Vec::new();
         for id in candidates {
             let call = NodeCall {
                 node_id: id.to_string(),
@@ -236,12 +258,33 @@ impl Proxy {
                 body: bytes.clone(),
             };
             let out = self.call_nodes(routing, vec![call]).await.pop().expect("one outcome");
-            if let Ok(r) = out.result {
-                return Ok(r);
+            match out.result {
+                Ok(r) => return Ok(r),
+                Err(NodeError::Unauthorized { .. }) => refused.push(out.node_id),
+                Err(_) => {}
             }
+        }
+        if !refused.is_empty() {
+            return Err(node_auth_error(&refused));
         }
         Err(ApiError::new(Code::MiroirNodeUnavailable, "No Meilisearch node could answer the request."))
     }
+}
+
+/// The error a client gets when nodes that should answer refuse Miroir's node master key.
+pub fn node_auth_error(nodes: &[String]) -> ApiError {
+    let list: Vec<String> = nodes.iter().map(|n| format!("`{n}`")).collect();
+    ApiError::new(
+        Code::MiroirNodeAuth,
+        format!("Meilisearch node {} refuses Miroir's node master key; the operator must set MIROIR_NODE_MASTER_KEY to the nodes' master key.", list.join(", ")),
+    )
+}
+
+/// The auth error behind a failed fan-out, if nodes refused Miroir's key.
+pub fn auth_refusals(outcomes: &[CallOutcome]) -> Option<ApiError> {
+    let refused: Vec<String> =
+        outcomes.iter().filter(|o| matches!(o.result, Err(NodeError::Unauthorized { .. }))).map(|o| o.node_id.clone()).collect();
+    (!refused.is_empty()).then(|| node_auth_error(&refused))
 }
 
 /// Groups items by the nodes that must receive them: every holder of the item's shard in

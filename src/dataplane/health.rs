@@ -17,6 +17,8 @@ pub enum NodeState {
     Healthy,
     Failed,
     Recovering,
+    /// Up, but refusing Miroir's node master key: no traffic until it accepts it.
+    Unauthorized,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,7 +49,7 @@ impl NodeHealth {
             h.consecutive_successes = h.consecutive_successes.saturating_add(1);
             h.state = match h.state {
                 NodeState::Healthy => NodeState::Healthy,
-                NodeState::Failed | NodeState::Recovering => {
+                NodeState::Failed | NodeState::Recovering | NodeState::Unauthorized => {
                     if h.consecutive_successes >= recovery_threshold {
                         NodeState::Healthy
                     } else {
@@ -85,6 +87,17 @@ impl HealthRegistry {
         h
     }
 
+    /// Marks a node as refusing Miroir's node master key (a probe or a request said so).
+    /// Returns whether this is news (the node was not already marked so).
+    pub fn mark_unauthorized(&self, id: &str) -> bool {
+        let mut m = self.nodes.lock().expect("health lock");
+        let h = m.entry(id.to_string()).or_default();
+        let news = h.state != NodeState::Unauthorized;
+        h.state = NodeState::Unauthorized;
+        h.consecutive_successes = 0;
+        news
+    }
+
     /// Marks a node failed at once (a request to it could not connect).
     pub fn mark_failed(&self, id: &str) {
         let mut m = self.nodes.lock().expect("health lock");
@@ -110,8 +123,13 @@ pub(crate) fn spawn(proxy: Proxy) -> tokio::task::JoinHandle<()> {
                     let id = n.id.clone();
                     let timeout = Duration::from_millis(opts.timeout_ms);
                     async move {
-                        let ok = proxy.inner.nodes.probe_health(&addr, timeout).await;
+                        let probe = proxy.inner.nodes.probe_health(&addr, timeout).await;
                         let before = proxy.inner.health.get(&id).state;
+                        if probe == crate::node::Probe::Unauthorized {
+                            proxy.node_refuses_key(&id);
+                            return;
+                        }
+                        let ok = probe == crate::node::Probe::Healthy;
                         let after =
                             proxy.inner.health.record(&id, ok, opts.unhealthy_threshold, opts.recovery_threshold).state;
                         if before != after {

@@ -43,6 +43,7 @@ pub struct ProxyMetrics {
     pub requests: Family<RequestLabels, Counter>,
     pub duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub node_failures: Family<NodeLabels, Counter>,
+    pub node_auth_refusals: Family<NodeLabels, Counter>,
 }
 
 impl Default for ProxyMetrics {
@@ -51,6 +52,7 @@ impl Default for ProxyMetrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(latency_histogram),
             node_failures: Family::default(),
+            node_auth_refusals: Family::default(),
         }
     }
 }
@@ -61,6 +63,7 @@ impl ProxyMetrics {
         sub.register("http_requests", "HTTP requests answered, by method, route and status", self.requests.clone());
         sub.register("http_request_duration_seconds", "HTTP request latency, by method and route", self.duration.clone());
         sub.register("node_failures", "Node calls that got no answer (unreachable or timed out), by node", self.node_failures.clone());
+        sub.register("node_auth_refusals", "Node calls and probes refused because the node does not accept Miroir's node master key, by node", self.node_auth_refusals.clone());
     }
 }
 

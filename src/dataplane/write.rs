@@ -68,7 +68,7 @@ impl Proxy {
         let routing = self.routing_or_error()?;
         let (outcomes, report) = self.broadcast(&routing, method, path, body).await?;
         if !report.ok() {
-            return Err(report.into_error());
+            return Err(super::fanout::auth_refusals(&outcomes).unwrap_or_else(|| report.into_error()));
         }
         let kind = outcomes
             .iter()
@@ -195,7 +195,7 @@ impl Proxy {
         let accepted: HashSet<String> = outcomes.iter().filter(|o| o.accepted()).map(|o| o.node_id.clone()).collect();
         let report = super::fanout::evaluate_quorum(&routing.assignment, routing.topology.replication_factor, shards, &accepted);
         if !report.ok() {
-            return Err(report.into_error());
+            return Err(super::fanout::auth_refusals(&outcomes).unwrap_or_else(|| report.into_error()));
         }
         Ok((outcomes, report))
     }

@@ -34,6 +34,26 @@ pub enum NodeError {
     Timeout { address: String },
     #[error("node {address} answered a body that is not JSON: {message}")]
     BadBody { address: String, message: String },
+    /// The node answered but refused Miroir's node master key (401/403 with an auth code).
+    #[error("node {address} refuses Miroir's node master key")]
+    Unauthorized { address: String },
+}
+
+/// What one health probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// `/health` answered `available` and an authenticated call was accepted.
+    Healthy,
+    /// No answer, or not `available`.
+    Down,
+    /// The node is up but refuses Miroir's node master key.
+    Unauthorized,
+}
+
+/// Whether a node answer is its refusal of the key Miroir presented (Meilisearch's auth codes).
+pub fn is_auth_refusal(r: &NodeResponse) -> bool {
+    matches!(r.status, 401 | 403)
+        && matches!(r.body.get("code").and_then(Value::as_str), Some("missing_authorization_header" | "invalid_api_key" | "missing_master_key"))
 }
 
 #[derive(Clone)]
@@ -110,11 +130,17 @@ impl NodeClient {
         self.send_raw(address, method, path, ct, bytes, timeout).await
     }
 
-    /// `GET /health` answered `{"status":"available"}` within `timeout`.
-    pub async fn probe_health(&self, address: &str, timeout: Duration) -> bool {
+    /// `GET /health` answered `{"status":"available"}` within `timeout`, and the node accepts
+    /// Miroir's node master key (`GET /version` is authenticated; `/health` is not).
+    pub async fn probe_health(&self, address: &str, timeout: Duration) -> Probe {
         match self.send_json(address, Method::GET, &NodePath::route("/health"), None, timeout).await {
-            Ok(r) => r.is_success() && r.body.get("status").and_then(Value::as_str) == Some("available"),
-            Err(_) => false,
+            Ok(r) if r.is_success() && r.body.get("status").and_then(Value::as_str) == Some("available") => {}
+            _ => return Probe::Down,
+        }
+        match self.send_json(address, Method::GET, &NodePath::route("/version"), None, timeout).await {
+            Ok(r) if is_auth_refusal(&r) => Probe::Unauthorized,
+            Ok(r) if r.is_success() => Probe::Healthy,
+            _ => Probe::Down,
         }
     }
 }
