@@ -146,3 +146,17 @@ mod tests {
         assert_eq!(unix_ns(datetime!(1960-01-01 0:00 UTC)), 0);
     }
 }
+
+/// JSON of a stored API key.
+pub(crate) fn encode_api_key(k: &super::ApiKeyRecord) -> Result<String, StoreError> {
+    serde_json::to_string(k).map_err(|e| StoreError::Other(format!("cannot encode an API key: {e}")))
+}
+
+pub(crate) fn decode_api_key(body: &str) -> Result<super::ApiKeyRecord, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Other(format!("corrupt API key row: {e}")))
+}
+
+/// Orders keys as `GET /keys` lists them: newest `createdAt` first, then uid ascending.
+pub(crate) fn sort_api_keys(keys: &mut [super::ApiKeyRecord]) {
+    keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.uid.cmp(&b.uid)));
+}
