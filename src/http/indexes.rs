@@ -27,8 +27,14 @@ pub async fn get(State(proxy): State<Proxy>, params: RouteParams) -> ApiResult<R
     pass(proxy.read_any(&routing, Method::GET, &NodePath::index(&uid), None).await?)
 }
 
-pub async fn create(State(proxy): State<Proxy>, body: Body) -> ApiResult<Response> {
+pub async fn create(State(proxy): State<Proxy>, auth: crate::auth::AuthContext, body: Body) -> ApiResult<Response> {
     let body = parse_json(&read_body(&proxy, body).await?)?;
+    // A key may create only the indexes its `indexes` reach (Meilisearch answers 403).
+    if let Some(u) = body.get("uid").and_then(Value::as_str) {
+        if !auth.may_create_index(u) {
+            return Err(ApiError::new(Code::InvalidApiKey, crate::auth::INVALID_API_KEY));
+        }
+    }
     let routing = proxy.routing_or_error()?;
     // The uid travels in the body; a node validates it (and answers as Meilisearch does).
     let uid = body.get("uid").and_then(Value::as_str).and_then(|u| IndexUid::parse(u).ok());
