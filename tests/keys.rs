@@ -578,9 +578,11 @@ async fn every_route_enforces_its_action() {
 async fn index_patterns_scope_a_key() {
     let cluster = Cluster::start(small()).await;
     let http = cluster.http();
+    let mut task_of = std::collections::BTreeMap::new();
     for uid in ["movies", "products", "books"] {
         let (_, t) = http.post(&format!("/indexes/{uid}/documents?primaryKey=id"), &json!([{"id": 1, "title": "a"}])).await;
         assert_eq!(cluster.wait_task(t["taskUid"].as_u64().unwrap()).await["status"], "succeeded");
+        task_of.insert(uid, t["taskUid"].as_u64().unwrap());
     }
     let (_, key) = create_key(&http, &["search", "documents.get", "indexes.get", "indexes.create", "stats.get", "version"], &[], None).await;
     // `indexes: []` reaches nothing, not even index-less routes of handler-checked actions.
@@ -604,9 +606,34 @@ async fn index_patterns_scope_a_key() {
     );
     let (s, b) = k.get("/indexes/Movies").await;
     assert_eq!(s, 403, "patterns are case-sensitive: {b}");
-    // Index-less routes of handler-checked actions: allowed with any index.
-    assert_eq!(k.get("/indexes").await.0, 200);
-    assert_eq!(k.get("/stats").await.0, 200);
+    // Index-less routes of handler-checked actions: allowed, and they show only what the key
+    // reaches.
+    let (s, b) = k.get("/indexes").await;
+    assert_eq!(s, 200, "{b}");
+    let uids = |b: &Value| b["results"].as_array().unwrap().iter().map(|i| i["uid"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!(uids(&b), ["movies", "products"]);
+    assert_eq!((b["total"].clone(), b["offset"].clone(), b["limit"].clone()), (json!(2), json!(0), json!(20)));
+    let (_, b) = k.get("/indexes?offset=1&limit=5").await;
+    assert_eq!((uids(&b), b["total"].clone(), b["limit"].clone()), (vec!["products".to_string()], json!(2), json!(5)));
+    let (s, b) = k.get("/indexes?limit=abc").await;
+    assert_eq!((s, b["code"].as_str()), (400, Some("invalid_index_limit")), "the query is still validated: {b}");
+    let (s, b) = k.get("/stats").await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["indexes"].as_object().unwrap().keys().collect::<Vec<_>>(), ["movies", "products"]);
+    let (_, tasks_key) = create_key(&http, &["tasks.get", "tasks.delete"], &["movies"], None).await;
+    let t = http.with_key(&tasks_key);
+    let (s, b) = t.get("/tasks").await;
+    assert_eq!(s, 200, "{b}");
+    let listed: Vec<&str> = b["results"].as_array().unwrap().iter().map(|t| t["indexUid"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["movies"], "{b}");
+    assert_eq!(t.get(&format!("/tasks/{}", task_of["movies"])).await.0, 200);
+    let (s, b) = t.get(&format!("/tasks/{}", task_of["books"])).await;
+    assert_eq!(scm(s, &b), (404, "task_not_found".into(), format!("Task `{}` not found.", task_of["books"])));
+    let (s, b) = call(&t, Method::DELETE, &format!("/tasks?uids={},{}", task_of["books"], task_of["movies"]), None).await;
+    assert_eq!(s, 200, "{b}");
+    let done = cluster.wait_task(b["taskUid"].as_u64().unwrap()).await;
+    assert_eq!(done["details"]["matchedTasks"], 1, "only the movies task: {done}");
+    assert_eq!(http.get(&format!("/tasks/{}", task_of["books"])).await.0, 200, "the books task is still there");
     // Multi-search: each query's index.
     let (s, b) = k.post("/multi-search", &json!({"queries": [{"indexUid": "movies"}, {"indexUid": "products"}]})).await;
     assert_eq!(s, 200, "{b}");

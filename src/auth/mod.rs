@@ -181,6 +181,28 @@ impl AuthContext {
         }
     }
 
+    /// Whether the credential reaches every index (the key's `indexes` hold `*`, and so do the
+    /// token's rules). When not, index-less listings show only what it reaches.
+    pub fn all_indexes_authorized(&self) -> bool {
+        match self {
+            AuthContext::Open | AuthContext::Master => true,
+            AuthContext::ApiKey(k) => k.all_indexes(),
+            AuthContext::TenantToken { key, rules } => key.all_indexes() && rules.index_authorized_all(),
+        }
+    }
+
+    /// Whether a task shows up for this credential (`GET /tasks`, `GET /tasks/{uid}`, and
+    /// the tasks `DELETE /tasks` and `POST /tasks/cancel` act on): with a restricted one,
+    /// only tasks of one reachable index, as Meilisearch filters them.
+    pub fn task_visible(&self, index_uid: Option<&str>, kind: &str) -> bool {
+        if self.all_indexes_authorized() {
+            return true;
+        }
+        const NOT_OF_ONE_INDEX: &[&str] =
+            &["indexSwap", "taskCancelation", "taskDeletion", "dumpCreation", "snapshotCreation", "upgradeDatabase", "export"];
+        index_uid.is_some_and(|i| self.index_authorized(i)) && !NOT_OF_ONE_INDEX.contains(&kind)
+    }
+
     /// The filter a search of `index` runs with: the client's filter fused with the tenant
     /// token's rule for that index (Meilisearch's `fuse_filters`: the client's conditions,
     /// then the rule's, as one flat AND array). Without a token rule it is the client's.

@@ -40,6 +40,11 @@ impl SearchRules {
         self.patterns().into_iter().any(|p| pattern_matches(p, index))
     }
 
+    /// Whether the rules hold the `*` pattern.
+    pub fn index_authorized_all(&self) -> bool {
+        self.patterns().iter().any(|p| p.as_str() == "*")
+    }
+
     /// The rule's filter for `index`: of the patterns matching it, the one with the greatest
     /// (exact, length) decides; `null`, `{}` and `{"filter": null}` mean none.
     pub fn filter_for(&self, index: &str) -> Option<Value> {
