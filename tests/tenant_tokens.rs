@@ -343,3 +343,81 @@ async fn tokens_expire_and_follow_their_parent_key() {
     let t = hs256(json!({"apiKeyUid": uid, "searchRules": ["*"]}), MASTER_KEY);
     assert_eq!(http.with_key(&t).post("/indexes/movies/search", &json!({})).await.0, 403);
 }
+
+// ---------------------------------------------------------------- what the nodes see
+
+/// Every request Miroir sends a node: (method and path, Authorization header, body).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>, String)>>>;
+
+/// A forwarder in front of a node that records what Miroir sends it.
+async fn recording(node_url: String, seen: Seen) -> String {
+    use axum::extract::{Request, State};
+    async fn forward(State((node, seen)): State<(String, Seen)>, req: Request) -> axum::response::Response {
+        let method = req.method().clone();
+        let target = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+        let auth = req.headers().get("authorization").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let ct = req.headers().get("content-type").cloned();
+        let body = axum::body::to_bytes(req.into_body(), usize::MAX).await.unwrap();
+        seen.lock().unwrap().push((format!("{method} {target}"), auth.clone(), String::from_utf8_lossy(&body).into_owned()));
+        let mut out = reqwest::Client::new().request(method, format!("{node}{target}")).body(body);
+        if let Some(a) = auth {
+            out = out.header("authorization", a);
+        }
+        if let Some(ct) = ct {
+            out = out.header("content-type", ct);
+        }
+        let resp = out.send().await.unwrap();
+        let status = resp.status();
+        let ct = resp.headers().get("content-type").cloned();
+        let mut r = axum::response::Response::new(axum::body::Body::from(resp.bytes().await.unwrap()));
+        *r.status_mut() = status;
+        if let Some(ct) = ct {
+            r.headers_mut().insert("content-type", ct);
+        }
+        r
+    }
+    let app = axum::Router::new().fallback(forward).with_state((node_url, seen));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_only_ever_see_the_node_master_key() {
+    let seen: Seen = Default::default();
+    let cluster = Cluster::start_addressed(Spec { shards: 4, replication_factor: 1, groups: vec![2] }, common::test_options(), |n| {
+        recording(n.url.clone(), seen.clone())
+    })
+    .await;
+    let http = cluster.http();
+    let (uid, key) = create_key(&http, &["search", "documents.add", "documents.get", "indexes.create", "settings.update"], &["*"], None).await;
+    let k = http.with_key(&key);
+    let (_, t) = k.post("/indexes/movies/documents?primaryKey=id", &json!(docs())).await;
+    assert_eq!(cluster.wait_task(t["taskUid"].as_u64().unwrap()).await["status"], "succeeded");
+    let (_, _, t) = k.send_json(reqwest::Method::PUT, "/indexes/movies/settings/filterable-attributes", &json!(["genre", "id"])).await;
+    assert_eq!(cluster.wait_task(t["taskUid"].as_u64().unwrap()).await["status"], "succeeded");
+    assert_eq!(k.post("/indexes/movies/search", &json!({"q": "movie"})).await.0, 200);
+    assert_eq!(k.get("/indexes/movies/documents/3").await.0, 200);
+    let tok = token(&uid, json!({"movies": {"filter": "genre = horror"}}), &key, None);
+    let (s, b) = http.with_key(&tok).post("/indexes/movies/search", &json!({"filter": "id > 10", "limit": 100})).await;
+    assert_eq!(s, 200, "{b}");
+    assert!(genres_of(&b).iter().all(|g| g == "horror"));
+    assert_eq!(http.with_key(&tok).post("/multi-search", &json!({"queries": [{"indexUid": "movies"}]})).await.0, 200);
+    assert_eq!(http.with_key(&tok).post("/indexes/movies/facet-search", &json!({"facetName": "genre"})).await.0, 200);
+
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() > 10, "{} node requests", seen.len());
+    let node_auth = format!("Bearer {}", common::NODE_KEY);
+    for (what, auth, body) in &seen {
+        assert_eq!(auth.as_deref(), Some(node_auth.as_str()), "{what}: a node saw another credential");
+        for secret in [key.as_str(), tok.as_str(), MASTER_KEY] {
+            assert!(!what.contains(secret) && !body.contains(secret), "{what}: a client secret reached a node");
+        }
+    }
+    // The token's rule reached the nodes fused with the client's filter, not the token.
+    assert!(
+        seen.iter().any(|(what, _, body)| what.contains("/search") && body.contains("genre = horror") && body.contains("id > 10")),
+        "no node search carried the fused filter"
+    );
+}

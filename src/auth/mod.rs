@@ -47,7 +47,7 @@ pub fn derive_key(master_key: &str, uid: &Uuid) -> String {
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| -> Option<u8> {
@@ -496,7 +496,7 @@ mod tests {
     #[test]
     fn defaults_list_in_meilisearchs_order() {
         let mut keys = default_keys(OffsetDateTime::now_utc());
-        keys.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
         let names: Vec<_> = keys.iter().map(|k| k.name.clone().unwrap()).collect();
         assert_eq!(
             names,
