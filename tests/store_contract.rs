@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use miroir::store::{
-    MirrorTable, NewTask, NodeTask, StoreError, TaskFilter, TaskPaging, TaskRecord, TaskStatus, TaskStore, TtlKind,
+    ApiKeyRecord, MirrorTable, NewTask, NodeTask, StoreError, TaskFilter, TaskPaging, TaskRecord, TaskStatus, TaskStore, TtlKind,
 };
 use serde_json::json;
 use store_fixtures::Fixture;
@@ -86,6 +86,8 @@ contract!(
     leases_exclusive_renewable_and_expiring,
     cdc_cursor_never_goes_backwards,
     index_settings_overlay_rows,
+    api_keys_crud_and_order,
+    default_api_keys_only_into_an_empty_store,
 );
 
 // ---------------------------------------------------------------- contract cases
@@ -634,6 +636,89 @@ async fn cdc_cursor_never_goes_backwards(s: Store) {
     assert_eq!(s.get_cdc_cursor("e", "x").await.unwrap(), Some(39 * 3));
 }
 
+fn api_key(secs: i64, name: &str) -> ApiKeyRecord {
+    ApiKeyRecord {
+        uid: uuid::Uuid::new_v4(),
+        name: Some(name.to_string()),
+        description: None,
+        actions: vec!["search".into(), "search".into(), "documents.*".into()],
+        indexes: vec!["movies".into(), "prod*".into()],
+        expires_at: Some(time::macros::datetime!(2050-01-01 00:00:00 +02:00)),
+        created_at: at(secs),
+        updated_at: at(secs),
+    }
+}
+
+async fn api_keys_crud_and_order(s: Store) {
+    assert_eq!(s.list_api_keys().await.unwrap(), vec![]);
+    let old = api_key(0, "old");
+    let new = api_key(10, "new");
+    assert!(s.insert_api_key(&old).await.unwrap());
+    assert!(s.insert_api_key(&new).await.unwrap());
+    // The same uid again: refused, nothing changed.
+    let mut clash = api_key(20, "clash");
+    clash.uid = old.uid;
+    assert!(!s.insert_api_key(&clash).await.unwrap());
+    let got = s.get_api_key(old.uid).await.unwrap().unwrap();
+    assert_eq!(got, old, "every field survives, the expiry's offset included");
+    assert_eq!(got.expires_at.unwrap().offset().whole_hours(), 2);
+    assert_eq!(s.get_api_key(uuid::Uuid::new_v4()).await.unwrap(), None);
+    // Newest first; equal creation times by uid.
+    let mut tie_a = api_key(5, "tie");
+    let mut tie_b = api_key(5, "tie");
+    if tie_a.uid > tie_b.uid {
+        std::mem::swap(&mut tie_a, &mut tie_b);
+    }
+    s.insert_api_key(&tie_b).await.unwrap();
+    s.insert_api_key(&tie_a).await.unwrap();
+    let uids: Vec<_> = s.list_api_keys().await.unwrap().into_iter().map(|k| k.uid).collect();
+    assert_eq!(uids, vec![new.uid, tie_a.uid, tie_b.uid, old.uid]);
+
+    let mut renamed = old.clone();
+    renamed.name = None;
+    renamed.description = Some("d".into());
+    renamed.updated_at = at(30);
+    assert!(s.update_api_key(&renamed).await.unwrap());
+    assert_eq!(s.get_api_key(old.uid).await.unwrap(), Some(renamed.clone()));
+    let ghost = api_key(1, "ghost");
+    assert!(!s.update_api_key(&ghost).await.unwrap(), "update never creates");
+    assert_eq!(s.get_api_key(ghost.uid).await.unwrap(), None);
+
+    assert!(s.delete_api_key(old.uid).await.unwrap());
+    assert!(!s.delete_api_key(old.uid).await.unwrap());
+    assert_eq!(s.list_api_keys().await.unwrap().len(), 3);
+}
+
+async fn default_api_keys_only_into_an_empty_store(s: Store) {
+    let defaults: Vec<_> = (0..4).map(|i| api_key(i, &format!("default {i}"))).collect();
+    // Many concurrent first starts: exactly one stores the defaults.
+    let mut hs = Vec::new();
+    for _ in 0..8 {
+        let (s, mut mine) = (s.clone(), defaults.clone());
+        for k in &mut mine {
+            k.uid = uuid::Uuid::new_v4();
+        }
+        hs.push(tokio::spawn(async move { s.insert_api_keys_if_empty(&mine).await.unwrap() }));
+    }
+    let mut stored = 0;
+    for h in hs {
+        stored += h.await.unwrap() as usize;
+    }
+    assert_eq!(stored, 1);
+    assert_eq!(s.list_api_keys().await.unwrap().len(), 4);
+    // Not again, even after all but one are deleted.
+    let keys = s.list_api_keys().await.unwrap();
+    for k in &keys[1..] {
+        s.delete_api_key(k.uid).await.unwrap();
+    }
+    assert!(!s.insert_api_keys_if_empty(&defaults).await.unwrap());
+    assert_eq!(s.list_api_keys().await.unwrap(), keys[..1].to_vec());
+    // Into an emptied store they go again (Meilisearch: "when the key store is empty").
+    s.delete_api_key(keys[0].uid).await.unwrap();
+    assert!(s.insert_api_keys_if_empty(&defaults).await.unwrap());
+    assert_eq!(s.list_api_keys().await.unwrap().len(), 4);
+}
+
 // ---------------------------------------------------------------- SQLite only
 
 mod sqlite_only {
@@ -748,6 +833,12 @@ async fn two_processes(a: Store, b: Store) {
     assert_eq!(pa, pb);
     assert!(a.try_acquire_lease("c/leader", "pod-a", Duration::from_secs(30)).await.unwrap());
     assert!(!b.try_acquire_lease("c/leader", "pod-b", Duration::from_secs(30)).await.unwrap());
+    // Two first starts at once: one set of default keys, seen by both.
+    let (da, db): (Vec<_>, Vec<_>) = ((0..4).map(|i| api_key(i, "a")).collect(), (0..4).map(|i| api_key(i, "b")).collect());
+    let (ra, rb) = tokio::join!(a.insert_api_keys_if_empty(&da), b.insert_api_keys_if_empty(&db));
+    assert!(ra.unwrap() ^ rb.unwrap(), "exactly one process stores the defaults");
+    assert_eq!(a.list_api_keys().await.unwrap(), b.list_api_keys().await.unwrap());
+    assert_eq!(a.list_api_keys().await.unwrap().len(), 4);
 }
 
 // ---------------------------------------------------------------- Redis only
@@ -805,6 +896,7 @@ mod redis_only {
         s.put_ttl(TtlKind::Session, "s", &json!(1), Duration::from_secs(30)).await.unwrap();
         s.advance_cdc_cursor("c", "x", 1).await.unwrap();
         s.put_index_settings("movies", &json!({"faceting": {"maxValuesPerFacet": 2}})).await.unwrap();
+        s.insert_api_key(&api_key(0, "k")).await.unwrap();
         let keys: BTreeSet<String> =
             redis_keys(&prefix).into_iter().map(|k| k.strip_prefix(&prefix).unwrap().to_string()).collect();
         let want: BTreeSet<String> = [
@@ -824,6 +916,7 @@ mod redis_only {
             "cdc:c:x",
             "_index:cdc:c",
             "index_settings:movies",
+            "api_keys",
         ]
         .into_iter()
         .map(String::from)

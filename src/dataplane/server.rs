@@ -77,5 +77,13 @@ pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -
         }
     });
     let health = proxy.spawn_health_checker();
+    // Meilisearch's default API keys, on the first start with a master key (the key routes
+    // and the auth check create them too, should the store be unreachable now).
+    let p = proxy.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::http::ensure_default_keys(&p).await {
+            tracing::warn!(error = %e, "cannot create the default API keys yet");
+        }
+    });
     ServerHandle { addr, shutdown: Some(tx), join: Some(join), health }
 }

@@ -14,10 +14,27 @@ use crate::error::{ApiError, ApiResult, Code};
 use crate::model::IndexUid;
 use crate::node::NodePath;
 
-pub async fn list(State(proxy): State<Proxy>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+pub async fn list(State(proxy): State<Proxy>, auth: crate::auth::AuthContext, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let path = NodePath::route("/indexes").client_query(query_pairs(&q));
     let routing = proxy.routing_or_error()?;
-    pass(proxy.read_any(&routing, Method::GET, &path, None).await?)
+    let answer = proxy.read_any(&routing, Method::GET, &path, None).await?;
+    if !answer.is_success() || auth.all_indexes_authorized() {
+        return pass(answer);
+    }
+    // A key restricted to some indexes lists only those, paged among themselves (the node
+    // validated the query and echoes the offset and limit it read).
+    let (offset, limit) = (answer.body["offset"].as_u64().unwrap_or(0) as usize, answer.body["limit"].as_u64().unwrap_or(20) as usize);
+    let all = proxy.read_any(&routing, Method::GET, &NodePath::route("/indexes").query("limit", u32::MAX.to_string()), None).await?;
+    let mut reachable: Vec<Value> = all.body["results"]
+        .as_array()
+        .map(|r| r.iter().filter(|i| i["uid"].as_str().is_some_and(|u| auth.index_authorized(u))).cloned().collect())
+        .unwrap_or_default();
+    let total = reachable.len();
+    let results: Vec<Value> = reachable.drain(..).skip(offset).take(limit).collect();
+    let mut body = answer.body;
+    body["results"] = Value::Array(results);
+    body["total"] = json!(total);
+    Ok(super::json_response(axum::http::StatusCode::OK, body))
 }
 
 pub async fn get(State(proxy): State<Proxy>, params: RouteParams) -> ApiResult<Response> {
@@ -26,7 +43,13 @@ pub async fn get(State(proxy): State<Proxy>, params: RouteParams) -> ApiResult<R
     pass(proxy.read_any(&routing, Method::GET, &NodePath::index(&uid), None).await?)
 }
 
-pub async fn create(State(proxy): State<Proxy>, JsonBody(body): JsonBody) -> ApiResult<Response> {
+pub async fn create(State(proxy): State<Proxy>, auth: crate::auth::AuthContext, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    // A key may create only the indexes its `indexes` reach (Meilisearch answers 403).
+    if let Some(u) = body.get("uid").and_then(Value::as_str) {
+        if !auth.may_create_index(u) {
+            return Err(ApiError::new(Code::InvalidApiKey, crate::auth::INVALID_API_KEY));
+        }
+    }
     let routing = proxy.routing_or_error()?;
     // The uid travels in the body; a node validates it (and answers as Meilisearch does).
     let uid = body.get("uid").and_then(Value::as_str).and_then(|u| IndexUid::parse(u).ok());

@@ -8,6 +8,7 @@ mod auth;
 mod documents;
 mod extract;
 mod indexes;
+mod keys;
 mod search;
 mod settings;
 mod stats;
@@ -29,6 +30,7 @@ use crate::dataplane::Proxy;
 use crate::error::{ApiError, ApiResult, Code};
 
 pub use extract::{JsonBody, JsonBytes, RouteParams};
+pub use keys::ensure_default_keys;
 
 pub fn router(proxy: Proxy) -> Router {
     Router::new()
@@ -54,10 +56,10 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/tasks", get(tasks::list).delete(tasks::delete))
         .route("/tasks/cancel", post(tasks::cancel))
         .route("/tasks/{uid}", get(tasks::get))
+        .route("/keys", get(keys::list).post(keys::create))
+        .route("/keys/{key}", get(keys::get).patch(keys::update).delete(keys::delete))
         .route("/_miroir/topology", get(admin::topology))
         // Meilisearch routes Miroir does not support (yet): a clear 501, not a 404.
-        .route("/keys", any(unsupported))
-        .route("/keys/{key}", any(unsupported))
         .route("/swap-indexes", any(unsupported))
         .route("/dumps", any(unsupported))
         .route("/snapshots", any(unsupported))

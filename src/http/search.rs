@@ -6,6 +6,7 @@ use axum::response::Response;
 use serde_json::{Map, Value};
 
 use super::{node_answers_get, params_to_body, query_pairs, read_response, JsonBody, RouteParams};
+use crate::auth::AuthContext;
 use crate::model::deserr::parse;
 use crate::model::search::{FacetSearchQuery, MultiSearch, SearchQuery};
 use crate::dataplane::Proxy;
@@ -21,31 +22,40 @@ const SEARCH_STRINGS: &[&str] = &["q", "filter", "distinct", "cropMarker", "high
 /// `GET /indexes/{uid}/search`: the query parameters become the POST body. Whatever Miroir
 /// cannot read as one valid search (an unknown or malformed parameter) is answered by a node
 /// for the client's own GET, so the client gets Meilisearch's query-parameter wording.
-pub async fn search_get(State(proxy): State<Proxy>, params: RouteParams, RawQuery(q): RawQuery) -> ApiResult<Response> {
+pub async fn search_get(State(proxy): State<Proxy>, auth: AuthContext, params: RouteParams, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let query = query_pairs(&q);
     let body = params_to_body(&query, SEARCH_LISTS, SEARCH_INTS, SEARCH_FLOATS, SEARCH_BOOLS, SEARCH_STRINGS)
         .filter(|b| parse::<SearchQuery>(Value::Object(b.clone())).is_ok());
     let uid = params.index_uid()?;
     match body {
-        Some(b) => Ok(read_response(proxy.search(&uid, &b).await?)),
+        Some(mut b) => {
+            auth.fuse_into(&uid, &mut b);
+            Ok(read_response(proxy.search(&uid, &b).await?))
+        }
         None => node_answers_get(&proxy, NodePath::index(&uid).then("search").client_query(query)).await,
     }
 }
 
-pub async fn search_post(State(proxy): State<Proxy>, params: RouteParams, JsonBody(body): JsonBody) -> ApiResult<Response> {
+pub async fn search_post(State(proxy): State<Proxy>, auth: AuthContext, params: RouteParams, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let _: SearchQuery = parse(body.clone())?;
     let uid = params.index_uid()?;
-    Ok(read_response(proxy.search(&uid, &object(body)).await?))
+    let mut client = object(body);
+    auth.fuse_into(&uid, &mut client);
+    Ok(read_response(proxy.search(&uid, &client).await?))
 }
 
-pub async fn facet_search(State(proxy): State<Proxy>, params: RouteParams, JsonBody(body): JsonBody) -> ApiResult<Response> {
+pub async fn facet_search(State(proxy): State<Proxy>, auth: AuthContext, params: RouteParams, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let _: FacetSearchQuery = parse(body.clone())?;
     let uid = params.index_uid()?;
-    Ok(read_response(proxy.facet_search(&uid, &object(body)).await?))
+    let mut client = object(body);
+    auth.fuse_into(&uid, &mut client);
+    Ok(read_response(proxy.facet_search(&uid, &client).await?))
 }
 
-pub async fn multi_search(State(proxy): State<Proxy>, JsonBody(body): JsonBody) -> ApiResult<Response> {
+pub async fn multi_search(State(proxy): State<Proxy>, auth: AuthContext, JsonBody(mut body): JsonBody) -> ApiResult<Response> {
+    // Meilisearch's order: the whole request is validated, then each query's index checked.
     parse::<MultiSearch>(body.clone())?.check()?;
+    auth.authorize_multi_search(&mut body)?;
     Ok(read_response(proxy.multi_search(&body).await?))
 }
 

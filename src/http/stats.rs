@@ -13,6 +13,11 @@ pub async fn index_stats(State(proxy): State<Proxy>, params: RouteParams) -> Api
     Ok(read_response(proxy.index_stats(&uid).await?))
 }
 
-pub async fn global_stats(State(proxy): State<Proxy>) -> ApiResult<Response> {
-    Ok(read_response(proxy.global_stats().await?))
+pub async fn global_stats(State(proxy): State<Proxy>, auth: crate::auth::AuthContext) -> ApiResult<Response> {
+    let mut answer = proxy.global_stats().await?;
+    // A key restricted to some indexes sees only theirs (the sizes stay the database's).
+    if let Some(serde_json::Value::Object(indexes)) = answer.body.get_mut("indexes") {
+        indexes.retain(|uid, _| auth.index_authorized(uid));
+    }
+    Ok(read_response(answer))
 }

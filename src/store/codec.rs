@@ -112,6 +112,20 @@ pub(crate) fn ms_to_datetime(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// JSON of a stored API key.
+pub(crate) fn encode_api_key(k: &super::ApiKeyRecord) -> Result<String, StoreError> {
+    serde_json::to_string(k).map_err(|e| StoreError::Other(format!("cannot encode an API key: {e}")))
+}
+
+pub(crate) fn decode_api_key(body: &str) -> Result<super::ApiKeyRecord, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Other(format!("corrupt API key row: {e}")))
+}
+
+/// Orders keys as `GET /keys` lists them: newest `createdAt` first, then uid ascending.
+pub(crate) fn sort_api_keys(keys: &mut [super::ApiKeyRecord]) {
+    keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.uid.cmp(&b.uid)));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

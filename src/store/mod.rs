@@ -155,6 +155,27 @@ pub struct TaskPage {
     pub next: Option<u64>,
 }
 
+/// An API key as stored (Meilisearch's key object without its value: the value is derived
+/// from the master key and the uid, see [`crate::auth::derive_key`], and never stored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyRecord {
+    pub uid: uuid::Uuid,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// As given at creation (wildcards unexpanded, duplicates kept).
+    pub actions: Vec<String>,
+    /// Index uid patterns, as given.
+    pub indexes: Vec<String>,
+    /// With the offset the client gave.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
 /// A lease (leader election) as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lease {
@@ -270,6 +291,20 @@ pub trait TaskStore: Send + Sync + 'static {
     async fn put_index_settings(&self, index_uid: &str, settings: &Value) -> StoreResult<()>;
     async fn get_index_settings(&self, index_uid: &str) -> StoreResult<Option<Value>>;
     async fn delete_index_settings(&self, index_uid: &str) -> StoreResult<()>;
+
+    // ---- API keys (shared by every Miroir on the backend; values are never stored)
+    /// Stores a new key; `false` (and nothing written) when its uid is already taken.
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<bool>;
+    async fn get_api_key(&self, uid: uuid::Uuid) -> StoreResult<Option<ApiKeyRecord>>;
+    /// Every key, newest `createdAt` first (equal times: uid ascending).
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Replaces an existing key; `false` when there is none with that uid (it is not created).
+    async fn update_api_key(&self, key: &ApiKeyRecord) -> StoreResult<bool>;
+    /// `false` when there was no key with that uid.
+    async fn delete_api_key(&self, uid: uuid::Uuid) -> StoreResult<bool>;
+    /// Stores every key of `keys` if, and only if, the store holds no key at all; atomic, so
+    /// of several Miroirs starting at once exactly one stores them. Returns whether it did.
+    async fn insert_api_keys_if_empty(&self, keys: &[ApiKeyRecord]) -> StoreResult<bool>;
 
     // ---- CDC cursors, keyed by (cluster, name)
     /// Moves the cursor to `position` unless it is already further; returns the stored value.

@@ -18,9 +18,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError, Script};
 use serde_json::Value;
 
+use super::codec::{decode_api_key, encode_api_key, sort_api_keys};
 use super::codec::{decode_json, decode_task, encode_json, encode_task, ms_to_datetime, now_ms, ttl_ms, unix_ns_key};
 use super::{
-    Lease, MirrorTable, NewTask, StoreError, StoreResult, TaskFilter, TaskPage, TaskPaging, TaskRecord, TaskStore,
+    ApiKeyRecord, Lease, MirrorTable, NewTask, StoreError, StoreResult, TaskFilter, TaskPage, TaskPaging, TaskRecord, TaskStore,
     TtlKind,
 };
 
@@ -394,6 +395,29 @@ return ARGV[1]
     )
 });
 
+/// KEYS: the API key hash. ARGV: uid, JSON. Replaces the field only if it exists.
+static UPDATE_API_KEY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"#,
+    )
+});
+
+/// KEYS: the API key hash. ARGV: uid1, JSON1, uid2, JSON2, ... Stores them only if the hash
+/// is empty (one script: two Miroirs starting at once cannot both do it).
+static INSERT_API_KEYS_IF_EMPTY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HLEN', KEYS[1]) > 0 then return 0 end
+for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"#,
+    )
+});
+
 /// KEYS: schema version key. ARGV: this build's version. Returns the stored version.
 static CHECK_SCHEMA: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -461,6 +485,9 @@ impl RedisStore {
     }
     fn index_settings_key(&self, index_uid: &str) -> String {
         self.key(&format!("index_settings:{}", enc(index_uid)))
+    }
+    fn api_keys_key(&self) -> String {
+        self.key("api_keys")
     }
     fn cdc_row_prefix(&self, cluster: &str) -> String {
         self.key(&format!("cdc:{}:", enc(cluster)))
@@ -796,6 +823,54 @@ impl TaskStore for RedisStore {
         let key = self.index_settings_key(index_uid);
         let mut c = self.conn();
         self.bounded(async move { c.del::<_, ()>(key).await }).await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<bool> {
+        let (hash, uid, json) = (self.api_keys_key(), key.uid.hyphenated().to_string(), encode_api_key(key)?);
+        let mut c = self.conn();
+        self.bounded(async move { c.hset_nx::<_, _, _, bool>(hash, uid, json).await }).await
+    }
+
+    async fn get_api_key(&self, uid: uuid::Uuid) -> StoreResult<Option<ApiKeyRecord>> {
+        let (hash, uid) = (self.api_keys_key(), uid.hyphenated().to_string());
+        let mut c = self.conn();
+        let v: Option<String> = self.bounded(async move { c.hget(hash, uid).await }).await?;
+        v.as_deref().map(decode_api_key).transpose()
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        let hash = self.api_keys_key();
+        let mut c = self.conn();
+        let all: Vec<(String, String)> = self.bounded(async move { c.hgetall(hash).await }).await?;
+        let mut out = all.iter().map(|(_, json)| decode_api_key(json)).collect::<StoreResult<Vec<_>>>()?;
+        sort_api_keys(&mut out);
+        Ok(out)
+    }
+
+    async fn update_api_key(&self, key: &ApiKeyRecord) -> StoreResult<bool> {
+        let mut inv = UPDATE_API_KEY.prepare_invoke();
+        inv.key(self.api_keys_key()).arg(key.uid.hyphenated().to_string()).arg(encode_api_key(key)?);
+        let mut c = self.conn();
+        let n: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(n == 1)
+    }
+
+    async fn delete_api_key(&self, uid: uuid::Uuid) -> StoreResult<bool> {
+        let (hash, uid) = (self.api_keys_key(), uid.hyphenated().to_string());
+        let mut c = self.conn();
+        let n: i64 = self.bounded(async move { c.hdel(hash, uid).await }).await?;
+        Ok(n == 1)
+    }
+
+    async fn insert_api_keys_if_empty(&self, keys: &[ApiKeyRecord]) -> StoreResult<bool> {
+        let mut inv = INSERT_API_KEYS_IF_EMPTY.prepare_invoke();
+        inv.key(self.api_keys_key());
+        for k in keys {
+            inv.arg(k.uid.hyphenated().to_string()).arg(encode_api_key(k)?);
+        }
+        let mut c = self.conn();
+        let n: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(n == 1)
     }
 }
 

@@ -14,9 +14,10 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 
+use super::codec::{decode_api_key, encode_api_key, sort_api_keys};
 use super::codec::{decode_json, decode_task, encode_json, encode_task, ms_to_datetime, now_ms, ttl_ms, unix_ns};
 use super::{
-    Lease, MirrorTable, NewTask, StoreError, StoreResult, TaskFilter, TaskPage, TaskPaging, TaskRecord, TaskStore,
+    ApiKeyRecord, Lease, MirrorTable, NewTask, StoreError, StoreResult, TaskFilter, TaskPage, TaskPaging, TaskRecord, TaskStore,
     TtlKind,
 };
 
@@ -25,6 +26,7 @@ use super::{
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_index_settings.sql"),
+    include_str!("../../migrations/0003_api_keys.sql"),
 ];
 
 /// Schema version this build writes and understands.
@@ -552,6 +554,85 @@ impl TaskStore for SqliteStore {
         self.with(move |c| {
             c.execute("DELETE FROM index_settings WHERE index_uid = ?", params![uid]).map_err(sql_err)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<bool> {
+        let (uid, ns, body) = (key.uid.hyphenated().to_string(), unix_ns(key.created_at), encode_api_key(key)?);
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "INSERT INTO api_keys (uid, created_at_ns, body) VALUES (?, ?, ?) ON CONFLICT (uid) DO NOTHING",
+                    params![uid, ns, body],
+                )
+                .map_err(sql_err)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn get_api_key(&self, uid: uuid::Uuid) -> StoreResult<Option<ApiKeyRecord>> {
+        let uid = uid.hyphenated().to_string();
+        self.with(move |c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM api_keys WHERE uid = ?", [uid], |r| r.get(0))
+                .optional()
+                .map_err(sql_err)?;
+            body.as_deref().map(decode_api_key).transpose()
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached("SELECT body FROM api_keys").map_err(sql_err)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(decode_api_key(&row.map_err(sql_err)?)?);
+            }
+            sort_api_keys(&mut out);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn update_api_key(&self, key: &ApiKeyRecord) -> StoreResult<bool> {
+        let (uid, ns, body) = (key.uid.hyphenated().to_string(), unix_ns(key.created_at), encode_api_key(key)?);
+        self.with(move |c| {
+            let n = c
+                .execute("UPDATE api_keys SET created_at_ns = ?, body = ? WHERE uid = ?", params![ns, body, uid])
+                .map_err(sql_err)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn delete_api_key(&self, uid: uuid::Uuid) -> StoreResult<bool> {
+        let uid = uid.hyphenated().to_string();
+        self.with(move |c| Ok(c.execute("DELETE FROM api_keys WHERE uid = ?", [uid]).map_err(sql_err)? == 1)).await
+    }
+
+    async fn insert_api_keys_if_empty(&self, keys: &[ApiKeyRecord]) -> StoreResult<bool> {
+        let rows = keys
+            .iter()
+            .map(|k| Ok((k.uid.hyphenated().to_string(), unix_ns(k.created_at), encode_api_key(k)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.with(move |c| {
+            // IMMEDIATE: two processes on one file cannot both see an empty table.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+            let any: Option<i64> =
+                tx.query_row("SELECT 1 FROM api_keys LIMIT 1", [], |r| r.get(0)).optional().map_err(sql_err)?;
+            if any.is_some() {
+                return Ok(false);
+            }
+            for (uid, ns, body) in rows {
+                tx.execute("INSERT INTO api_keys (uid, created_at_ns, body) VALUES (?, ?, ?)", params![uid, ns, body])
+                    .map_err(sql_err)?;
+            }
+            tx.commit().map_err(sql_err)?;
+            Ok(true)
         })
         .await
     }
