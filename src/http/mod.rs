@@ -72,6 +72,15 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/indexes/{uid}/similar", any(unsupported))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(proxy.clone(), auth::auth))
+        // As Meilisearch: any origin, method and header, so browser front ends with a search
+        // key or tenant token work; preflights are answered before auth.
+        .layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(tower_http::cors::Any)
+                .allow_methods(tower_http::cors::Any)
+                .allow_headers(tower_http::cors::Any)
+                .max_age(std::time::Duration::from_secs(86_400)),
+        )
         .route_layer(middleware::from_fn_with_state(proxy.metrics().clone(), crate::dataplane::metrics::track))
         .with_state(proxy)
 }
