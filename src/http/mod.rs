@@ -72,17 +72,19 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/indexes/{uid}/similar", any(unsupported))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(proxy.clone(), auth::auth))
-        // As Meilisearch: any origin, method and header, so browser front ends with a search
-        // key or tenant token work; preflights are answered before auth.
-        .layer(
-            tower_http::cors::CorsLayer::new()
-                .allow_origin(tower_http::cors::Any)
-                .allow_methods(tower_http::cors::Any)
-                .allow_headers(tower_http::cors::Any)
-                .max_age(std::time::Duration::from_secs(86_400)),
-        )
+        .layer(cors_layer())
         .route_layer(middleware::from_fn_with_state(proxy.metrics().clone(), crate::dataplane::metrics::track))
         .with_state(proxy)
+}
+
+/// CORS as Meilisearch answers it: any origin, method and header, preflights answered before
+/// auth, so browser front ends with a search key or tenant token work.
+pub fn cors_layer() -> tower_http::cors::CorsLayer {
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods(tower_http::cors::Any)
+        .allow_headers(tower_http::cors::Any)
+        .max_age(std::time::Duration::from_secs(86_400))
 }
 
 async fn unsupported(req: Request) -> ApiError {

@@ -83,14 +83,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(settings_routes)
         .merge(unimplemented_routes())
         .layer(middleware::from_fn_with_state(node.clone(), auth))
-        // Meilisearch answers CORS for any origin, method and header (preflights before auth).
-        .layer(
-            tower_http::cors::CorsLayer::new()
-                .allow_origin(tower_http::cors::Any)
-                .allow_methods(tower_http::cors::Any)
-                .allow_headers(tower_http::cors::Any)
-                .max_age(std::time::Duration::from_secs(86_400)),
-        )
+        // Meilisearch's CORS (one definition, shared with Miroir).
+        .layer(miroir::http::cors_layer())
         .with_state(node)
 }
 
