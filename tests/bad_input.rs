@@ -290,7 +290,10 @@ async fn bad_inputs_are_refused_as_one_meilisearch_refuses_them() {
             mismatches.insert(c.what.clone(), format!("Miroir {ms} {mb} / node {ns} {nb}"));
         }
     }
-    eprintln!(
+    // Straight to stderr (past the harness's capture), so every run shows the counts.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
         "bad-input suite: {} cases, {refused} refused and {accepted} accepted by the reference node, {not_implemented} valid task filters Miroir does not apply yet (501), {} mismatches",
         cases.len(),
         mismatches.len()
