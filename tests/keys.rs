@@ -7,12 +7,9 @@ mod common;
 #[path = "common/store_fixtures.rs"]
 mod store_fixtures;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{test_options, Cluster, Http, Spec, MASTER_KEY, NODE_KEY};
-use miroir::dataplane::server::{self, ServerHandle};
-use miroir::dataplane::Proxy;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -670,22 +667,13 @@ async fn keys_survive_a_miroir_restart() {
     assert_eq!(cluster.http().with_key(&value).get("/indexes").await.0, 200);
 }
 
-async fn miroir_on_redis(cluster: &Cluster, prefix: &str) -> (ServerHandle, Http) {
-    let store = miroir::store::redis::RedisStore::connect(&store_fixtures::redis_url(), prefix).await.expect("redis (REDIS_URL)");
-    let proxy = Proxy::new(test_options(), Arc::new(store));
-    proxy.apply_topology(cluster.topology.clone()).unwrap();
-    let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let handle = server::spawn(proxy, listener);
-    let http = Http { base: handle.url(), key: Some(MASTER_KEY.into()) };
-    (handle, http)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_miroirs_on_one_redis_share_keys() {
     let cluster = Cluster::start(small()).await;
     let cleanup = store_fixtures::RedisCleanup::new(store_fixtures::fresh_prefix());
     // Both start at once: one set of default keys.
-    let ((_ha, a), (_hb, b)) = tokio::join!(miroir_on_redis(&cluster, &cleanup.prefix), miroir_on_redis(&cluster, &cleanup.prefix));
+    let url = store_fixtures::redis_url();
+    let ((_ha, a), (_hb, b)) = tokio::join!(cluster.miroir_on_redis(&url, &cleanup.prefix), cluster.miroir_on_redis(&url, &cleanup.prefix));
     let ((sa, la), (sb, lb)) = tokio::join!(a.get("/keys"), b.get("/keys"));
     assert_eq!((sa, sb), (200, 200));
     assert_eq!(la["total"], 4, "{la}");

@@ -8,32 +8,17 @@ mod store_fixtures;
 mod store_proxy;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
-use common::{test_options, Cluster, Http, Spec, MASTER_KEY};
-use miroir::dataplane::server::{self, ServerHandle};
-use miroir::dataplane::Proxy;
-use miroir::store::redis::RedisStore;
+use common::{Cluster, Spec};
 use serde_json::json;
 use store_fixtures::{redis_url, RedisCleanup};
-
-/// Another Miroir in front of the cluster's nodes, on a Redis store at `url`/`prefix`.
-async fn miroir_on_redis(cluster: &Cluster, url: &str, prefix: &str) -> (ServerHandle, Http) {
-    let store = RedisStore::connect(url, prefix).await.expect("connect to redis (REDIS_URL)");
-    let proxy = Proxy::new(test_options(), Arc::new(store));
-    proxy.apply_topology(cluster.topology.clone()).unwrap();
-    let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let handle = server::spawn(proxy, listener);
-    let http = Http { base: handle.url(), key: Some(MASTER_KEY.into()) };
-    (handle, http)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_miroirs_share_task_uids() {
     let cluster = Cluster::start(Spec::rf1_3_nodes()).await;
     let cleanup = RedisCleanup::new(store_fixtures::fresh_prefix());
-    let (_a_handle, a) = miroir_on_redis(&cluster, &redis_url(), &cleanup.prefix).await;
-    let (_b_handle, b) = miroir_on_redis(&cluster, &redis_url(), &cleanup.prefix).await;
+    let (_a_handle, a) = cluster.miroir_on_redis(&redis_url(), &cleanup.prefix).await;
+    let (_b_handle, b) = cluster.miroir_on_redis(&redis_url(), &cleanup.prefix).await;
 
     // A task created through one is visible, with the same uid, through the other.
     let (s, created) = a.post("/indexes", &json!({"uid": "shared", "primaryKey": "id"})).await;
@@ -71,7 +56,7 @@ async fn redis_outage_is_a_clear_503_and_heals() {
     let cleanup = RedisCleanup::new(store_fixtures::fresh_prefix());
     let target = url::Url::parse(&redis_url()).unwrap().socket_addrs(|| Some(6379)).unwrap()[0];
     let forwarder = store_proxy::Forwarder::start(target).await;
-    let (_h, m) = miroir_on_redis(&cluster, &format!("redis://{}", forwarder.addr()), &cleanup.prefix).await;
+    let (_h, m) = cluster.miroir_on_redis(&format!("redis://{}", forwarder.addr()), &cleanup.prefix).await;
 
     let (s, t) = m.post("/indexes/o/documents?primaryKey=id", &json!([{"id": 1}])).await;
     assert_eq!(s, 202, "{t}");

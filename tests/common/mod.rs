@@ -323,6 +323,18 @@ impl Cluster {
         panic!("node {} never became usable again", self.nodes[i].id);
     }
 
+    /// Another Miroir process in front of this cluster's nodes, on the Redis store at
+    /// `url` with key prefix `prefix` (several share tasks, keys and leases that way).
+    pub async fn miroir_on_redis(&self, url: &str, prefix: &str) -> (ServerHandle, Http) {
+        let store = miroir::store::redis::RedisStore::connect(url, prefix).await.expect("connect to redis (REDIS_URL)");
+        let proxy = Proxy::new(test_options(), Arc::new(store));
+        proxy.apply_topology(self.topology.clone()).unwrap();
+        let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let handle = server::spawn(proxy, listener);
+        let http = Http { base: handle.url(), key: Some(MASTER_KEY.into()) };
+        (handle, http)
+    }
+
     /// Polls a Miroir task until it is terminal and returns it.
     pub async fn wait_task(&self, uid: u64) -> Value {
         self.http().wait_task(uid).await
