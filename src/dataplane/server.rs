@@ -67,7 +67,8 @@ pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -
     let addr = listener.local_addr().expect("local addr");
     let (tx, rx) = oneshot::channel::<()>();
     let join = tokio::spawn(async move {
-        let r = axum::serve(listener, router)
+        let app = tower::Layer::layer(&tower::util::MapRequestLayer::new(normalize_path::<axum::body::Body>), router);
+        let r = axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
             .with_graceful_shutdown(async move {
                 let _ = rx.await;
             })
@@ -86,4 +87,56 @@ pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -
         }
     });
     ServerHandle { addr, shutdown: Some(tx), join: Some(join), health }
+}
+
+/// Meilisearch normalises paths before routing (actix's `NormalizePath` with trailing slashes
+/// trimmed): runs of `/` become one and a trailing `/` goes, so `/indexes/` is `/indexes` and
+/// `//indexes//movies` is `/indexes/movies`. Percent-encoded slashes (`%2F`) are untouched.
+pub fn normalize_path<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
+    let uri = req.uri();
+    let path = uri.path();
+    let Some(normalized) = normalized(path) else { return req };
+    let target = match uri.query() {
+        Some(q) => format!("{normalized}?{q}"),
+        None => normalized,
+    };
+    if let Ok(pq) = axum::http::uri::PathAndQuery::try_from(target) {
+        let mut parts = uri.clone().into_parts();
+        parts.path_and_query = Some(pq);
+        if let Ok(new) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = new;
+        }
+    }
+    req
+}
+
+/// The normalised path, or `None` when it is already normal.
+fn normalized(path: &str) -> Option<String> {
+    if !path.contains("//") && (path.len() <= 1 || !path.ends_with('/')) {
+        return None;
+    }
+    let mut out = String::with_capacity(path.len());
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        out.push_str(seg);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalized;
+
+    #[test]
+    fn paths_are_normalised_as_meilisearch_does() {
+        assert_eq!(normalized("/indexes"), None);
+        assert_eq!(normalized("/"), None);
+        assert_eq!(normalized("/indexes/").as_deref(), Some("/indexes"));
+        assert_eq!(normalized("//indexes//movies/").as_deref(), Some("/indexes/movies"));
+        assert_eq!(normalized("//").as_deref(), Some("/"));
+        assert_eq!(normalized("/indexes/a%2F/b"), None);
+    }
 }

@@ -128,7 +128,8 @@ async fn bind(port: u16) -> std::io::Result<TcpListener> {
 
 fn serve(listener: TcpListener, node: Arc<Node>) -> Serving {
     let (tx, rx) = watch::channel(false);
-    let router = http::router(node);
+    // Paths normalised before routing, as Meilisearch does (Miroir's own rule, shared).
+    let router = tower::Layer::layer(&tower::util::MapRequestLayer::new(miroir::dataplane::server::normalize_path::<hyper::body::Incoming>), http::router(node));
     let accept = tokio::spawn(async move {
         let mut shutdown = rx.clone();
         let mut connections = JoinSet::new();
