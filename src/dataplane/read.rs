@@ -477,29 +477,31 @@ impl Proxy {
         let held = routing.assignment.shards_by_node();
         let cover = self.choose_cover(&routing, true, &[]);
         self.check_missing(&cover.missing)?;
-        let mut nodes = Vec::new();
-        for (node, shards) in &cover.per_node {
+        // Every node of the cover at once; each answers its stats and, when it holds shards
+        // outside the cover, the count of the covered ones.
+        let per_node = cover.per_node.iter().map(|(node, shards)| {
+            let routing = &routing;
             let only = held.get(node).map(|h| h == shards).unwrap_or(false);
-            let stats = self
-                .read_from(&routing, vec![node.as_str()], Method::GET, &NodePath::index(uid).then("stats"), None)
-                .await?;
-            if !stats.is_success() {
-                return Err(passthrough(stats.status, &stats.body));
-            }
-            let covered = if only {
-                stats.body.get("numberOfDocuments").and_then(Value::as_u64).unwrap_or(0)
-            } else {
-                let q = json!({"limit": 0, "filter": shard_filter(None, shards, false)});
-                let r = self
-                    .read_from(&routing, vec![node.as_str()], Method::POST, &NodePath::index(uid).then("documents").then("fetch"), Some(&q))
-                    .await?;
-                if !r.is_success() {
-                    return Err(passthrough(r.status, &r.body));
+            async move {
+                let stats = self.read_from(routing, vec![node.as_str()], Method::GET, &NodePath::index(uid).then("stats"), None).await?;
+                if !stats.is_success() {
+                    return Err(passthrough(stats.status, &stats.body));
                 }
-                r.body.get("total").and_then(Value::as_u64).unwrap_or(0)
-            };
-            nodes.push(merge::NodeIndexStats { stats: stats.body, covered_documents: covered });
-        }
+                let covered = if only {
+                    stats.body.get("numberOfDocuments").and_then(Value::as_u64).unwrap_or(0)
+                } else {
+                    let q = json!({"limit": 0, "filter": shard_filter(None, shards, false)});
+                    let path = NodePath::index(uid).then("documents").then("fetch");
+                    let r = self.read_from(routing, vec![node.as_str()], Method::POST, &path, Some(&q)).await?;
+                    if !r.is_success() {
+                        return Err(passthrough(r.status, &r.body));
+                    }
+                    r.body.get("total").and_then(Value::as_u64).unwrap_or(0)
+                };
+                Ok(merge::NodeIndexStats { stats: stats.body, covered_documents: covered })
+            }
+        });
+        let nodes = futures::future::try_join_all(per_node).await?;
         Ok(ReadAnswer { body: merge::merge_index_stats(nodes), missing_shards: cover.missing })
     }
 
@@ -537,12 +539,12 @@ impl Proxy {
         }
         let mut indexes = Map::new();
         let mut missing = Vec::new();
-        for uid in uids.keys() {
-            // Names the nodes listed themselves; one that is not a valid uid names no index.
-            let Ok(valid) = IndexUid::parse(uid) else { continue };
-            let s = self.index_stats(&valid).await?;
+        // Names the nodes listed themselves; one that is not a valid uid names no index.
+        let valid: Vec<IndexUid> = uids.keys().filter_map(|u| IndexUid::parse(u).ok()).collect();
+        let all = futures::future::try_join_all(valid.iter().map(|uid| self.index_stats(uid))).await?;
+        for (uid, s) in valid.iter().zip(all) {
             missing.extend(s.missing_shards);
-            indexes.insert(uid.clone(), s.body);
+            indexes.insert(uid.to_string(), s.body);
         }
         missing.sort_unstable();
         missing.dedup();
