@@ -293,6 +293,8 @@ async fn wait_until_healthy(node: &mut NodeProc, within: Duration) -> anyhow::Re
 /// runtime's top-level future (not spawned): the nodes' parent-death signal fires when the
 /// *thread* that started them ends.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    // Before anything starts: a Ctrl-C during start-up then stops what was started.
+    let mut signal = super::ShutdownSignal::listen();
     check_shape(&args)?;
     let bin = find_meilisearch(args.meili_bin.as_deref())?;
     let layout = Layout {
@@ -353,12 +355,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("Press Ctrl-C to stop.");
 
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let signal = super::shutdown_signal();
-    tokio::pin!(signal);
     let mut exited: Vec<String> = Vec::new();
     let reason = loop {
         tokio::select! {
-            s = &mut signal => break s,
+            s = signal.recv() => break s,
             _ = tick.tick() => {
                 for n in &mut nodes.0 {
                     if exited.contains(&n.id) {

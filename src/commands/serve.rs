@@ -62,9 +62,10 @@ pub fn check_master_key(env: ServerEnv, keys: &Keys) -> anyhow::Result<()> {
 pub async fn run(path: &Path) -> anyhow::Result<()> {
     let cfg = Config::load(path)?;
     let keys = Keys::from_env(&cfg.keys);
+    let mut signal = super::ShutdownSignal::listen();
     let running = start(&cfg, keys).await?;
     tracing::info!(addr = %running.server.addr, shards = cfg.shards, rf = cfg.replication_factor, groups = cfg.replica_groups, nodes = cfg.nodes.len(), store = ?cfg.task_store.backend, "miroir serving");
-    let signal = super::shutdown_signal().await;
+    let signal = signal.recv().await;
     tracing::info!(signal, "shutting down: finishing requests in flight");
     running.server.shutdown().await;
     Ok(())
