@@ -126,6 +126,46 @@ pub(crate) fn sort_api_keys(keys: &mut [super::ApiKeyRecord]) {
     keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.uid.cmp(&b.uid)));
 }
 
+/// Shards of a missed operation as stored: a JSON array (`[]` = the whole index).
+pub(crate) fn encode_shards(shards: &[u32]) -> String {
+    serde_json::to_string(shards).unwrap_or_else(|_| "[]".to_string())
+}
+
+pub(crate) fn decode_shards(s: &str) -> Result<Vec<u32>, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Other(format!("corrupt missed-operation shards {s:?}: {e}")))
+}
+
+/// A missed operation's time as stored: RFC 3339 with the offset it was given, nanoseconds kept.
+pub(crate) fn encode_time(t: OffsetDateTime) -> Result<String, StoreError> {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| StoreError::Other(format!("cannot encode time {t}: {e}")))
+}
+
+pub(crate) fn decode_time(s: &str) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| StoreError::Other(format!("corrupt stored time {s:?}: {e}")))
+}
+
+/// Everything of a missed operation but its node, seq and body (Redis keeps it in front of
+/// the body in one binary string, see `docs/redis-keyspace.md`).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct MissedMeta {
+    #[serde(rename = "i")]
+    pub index_uid: Option<String>,
+    #[serde(rename = "s")]
+    pub shards: Vec<u32>,
+    #[serde(rename = "m")]
+    pub method: String,
+    #[serde(rename = "p")]
+    pub path: String,
+    #[serde(rename = "c")]
+    pub content_type: Option<String>,
+    #[serde(rename = "t")]
+    pub task_uid: Option<u64>,
+    #[serde(rename = "a", with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! The task store: Miroir's durable state (tasks, leases, mirrored CR state, TTL'd rows,
-//! CDC cursors) behind one trait, with a SQLite backend (one pod) and a Redis backend
-//! (several pods). Switching backends changes nothing a client or operator can observe;
-//! `tests/store_contract.rs` runs one contract suite against both.
+//! CDC cursors, missed write operations per node) behind one trait, with a SQLite backend
+//! (one pod) and a Redis backend (several pods). Switching backends changes nothing a client
+//! or operator can observe; `tests/store_contract.rs` runs one contract suite against both.
 
 use std::time::Duration;
 
@@ -227,6 +227,73 @@ impl TtlKind {
     }
 }
 
+/// A write operation a node missed (it was down or unreachable when Miroir sent it), to be
+/// replayed to that node, in order, before the node answers reads again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMissedOp {
+    pub index_uid: Option<String>,
+    /// The shards the operation touches; empty: the whole index (or everything).
+    pub shards: Vec<u32>,
+    /// HTTP method, e.g. `POST`.
+    pub method: String,
+    /// The node route as Miroir sends it, query string included
+    /// (e.g. `/indexes/movies/documents?primaryKey=id`).
+    pub path: String,
+    pub content_type: Option<String>,
+    /// The request body, byte for byte (stored as a BLOB / binary string, never re-encoded).
+    pub body: Vec<u8>,
+    /// The Miroir task the operation belongs to.
+    pub task_uid: Option<u64>,
+    pub created_at: OffsetDateTime,
+}
+
+impl NewMissedOp {
+    /// The stored operation of `node_id` under `seq`.
+    pub fn into_op(self, node_id: &str, seq: u64) -> MissedOp {
+        MissedOp {
+            node_id: node_id.to_string(),
+            seq,
+            index_uid: self.index_uid,
+            shards: self.shards,
+            method: self.method,
+            path: self.path,
+            content_type: self.content_type,
+            body: self.body,
+            task_uid: self.task_uid,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// A missed operation as stored: [`NewMissedOp`] plus its node and per-node sequence number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MissedOp {
+    pub node_id: String,
+    /// Per node: 1 for the first operation ever appended, then +1 without gaps; never reused,
+    /// not even after [`TaskStore::ack_missed`] or [`TaskStore::drop_missed`].
+    pub seq: u64,
+    pub index_uid: Option<String>,
+    pub shards: Vec<u32>,
+    pub method: String,
+    pub path: String,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+    pub task_uid: Option<u64>,
+    pub created_at: OffsetDateTime,
+}
+
+/// What a node still has to replay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MissedSummary {
+    /// Number of pending operations.
+    pub pending: u64,
+    /// Sum of their body lengths.
+    pub bytes: u64,
+    /// Sequence number of the oldest / newest pending operation (`None` when none is pending).
+    pub oldest_seq: Option<u64>,
+    pub newest_seq: Option<u64>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The backend cannot be reached (e.g. Redis down); clients get 503 and may retry.
@@ -310,4 +377,25 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Moves the cursor to `position` unless it is already further; returns the stored value.
     async fn advance_cdc_cursor(&self, cluster: &str, name: &str, position: u64) -> StoreResult<u64>;
     async fn get_cdc_cursor(&self, cluster: &str, name: &str) -> StoreResult<Option<u64>>;
+
+    // ---- missed write operations per node (replica catch-up). A node's pending operations
+    // always form one gap-free run of sequence numbers, oldest first: appends add at the end,
+    // acks remove from the front.
+    /// Durably appends one operation to `node_id`'s log and returns it with its sequence
+    /// number: per node, strictly increasing and gap-free, even when several processes
+    /// append at once (allocation and write are one atomic step).
+    async fn append_missed(&self, node_id: &str, op: NewMissedOp) -> StoreResult<MissedOp>;
+    /// Pending operations of the node with `seq > after_seq` (all when `None`), in sequence
+    /// order, at most `limit`: page on with the last `seq` returned.
+    async fn list_missed(&self, node_id: &str, after_seq: Option<u64>, limit: usize) -> StoreResult<Vec<MissedOp>>;
+    /// Deletes the node's operations with `seq <= up_to_seq` (they were replayed); returns how
+    /// many it deleted. Idempotent: acking again (or acking less) deletes nothing.
+    async fn ack_missed(&self, node_id: &str, up_to_seq: u64) -> StoreResult<u64>;
+    /// Counts of the node's pending operations, from counters the writes maintain (no scan).
+    async fn missed_summary(&self, node_id: &str) -> StoreResult<MissedSummary>;
+    /// Deletes every pending operation of the node (it is being rebuilt from a replica
+    /// instead); returns how many. Sequence numbers still continue where they were.
+    async fn drop_missed(&self, node_id: &str) -> StoreResult<u64>;
+    /// Ids of the nodes with at least one pending operation, sorted (to resume replay at start-up).
+    async fn nodes_with_missed(&self) -> StoreResult<Vec<String>>;
 }

@@ -18,10 +18,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError, Script};
 use serde_json::Value;
 
-use super::codec::{decode_api_key, encode_api_key, sort_api_keys};
+use super::codec::{decode_api_key, encode_api_key, sort_api_keys, MissedMeta};
 use super::codec::{decode_json, decode_task, encode_json, encode_task, ms_to_datetime, now_ms, ttl_ms, unix_ns_key};
 use super::{
-    ApiKeyRecord, Lease, MirrorTable, NewTask, StoreError, StoreResult, TaskFilter, TaskPage, TaskPaging, TaskRecord, TaskStore,
+    ApiKeyRecord, Lease, MirrorTable, MissedOp, MissedSummary, NewMissedOp, NewTask, StoreError, StoreResult, TaskFilter, TaskPage, TaskPaging, TaskRecord, TaskStore,
     TtlKind,
 };
 
@@ -428,6 +428,77 @@ return redis.call('GET', KEYS[1])
     )
 });
 
+// ---- missed operations. Per node: a hash `missed_node:<node>` {last, first, bytes} and one
+// string `missed_op:<node>:<seq>` per pending op; the pending seqs are exactly first..last
+// (appends add at the end, acks remove from the front), so no per-op index is needed.
+
+/// ARGV: node hash, op key prefix, node set, node id, row, body length. Returns the seq.
+static APPEND_MISSED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local seq = string.format('%d', redis.call('HINCRBY', ARGV[1], 'last', 1))
+redis.call('SET', ARGV[2] .. seq, ARGV[5])
+redis.call('HSETNX', ARGV[1], 'first', seq)
+redis.call('HINCRBY', ARGV[1], 'bytes', ARGV[6])
+redis.call('SADD', ARGV[3], ARGV[4])
+return seq
+"#,
+    )
+});
+
+/// ARGV: node hash, op key prefix, after ('' = from the start), limit.
+/// Returns {seq1, row1, seq2, row2, ...}.
+static LIST_MISSED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local first = tonumber(redis.call('HGET', ARGV[1], 'first'))
+if not first then return {} end
+local last = tonumber(redis.call('HGET', ARGV[1], 'last'))
+local start = first
+if ARGV[3] ~= '' then start = math.max(first, tonumber(ARGV[3]) + 1) end
+local stop = math.min(last, start + tonumber(ARGV[4]) - 1)
+local out = {}
+for s = start, stop do
+  local seq = string.format('%d', s)
+  local row = redis.call('GET', ARGV[2] .. seq)
+  if row then out[#out + 1] = seq; out[#out + 1] = row end
+end
+return out
+"#,
+    )
+});
+
+/// ARGV: node hash, op key prefix, node set, node id, up_to ('' = everything).
+/// Deletes the pending ops with seq <= up_to; returns how many.
+static REMOVE_MISSED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local first = tonumber(redis.call('HGET', ARGV[1], 'first'))
+if not first then return 0 end
+local last = tonumber(redis.call('HGET', ARGV[1], 'last'))
+local stop = last
+if ARGV[5] ~= '' then stop = math.min(last, tonumber(ARGV[5])) end
+if stop < first then return 0 end
+local freed = 0
+for s = first, stop do
+  local k = ARGV[2] .. string.format('%d', s)
+  -- Body length = row length - 8 - metadata length (the row's first 8 bytes).
+  local ml = tonumber(redis.call('GETRANGE', k, 0, 7))
+  if ml then freed = freed + redis.call('STRLEN', k) - 8 - ml end
+  redis.call('UNLINK', k)
+end
+if stop == last then
+  redis.call('HDEL', ARGV[1], 'first', 'bytes')
+  redis.call('SREM', ARGV[3], ARGV[4])
+else
+  redis.call('HSET', ARGV[1], 'first', string.format('%d', stop + 1))
+  redis.call('HINCRBY', ARGV[1], 'bytes', -freed)
+end
+return stop - first + 1
+"#,
+    )
+});
+
 /// A lazily connecting manager with the store's time bounds.
 fn new_manager(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
     let config = ConnectionManagerConfig::new()
@@ -497,6 +568,27 @@ impl RedisStore {
     }
     fn ttl_key(&self, kind: TtlKind, key: &str) -> String {
         self.key(&format!("ttl:{}:{key}", kind.name()))
+    }
+    fn missed_node_key(&self, node_id: &str) -> String {
+        self.key(&format!("missed_node:{}", enc(node_id)))
+    }
+    fn missed_op_prefix(&self, node_id: &str) -> String {
+        self.key(&format!("missed_op:{}:", enc(node_id)))
+    }
+    fn missed_nodes_index(&self) -> String {
+        self.key("_index:missed_nodes")
+    }
+
+    /// Deletes the node's pending ops with seq <= `up_to` (all when `None`).
+    async fn remove_missed(&self, node_id: &str, up_to: Option<u64>) -> StoreResult<u64> {
+        let mut inv = REMOVE_MISSED.prepare_invoke();
+        inv.arg(self.missed_node_key(node_id))
+            .arg(self.missed_op_prefix(node_id))
+            .arg(self.missed_nodes_index())
+            .arg(node_id)
+            .arg(up_to.map(|u| u.to_string()).unwrap_or_default());
+        let mut c = self.conn();
+        self.bounded(async move { inv.invoke_async(&mut c).await }).await
     }
 
     /// Runs one Redis round trip with the overall time bound.
@@ -612,6 +704,51 @@ fn row_json(row: &str) -> StoreResult<&str> {
         }
     }
     row.get(pos..).ok_or_else(bad)
+}
+
+/// A missed operation is one binary string: `<metadata length: 8 decimal digits><metadata
+/// JSON><body bytes>` (see `docs/redis-keyspace.md`); the body is kept byte for byte.
+fn encode_missed(op: &NewMissedOp) -> StoreResult<Vec<u8>> {
+    let meta = MissedMeta {
+        index_uid: op.index_uid.clone(),
+        shards: op.shards.clone(),
+        method: op.method.clone(),
+        path: op.path.clone(),
+        content_type: op.content_type.clone(),
+        task_uid: op.task_uid,
+        created_at: op.created_at,
+    };
+    let meta = serde_json::to_vec(&meta).map_err(|e| StoreError::Other(format!("cannot encode a missed operation: {e}")))?;
+    if meta.len() > 99_999_999 {
+        return Err(StoreError::Other("missed operation metadata too long for the store".into()));
+    }
+    let mut row = Vec::with_capacity(8 + meta.len() + op.body.len());
+    row.extend_from_slice(format!("{:08}", meta.len()).as_bytes());
+    row.extend_from_slice(&meta);
+    row.extend_from_slice(&op.body);
+    Ok(row)
+}
+
+fn decode_missed(node_id: &str, seq: u64, row: &[u8]) -> StoreResult<MissedOp> {
+    let bad = |why: &str| StoreError::Other(format!("stored missed operation {node_id}/{seq} is not readable: {why}"));
+    let len: usize = std::str::from_utf8(row.get(..8).ok_or_else(|| bad("short row"))?)
+        .ok()
+        .and_then(|l| l.parse().ok())
+        .ok_or_else(|| bad("invalid header"))?;
+    let meta = row.get(8..8 + len).ok_or_else(|| bad("short row"))?;
+    let m: MissedMeta = serde_json::from_slice(meta).map_err(|e| bad(&e.to_string()))?;
+    Ok(MissedOp {
+        node_id: node_id.to_string(),
+        seq,
+        index_uid: m.index_uid,
+        shards: m.shards,
+        method: m.method,
+        path: m.path,
+        content_type: m.content_type,
+        body: row[8 + len..].to_vec(),
+        task_uid: m.task_uid,
+        created_at: m.created_at,
+    })
 }
 
 /// Script arguments describing a task row: row, status, type, has_index_uid, index_uid, enq.
@@ -871,6 +1008,73 @@ impl TaskStore for RedisStore {
         let mut c = self.conn();
         let n: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         Ok(n == 1)
+    }
+
+    async fn append_missed(&self, node_id: &str, op: NewMissedOp) -> StoreResult<MissedOp> {
+        let row = encode_missed(&op)?;
+        let mut inv = APPEND_MISSED.prepare_invoke();
+        inv.arg(self.missed_node_key(node_id))
+            .arg(self.missed_op_prefix(node_id))
+            .arg(self.missed_nodes_index())
+            .arg(node_id)
+            .arg(row)
+            .arg(op.body.len());
+        let mut c = self.conn();
+        let seq: String = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(op.into_op(node_id, parse_u64(&seq)?))
+    }
+
+    async fn list_missed(&self, node_id: &str, after_seq: Option<u64>, limit: usize) -> StoreResult<Vec<MissedOp>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut inv = LIST_MISSED.prepare_invoke();
+        inv.arg(self.missed_node_key(node_id))
+            .arg(self.missed_op_prefix(node_id))
+            .arg(after_seq.map(|a| a.to_string()).unwrap_or_default())
+            .arg(limit.min(MAX_LIMIT));
+        let mut c = self.conn();
+        let out: Vec<Vec<u8>> = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        let mut ops = Vec::with_capacity(out.len() / 2);
+        let mut it = out.into_iter();
+        while let (Some(seq), Some(row)) = (it.next(), it.next()) {
+            let seq = parse_u64(&String::from_utf8_lossy(&seq))?;
+            ops.push(decode_missed(node_id, seq, &row)?);
+        }
+        Ok(ops)
+    }
+
+    async fn ack_missed(&self, node_id: &str, up_to_seq: u64) -> StoreResult<u64> {
+        self.remove_missed(node_id, Some(up_to_seq)).await
+    }
+
+    async fn missed_summary(&self, node_id: &str) -> StoreResult<MissedSummary> {
+        let key = self.missed_node_key(node_id);
+        let mut c = self.conn();
+        let (first, last, bytes): (Option<u64>, Option<u64>, Option<u64>) =
+            self.bounded(async move { redis::cmd("HMGET").arg(key).arg("first").arg("last").arg("bytes").query_async(&mut c).await })
+                .await?;
+        Ok(match (first, last) {
+            (Some(first), Some(last)) if last >= first => MissedSummary {
+                pending: last - first + 1,
+                bytes: bytes.unwrap_or(0),
+                oldest_seq: Some(first),
+                newest_seq: Some(last),
+            },
+            _ => MissedSummary::default(),
+        })
+    }
+
+    async fn drop_missed(&self, node_id: &str) -> StoreResult<u64> {
+        self.remove_missed(node_id, None).await
+    }
+
+    async fn nodes_with_missed(&self) -> StoreResult<Vec<String>> {
+        let key = self.missed_nodes_index();
+        let mut c = self.conn();
+        let mut nodes: Vec<String> = self.bounded(async move { c.smembers(key).await }).await?;
+        nodes.sort();
+        Ok(nodes)
     }
 }
 

@@ -15,9 +15,10 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transact
 use serde_json::Value;
 
 use super::codec::{decode_api_key, encode_api_key, sort_api_keys};
+use super::codec::{decode_shards, decode_time, encode_shards, encode_time};
 use super::codec::{decode_json, decode_task, encode_json, encode_task, ms_to_datetime, now_ms, ttl_ms, unix_ns};
 use super::{
-    ApiKeyRecord, Lease, MirrorTable, NewTask, StoreError, StoreResult, TaskFilter, TaskPage, TaskPaging, TaskRecord, TaskStore,
+    ApiKeyRecord, Lease, MirrorTable, MissedOp, MissedSummary, NewMissedOp, NewTask, StoreError, StoreResult, TaskFilter, TaskPage, TaskPaging, TaskRecord, TaskStore,
     TtlKind,
 };
 
@@ -27,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_index_settings.sql"),
     include_str!("../../migrations/0003_api_keys.sql"),
+    include_str!("../../migrations/0004_missed_ops.sql"),
 ];
 
 /// Schema version this build writes and understands.
@@ -193,6 +195,75 @@ fn mirror_table(t: MirrorTable) -> &'static str {
 
 fn ttl_table(k: TtlKind) -> &'static str {
     k.name()
+}
+
+/// Columns of `missed_ops` read by [`read_missed`], in order.
+const MISSED_COLS: &str = "seq, index_uid, shards, method, path, content_type, task_uid, created_at, body";
+
+fn read_missed(conn: &Connection, node_id: &str, sql: &str, args: Vec<SqlValue>) -> StoreResult<Vec<MissedOp>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(sql_err)?;
+    let rows = stmt
+        .query_map(params_from_iter(args), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, Vec<u8>>(8)?,
+            ))
+        })
+        .map_err(sql_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, index_uid, shards, method, path, content_type, task_uid, created_at, body) = row.map_err(sql_err)?;
+        out.push(MissedOp {
+            node_id: node_id.to_string(),
+            seq: seq as u64,
+            index_uid,
+            shards: decode_shards(&shards)?,
+            method,
+            path,
+            content_type,
+            body,
+            // Stored bit-cast to i64.
+            task_uid: task_uid.map(|u| u as u64),
+            created_at: decode_time(&created_at)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Deletes the node's pending operations with `seq <= up_to` (all when `None`) and updates its
+/// counters, inside one `BEGIN IMMEDIATE` transaction. Returns how many were deleted.
+fn remove_missed(c: &mut Connection, node_id: &str, up_to: Option<u64>) -> StoreResult<u64> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+    let up_to = up_to.map(|u| i64::try_from(u).unwrap_or(i64::MAX)).unwrap_or(i64::MAX);
+    let (n, bytes): (i64, i64) = tx
+        .query_row(
+            // length() of a BLOB comes from the record header: the bodies are not read.
+            "SELECT COUNT(*), COALESCE(SUM(length(body)), 0) FROM missed_ops WHERE node_id = ? AND seq <= ?",
+            params![node_id, up_to],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sql_err)?;
+    if n == 0 {
+        return Ok(0);
+    }
+    tx.execute("DELETE FROM missed_ops WHERE node_id = ? AND seq <= ?", params![node_id, up_to]).map_err(sql_err)?;
+    // Pending seqs are one run first_seq..last_seq: the new front follows the last deleted one.
+    tx.execute(
+        "UPDATE missed_nodes SET pending = pending - ?1, bytes = bytes - ?2,
+             first_seq = CASE WHEN pending - ?1 > 0 THEN first_seq + ?1 ELSE last_seq + 1 END
+         WHERE node_id = ?3",
+        params![n, bytes, node_id],
+    )
+    .map_err(sql_err)?;
+    tx.commit().map_err(sql_err)?;
+    Ok(n as u64)
 }
 
 #[async_trait]
@@ -633,6 +704,106 @@ impl TaskStore for SqliteStore {
             }
             tx.commit().map_err(sql_err)?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn append_missed(&self, node_id: &str, op: NewMissedOp) -> StoreResult<MissedOp> {
+        let node = node_id.to_string();
+        let (shards, created_at) = (encode_shards(&op.shards), encode_time(op.created_at)?);
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+            let len = op.body.len() as i64;
+            let seq: i64 = tx
+                .query_row(
+                    "INSERT INTO missed_nodes (node_id, last_seq, first_seq, pending, bytes) VALUES (?1, 1, 1, 1, ?2)
+                     ON CONFLICT (node_id) DO UPDATE SET last_seq = last_seq + 1,
+                         first_seq = CASE WHEN pending = 0 THEN last_seq + 1 ELSE first_seq END,
+                         pending = pending + 1, bytes = bytes + ?2
+                     RETURNING last_seq",
+                    params![node, len],
+                    |r| r.get(0),
+                )
+                .map_err(sql_err)?;
+            tx.execute(
+                "INSERT INTO missed_ops (node_id, seq, index_uid, shards, method, path, content_type, task_uid, created_at, body)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params![
+                    node,
+                    seq,
+                    op.index_uid,
+                    shards,
+                    op.method,
+                    op.path,
+                    op.content_type,
+                    op.task_uid.map(|u| u as i64),
+                    created_at,
+                    op.body
+                ],
+            )
+            .map_err(sql_err)?;
+            tx.commit().map_err(sql_err)?;
+            Ok(op.into_op(&node, seq as u64))
+        })
+        .await
+    }
+
+    async fn list_missed(&self, node_id: &str, after_seq: Option<u64>, limit: usize) -> StoreResult<Vec<MissedOp>> {
+        let node = node_id.to_string();
+        // Seqs are positive: "after 0" is everything; after i64::MAX nothing can follow.
+        let Ok(after) = i64::try_from(after_seq.unwrap_or(0)) else { return Ok(Vec::new()) };
+        let limit = limit.min(i64::MAX as usize) as i64;
+        self.with(move |c| {
+            read_missed(
+                c,
+                &node,
+                &format!("SELECT {MISSED_COLS} FROM missed_ops WHERE node_id = ? AND seq > ? ORDER BY seq LIMIT ?"),
+                vec![SqlValue::Text(node.clone()), SqlValue::Integer(after), SqlValue::Integer(limit)],
+            )
+        })
+        .await
+    }
+
+    async fn ack_missed(&self, node_id: &str, up_to_seq: u64) -> StoreResult<u64> {
+        let node = node_id.to_string();
+        self.with(move |c| remove_missed(c, &node, Some(up_to_seq))).await
+    }
+
+    async fn missed_summary(&self, node_id: &str) -> StoreResult<MissedSummary> {
+        let node = node_id.to_string();
+        self.with(move |c| {
+            let row: Option<(i64, i64, i64, i64)> = c
+                .query_row(
+                    "SELECT pending, bytes, first_seq, last_seq FROM missed_nodes WHERE node_id = ?",
+                    [node],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()
+                .map_err(sql_err)?;
+            Ok(match row {
+                Some((pending, bytes, first, last)) if pending > 0 => MissedSummary {
+                    pending: pending as u64,
+                    bytes: bytes as u64,
+                    oldest_seq: Some(first as u64),
+                    newest_seq: Some(last as u64),
+                },
+                _ => MissedSummary::default(),
+            })
+        })
+        .await
+    }
+
+    async fn drop_missed(&self, node_id: &str) -> StoreResult<u64> {
+        let node = node_id.to_string();
+        self.with(move |c| remove_missed(c, &node, None)).await
+    }
+
+    async fn nodes_with_missed(&self) -> StoreResult<Vec<String>> {
+        self.with(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT node_id FROM missed_nodes WHERE pending > 0 ORDER BY node_id").map_err(sql_err)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
         })
         .await
     }
