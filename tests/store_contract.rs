@@ -770,11 +770,11 @@ async fn missed_ops_append_in_order_per_node(s: Store) {
     want.push(s.append_missed("a", odd.clone()).await.unwrap());
     assert_eq!(want[5], odd.into_op("a", 6));
     let max = s.append_missed("a", NewMissedOp { task_uid: Some(u64::MAX), ..missed_op(0, b"") }).await.unwrap();
-    assert_eq!(max.task_uid, Some(u64::MAX));
+    assert_eq!(max.op.task_uid, Some(u64::MAX));
     want.push(max);
     assert_eq!(s.list_missed("a", None, 100).await.unwrap(), want);
     assert_eq!(seqs(&s.list_missed("b:x%", None, 100).await.unwrap()), vec![1, 2, 3, 4, 5]);
-    assert!(s.list_missed("b:x%", None, 100).await.unwrap().iter().all(|o| o.node_id == "b:x%" && o.body == b"b"));
+    assert!(s.list_missed("b:x%", None, 100).await.unwrap().iter().all(|o| o.node_id == "b:x%" && o.op.body == b"b"));
     assert_eq!(s.list_missed("b", None, 100).await.unwrap(), vec![], "node ids are not prefixes of each other");
 }
 
@@ -796,7 +796,7 @@ async fn missed_bodies_round_trip_byte_for_byte(s: Store) {
     let got = s.list_missed("n", None, 10).await.unwrap();
     assert_eq!(got.len(), bodies.len());
     for (op, b) in got.iter().zip(&bodies) {
-        assert!(op.body == *b, "body of seq {} differs ({} vs {} bytes)", op.seq, op.body.len(), b.len());
+        assert!(op.op.body == *b, "body of seq {} differs ({} vs {} bytes)", op.seq, op.op.body.len(), b.len());
     }
     let sum = s.missed_summary("n").await.unwrap();
     assert_eq!(sum.bytes, bodies.iter().map(|b| b.len() as u64).sum::<u64>());
@@ -935,7 +935,7 @@ async fn concurrent_missed_appends(stores: &[Store]) {
         assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), (1..=n).collect::<Vec<_>>(), "{node}: gap-free, unique");
         for s in stores {
             let listed = s.list_missed(node, None, 1000).await.unwrap();
-            assert_eq!(listed.iter().map(|o| (o.seq, o.body.clone())).collect::<Vec<_>>(), got, "{node}: log = appends");
+            assert_eq!(listed.iter().map(|o| (o.seq, o.op.body.clone())).collect::<Vec<_>>(), got, "{node}: log = appends");
             let sum = s.missed_summary(node).await.unwrap();
             assert_eq!((sum.pending, sum.oldest_seq, sum.newest_seq), (n, Some(1), Some(n)));
             assert_eq!(sum.bytes, got.iter().map(|g| g.1.len() as u64).sum::<u64>());

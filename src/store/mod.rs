@@ -250,36 +250,18 @@ pub struct NewMissedOp {
 impl NewMissedOp {
     /// The stored operation of `node_id` under `seq`.
     pub fn into_op(self, node_id: &str, seq: u64) -> MissedOp {
-        MissedOp {
-            node_id: node_id.to_string(),
-            seq,
-            index_uid: self.index_uid,
-            shards: self.shards,
-            method: self.method,
-            path: self.path,
-            content_type: self.content_type,
-            body: self.body,
-            task_uid: self.task_uid,
-            created_at: self.created_at,
-        }
+        MissedOp { node_id: node_id.to_string(), seq, op: self }
     }
 }
 
-/// A missed operation as stored: [`NewMissedOp`] plus its node and per-node sequence number.
+/// A missed operation as stored: the operation plus its node and per-node sequence number.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MissedOp {
     pub node_id: String,
     /// Per node: 1 for the first operation ever appended, then +1 without gaps; never reused,
     /// not even after [`TaskStore::ack_missed`] or [`TaskStore::drop_missed`].
     pub seq: u64,
-    pub index_uid: Option<String>,
-    pub shards: Vec<u32>,
-    pub method: String,
-    pub path: String,
-    pub content_type: Option<String>,
-    pub body: Vec<u8>,
-    pub task_uid: Option<u64>,
-    pub created_at: OffsetDateTime,
+    pub op: NewMissedOp,
 }
 
 /// What a node still has to replay.

@@ -737,9 +737,7 @@ fn decode_missed(node_id: &str, seq: u64, row: &[u8]) -> StoreResult<MissedOp> {
         .ok_or_else(|| bad("invalid header"))?;
     let meta = row.get(8..8 + len).ok_or_else(|| bad("short row"))?;
     let m: MissedMeta = serde_json::from_slice(meta).map_err(|e| bad(&e.to_string()))?;
-    Ok(MissedOp {
-        node_id: node_id.to_string(),
-        seq,
+    let op = NewMissedOp {
         index_uid: m.index_uid,
         shards: m.shards,
         method: m.method,
@@ -748,7 +746,8 @@ fn decode_missed(node_id: &str, seq: u64, row: &[u8]) -> StoreResult<MissedOp> {
         body: row[8 + len..].to_vec(),
         task_uid: m.task_uid,
         created_at: m.created_at,
-    })
+    };
+    Ok(op.into_op(node_id, seq))
 }
 
 /// Script arguments describing a task row: row, status, type, has_index_uid, index_uid, enq.

@@ -220,9 +220,7 @@ fn read_missed(conn: &Connection, node_id: &str, sql: &str, args: Vec<SqlValue>)
     let mut out = Vec::new();
     for row in rows {
         let (seq, index_uid, shards, method, path, content_type, task_uid, created_at, body) = row.map_err(sql_err)?;
-        out.push(MissedOp {
-            node_id: node_id.to_string(),
-            seq: seq as u64,
+        let op = NewMissedOp {
             index_uid,
             shards: decode_shards(&shards)?,
             method,
@@ -232,7 +230,8 @@ fn read_missed(conn: &Connection, node_id: &str, sql: &str, args: Vec<SqlValue>)
             // Stored bit-cast to i64.
             task_uid: task_uid.map(|u| u as u64),
             created_at: decode_time(&created_at)?,
-        });
+        };
+        out.push(op.into_op(node_id, seq as u64));
     }
     Ok(out)
 }
