@@ -24,6 +24,8 @@ pub struct Config {
     pub scatter: ScatterConfig,
     #[serde(default)]
     pub server: ServerConfig,
+    #[serde(default)]
+    pub replication: ReplicationConfig,
     /// Names of the environment variables holding the secrets (defaults shown in example.yaml).
     #[serde(default)]
     pub keys: KeysConfig,
@@ -115,6 +117,40 @@ impl Default for HealthConfig {
             timeout_ms: d_timeout(),
             unhealthy_threshold: d_unhealthy(),
             recovery_threshold: d_recovery(),
+        }
+    }
+}
+
+/// Replica consistency: missed writes, replay, rebuilds and the anti-entropy check.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// Per node: once the bodies of its pending missed operations add up to more than this,
+    /// they are dropped and the node's shards are rebuilt from an up-to-date replica instead.
+    #[serde(default = "d_missed_budget")]
+    pub missed_budget_bytes: u64,
+    /// How often the background check compares the replicas of every shard (0: never).
+    #[serde(default = "d_anti_entropy_interval")]
+    pub anti_entropy_interval_ms: u64,
+    /// How often the replay worker looks for nodes to catch up (it is also woken by writes).
+    #[serde(default = "d_replay_interval")]
+    pub replay_interval_ms: u64,
+}
+fn d_missed_budget() -> u64 {
+    256 * 1024 * 1024
+}
+fn d_anti_entropy_interval() -> u64 {
+    300_000
+}
+fn d_replay_interval() -> u64 {
+    500
+}
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            missed_budget_bytes: d_missed_budget(),
+            anti_entropy_interval_ms: d_anti_entropy_interval(),
+            replay_interval_ms: d_replay_interval(),
         }
     }
 }

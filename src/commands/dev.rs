@@ -336,6 +336,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         health: HealthConfig::default(),
         scatter: ScatterConfig::default(),
         server: ServerConfig { bind: "127.0.0.1".into(), port: args.port, ..ServerConfig::default() },
+        replication: Default::default(),
         keys: Default::default(),
     };
     let secrets = Keys {

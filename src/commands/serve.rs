@@ -25,6 +25,7 @@ pub async fn start(cfg: &Config, keys: Keys) -> anyhow::Result<Running> {
         health: cfg.health.clone(),
         scatter: cfg.scatter.clone(),
         max_body_bytes: cfg.server.max_body_bytes,
+        replication: cfg.replication.clone(),
     };
     let proxy = Proxy::new(options, store);
     proxy.apply_topology(cfg.topology())?;

@@ -19,10 +19,11 @@ pub mod read;
 pub mod write;
 pub mod settings;
 pub mod metrics;
+pub mod replica;
 
 use std::sync::{Arc, RwLock};
 
-use crate::config::{HealthConfig, Keys, ScatterConfig};
+use crate::config::{HealthConfig, Keys, ReplicationConfig, ScatterConfig};
 use crate::node::NodeClient;
 use crate::store::TaskStore;
 use topology::{Assignment, Topology, TopologyError};
@@ -53,6 +54,7 @@ pub struct ProxyOptions {
     pub health: HealthConfig,
     pub scatter: ScatterConfig,
     pub max_body_bytes: usize,
+    pub replication: ReplicationConfig,
 }
 
 impl Default for ProxyOptions {
@@ -62,6 +64,7 @@ impl Default for ProxyOptions {
             health: HealthConfig::default(),
             scatter: ScatterConfig::default(),
             max_body_bytes: crate::config::ServerConfig::default().max_body_bytes,
+            replication: ReplicationConfig::default(),
         }
     }
 }
@@ -79,6 +82,10 @@ pub(crate) struct ProxyInner {
     pub(crate) nodes: NodeClient,
     pub(crate) health: health::HealthRegistry,
     pub(crate) metrics: metrics::ProxyMetrics,
+    pub(crate) sync: replica::SyncRegistry,
+    /// Per index uid (`""`: writes not about one index): held while a write is sent to the
+    /// nodes, so every node receives this process's writes to an index in the same order.
+    pub(crate) write_order: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Proxy {
@@ -93,6 +100,8 @@ impl Proxy {
                 nodes,
                 health: health::HealthRegistry::default(),
                 metrics: metrics::ProxyMetrics::default(),
+                sync: replica::SyncRegistry::default(),
+                write_order: Default::default(),
             }),
         }
     }
@@ -109,6 +118,7 @@ impl Proxy {
             None => (true, Vec::new(), 1),
         };
         self.inner.health.retain_nodes(&next);
+        self.inner.sync.retain(|id| next.node(id).is_some());
         *slot = Some(Arc::new(RoutingTable { topology: next, assignment, version }));
         Ok(TopologyChange { changed, moved_shards: moved })
     }
@@ -148,6 +158,20 @@ impl Proxy {
                 .collect(),
             None => Vec::new(),
         }
+    }
+
+    /// Sync state of every node of the current topology.
+    pub fn node_sync(&self) -> Vec<(String, replica::NodeSync)> {
+        match self.routing() {
+            Some(r) => r.topology.nodes.iter().map(|n| (n.id.clone(), self.inner.sync.get(&n.id))).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether reads may be sent to the node: it is healthy and holds every acknowledged
+    /// write (caught up).
+    pub fn serves_reads(&self, node: &str) -> bool {
+        self.inner.health.get(node).is_usable() && self.inner.sync.get(node).caught_up()
     }
 
     /// The HTTP application (Meilisearch API + `/_miroir/*`).

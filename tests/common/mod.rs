@@ -229,6 +229,7 @@ pub fn test_options() -> ProxyOptions {
         health: HealthConfig { interval_ms: 100, timeout_ms: 1000, unhealthy_threshold: 2, recovery_threshold: 1 },
         scatter: ScatterConfig { node_timeout_ms: 10_000, ..ScatterConfig::default() },
         max_body_bytes: 100 * 1024 * 1024,
+        replication: Default::default(),
     }
 }
 
