@@ -336,11 +336,12 @@ async fn reconcile_stages(obj: &MiroirCluster, ctx: &Context) -> Result<Action, 
     if leader {
         let routing = ctx.proxy.routing();
         let health = ctx.proxy.node_health();
+        let sync = ctx.proxy.node_sync();
         let pending: Vec<u32> = ctx.pending_rebalance.lock().expect("rebalance lock").iter().copied().collect();
         let input = StatusInput {
             generation,
             validation: if errors.is_empty() { Ok(()) } else { Err(&errors) },
-            running: routing.as_ref().map(|r| RunningView { topology: &r.topology, assignment: &r.assignment, health: &health }),
+            running: routing.as_ref().map(|r| RunningView { topology: &r.topology, assignment: &r.assignment, health: &health, sync: &sync }),
             pending_rebalance: &pending,
             now: OffsetDateTime::now_utc(),
         };

@@ -10,6 +10,7 @@ use super::crd::{
 };
 use crate::config::{HealthConfig, ScatterConfig};
 use crate::dataplane::health::{NodeHealth, NodeState};
+use crate::dataplane::replica::{NodeSync, SyncState};
 use crate::dataplane::topology::{Assignment, NodeSpec, Topology, TopologyError};
 
 /// One broken rule of a spec: the field path (`spec.replicationFactor`) and why.
@@ -163,6 +164,8 @@ pub struct RunningView<'a> {
     pub topology: &'a Topology,
     pub assignment: &'a Assignment,
     pub health: &'a [(String, NodeHealth)],
+    /// Replica sync state of each node (missing: caught up).
+    pub sync: &'a [(String, NodeSync)],
 }
 
 /// Inputs of the status computation.
@@ -182,6 +185,7 @@ pub struct StatusInput<'a> {
 pub fn shard_coverage(view: &RunningView<'_>) -> ShardCoverage {
     let usable = |id: &str| {
         view.health.iter().find(|(n, _)| n == id).map(|(_, h)| h.is_usable()).unwrap_or(true)
+            && view.sync.iter().find(|(n, _)| n == id).map(|(_, s)| s.caught_up()).unwrap_or(true)
     };
     let t = view.topology;
     let mut cov = ShardCoverage::default();
@@ -212,6 +216,15 @@ fn state_name(s: NodeState) -> &'static str {
         NodeState::Failed => "failed",
         NodeState::Recovering => "recovering",
         NodeState::Unauthorized => "unauthorized",
+    }
+}
+
+fn sync_name(s: SyncState) -> &'static str {
+    match s {
+        SyncState::CaughtUp => "caught-up",
+        SyncState::CatchingUp => "catching-up",
+        SyncState::Rebuilding => "rebuilding",
+        SyncState::Unchecked => "unchecked",
     }
 }
 
@@ -266,15 +279,19 @@ pub fn cluster_status(prev: Option<&MiroirClusterStatus>, input: &StatusInput<'_
             .iter()
             .map(|n| {
                 let h = view.health.iter().find(|(id, _)| *id == n.id).map(|(_, h)| *h).unwrap_or_default();
+                let sync = view.sync.iter().find(|(id, _)| *id == n.id).map(|(_, s)| *s);
                 NodeStatus {
                     id: n.id.clone(),
                     replica_group: n.replica_group,
                     health: state_name(h.state).into(),
                     shards: by_node.get(&n.id).map(Vec::len).unwrap_or(0) as u32,
+                    sync: sync_name(sync.map(|s| s.state).unwrap_or(SyncState::CaughtUp)).into(),
+                    pending_operations: sync.map(|s| s.pending_operations).unwrap_or(0),
+                    pending_bytes: sync.map(|s| s.pending_bytes).unwrap_or(0),
                 }
             })
             .collect();
-        let healthy = status.nodes.iter().filter(|n| n.health == "healthy").count();
+        let healthy = status.nodes.iter().filter(|n| n.health == "healthy" && n.sync == "caught-up").count();
         status.nodes_ready = Some(format!("{healthy}/{}", status.nodes.len()));
     }
     status.pending_rebalance_shards = input.pending_rebalance.to_vec();
@@ -509,7 +526,7 @@ mod tests {
             &StatusInput {
                 generation: Some(3),
                 validation: Ok(()),
-                running: Some(RunningView { topology: &t, assignment: &a, health: &health }),
+                running: Some(RunningView { topology: &t, assignment: &a, health: &health, sync: &[] }),
                 pending_rebalance: &[],
                 now: now(),
             },
@@ -532,7 +549,7 @@ mod tests {
         let input = StatusInput {
             generation: Some(1),
             validation: Ok(()),
-            running: Some(RunningView { topology: &t, assignment: &a, health: &health }),
+            running: Some(RunningView { topology: &t, assignment: &a, health: &health, sync: &[] }),
             pending_rebalance: &[],
             now: now(),
         };
@@ -547,7 +564,7 @@ mod tests {
         assert_eq!(st.conditions[0].status, "True", "still serving every shard");
         // Everything down: every shard unavailable, not Ready.
         let health: Vec<_> = ["a", "b", "c"].iter().map(|n| (n.to_string(), failed())).collect();
-        let st = cluster_status(None, &StatusInput { running: Some(RunningView { topology: &t, assignment: &a, health: &health }), ..input });
+        let st = cluster_status(None, &StatusInput { running: Some(RunningView { topology: &t, assignment: &a, health: &health, sync: &[] }), ..input });
         assert_eq!(st.shard_coverage.unwrap().unavailable.len(), 8);
         assert_eq!((st.conditions[0].status.as_str(), st.conditions[0].reason.as_str()), ("False", "ShardsUnavailable"));
     }

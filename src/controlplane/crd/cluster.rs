@@ -295,10 +295,19 @@ pub struct MiroirClusterStatus {
 pub struct NodeStatus {
     pub id: String,
     pub replica_group: u32,
-    /// `healthy`, `failed` or `recovering`.
+    /// `healthy`, `failed`, `recovering` or `unauthorized`.
     pub health: String,
     /// Number of shards (copies) the node holds.
     pub shards: u32,
+    /// `caught-up` (holds every acknowledged write; answers reads), `catching-up` (missed
+    /// writes being replayed), `rebuilding` (being copied from a replica) or `unchecked`.
+    #[serde(default)]
+    pub sync: String,
+    /// Missed write operations waiting to be replayed to the node, and their bytes.
+    #[serde(default)]
+    pub pending_operations: u64,
+    #[serde(default)]
+    pub pending_bytes: u64,
 }
 
 /// Shards with fewer than RF healthy copies.
