@@ -20,6 +20,7 @@ pub mod write;
 pub mod settings;
 pub mod metrics;
 pub mod replica;
+pub mod repair;
 
 use std::sync::{Arc, RwLock};
 
@@ -166,6 +167,11 @@ impl Proxy {
             Some(r) => r.topology.nodes.iter().map(|n| (n.id.clone(), self.inner.sync.get(&n.id))).collect(),
             None => Vec::new(),
         }
+    }
+
+    /// This process's view of every node's sync state (the replay worker updates it).
+    pub fn sync_registry(&self) -> &replica::SyncRegistry {
+        &self.inner.sync
     }
 
     /// Whether reads may be sent to the node: it is healthy and holds every acknowledged
