@@ -44,6 +44,7 @@ pub struct ProxyMetrics {
     pub duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub node_failures: Family<NodeLabels, Counter>,
     pub node_auth_refusals: Family<NodeLabels, Counter>,
+    pub anti_entropy: super::antientropy::AntiEntropyMetrics,
 }
 
 impl Default for ProxyMetrics {
@@ -53,6 +54,7 @@ impl Default for ProxyMetrics {
             duration: Family::new_with_constructor(latency_histogram),
             node_failures: Family::default(),
             node_auth_refusals: Family::default(),
+            anti_entropy: Default::default(),
         }
     }
 }
@@ -64,6 +66,7 @@ impl ProxyMetrics {
         sub.register("http_request_duration_seconds", "HTTP request latency, by method and route", self.duration.clone());
         sub.register("node_failures", "Node calls that got no answer (unreachable or timed out), by node", self.node_failures.clone());
         sub.register("node_auth_refusals", "Node calls and probes refused because the node does not accept Miroir's node master key, by node", self.node_auth_refusals.clone());
+        self.anti_entropy.register(sub);
     }
 }
 

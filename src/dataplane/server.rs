@@ -16,12 +16,13 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// A running server (HTTP + node health checker).
+/// A running server (HTTP + node health checker + anti-entropy check).
 pub struct ServerHandle {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     join: Option<JoinHandle<()>>,
     health: JoinHandle<()>,
+    anti_entropy: JoinHandle<()>,
 }
 
 impl ServerHandle {
@@ -38,6 +39,7 @@ impl ServerHandle {
             let _ = j.await;
         }
         self.health.abort();
+        self.anti_entropy.abort();
     }
 
     /// Waits until the server stops by itself (it does not, unless it fails).
@@ -54,6 +56,7 @@ impl Drop for ServerHandle {
             let _ = tx.send(());
         }
         self.health.abort();
+        self.anti_entropy.abort();
     }
 }
 
@@ -78,6 +81,7 @@ pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -
         }
     });
     let health = proxy.spawn_health_checker();
+    let anti_entropy = proxy.spawn_anti_entropy();
     // Meilisearch's default API keys, on the first start with a master key (the key routes
     // and the auth check create them too, should the store be unreachable now).
     let p = proxy.clone();
@@ -86,7 +90,7 @@ pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -
             tracing::warn!(error = %e, "cannot create the default API keys yet");
         }
     });
-    ServerHandle { addr, shutdown: Some(tx), join: Some(join), health }
+    ServerHandle { addr, shutdown: Some(tx), join: Some(join), health, anti_entropy }
 }
 
 /// Meilisearch normalises paths before routing (actix's `NormalizePath` with trailing slashes
