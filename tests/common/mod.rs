@@ -238,6 +238,26 @@ async fn open_store(dir: &std::path::Path) -> Arc<dyn miroir::store::TaskStore> 
     miroir::store::open(&cfg).await.expect("open sqlite store")
 }
 
+/// Waits until Miroir lets every node of the topology answer reads (healthy and caught up: a
+/// process that just started checks each node first), panicking after 20 s.
+pub async fn wait_serving(proxy: &Proxy, topology: &Topology) {
+    // TEMP until catchup worker lands: nothing checks the nodes yet, so the harness does.
+    for n in &topology.nodes {
+        proxy.sync_registry().mark_checked(&n.id);
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let behind: Vec<&str> = topology.nodes.iter().map(|n| n.id.as_str()).filter(|id| !proxy.serves_reads(id)).collect();
+        if behind.is_empty() {
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            panic!("nodes {behind:?} do not serve reads 20 s after Miroir started: {:?}", proxy.node_sync());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 impl Cluster {
     pub async fn start(spec: Spec) -> Cluster {
         Self::start_with(spec, test_options()).await
@@ -277,6 +297,7 @@ impl Cluster {
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = server::spawn(proxy.clone(), listener);
+        wait_serving(&proxy, &topology).await;
         Cluster { nodes, topology, proxy, server: Some(server), addr, db_dir }
     }
 
@@ -309,6 +330,7 @@ impl Cluster {
         proxy.apply_topology(self.topology.clone()).unwrap();
         let listener = server::bind(self.addr).await.unwrap();
         self.server = Some(server::spawn(proxy.clone(), listener));
+        wait_serving(&proxy, &self.topology).await;
         self.proxy = proxy;
     }
 
@@ -331,7 +353,8 @@ impl Cluster {
         let proxy = Proxy::new(test_options(), Arc::new(store));
         proxy.apply_topology(self.topology.clone()).unwrap();
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let handle = server::spawn(proxy, listener);
+        let handle = server::spawn(proxy.clone(), listener);
+        wait_serving(&proxy, &self.topology).await;
         let http = Http { base: handle.url(), key: Some(MASTER_KEY.into()) };
         (handle, http)
     }
