@@ -5,6 +5,8 @@
 //! replicas and compared document by document.
 
 mod common;
+#[path = "common/store_fixtures.rs"]
+mod store_fixtures;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -355,4 +357,27 @@ async fn a_rebuild_without_an_up_to_date_replica_fails_naming_it() {
     assert!(e.to_string().contains("no up-to-date replica"), "{e}");
     let e = cluster.proxy.rebuild(&routing, "nope", &RebuildScope::default()).await.unwrap_err();
     assert!(e.to_string().contains("`nope` is not in the topology"), "{e}");
+}
+
+/// Several Miroir processes on one Redis store: only the holder of the `miroir/anti-entropy`
+/// lease runs the periodic pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_of_several_runs_the_periodic_check() {
+    let cluster = Cluster::start_with(Spec { shards: 2, replication_factor: 1, groups: vec![1, 1] }, options(0)).await;
+    load(&cluster, 20).await;
+    let cleanup = store_fixtures::RedisCleanup::new(store_fixtures::fresh_prefix());
+    let (_a, a) = cluster.miroir_on_redis_with(&store_fixtures::redis_url(), &cleanup.prefix, options(100)).await;
+    let (_b, b) = cluster.miroir_on_redis_with(&store_fixtures::redis_url(), &cleanup.prefix, options(100)).await;
+    let passes = |h: Http| async move {
+        let (s, r) = h.with_key(ADMIN_KEY).get("/_miroir/consistency").await;
+        assert_eq!(s, 200, "{r}");
+        r["totals"]["passes"].as_u64().unwrap()
+    };
+    let started = Instant::now();
+    while passes(a.clone()).await + passes(b.clone()).await < 5 {
+        assert!(started.elapsed() < Duration::from_secs(20), "no periodic pass ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (pa, pb) = (passes(a.clone()).await, passes(b.clone()).await);
+    assert!(pa == 0 || pb == 0, "both processes ran the periodic pass: {pa} and {pb}");
 }

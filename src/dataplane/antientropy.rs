@@ -1,7 +1,7 @@
 //! Anti-entropy: a background check that the replicas of every shard hold the same documents,
 //! and that every node has the same settings for every index, repairing what differs.
 //!
-//! The replay of missed writes ([`super::catchup`]) keeps a node that missed writes out of
+//! The replay of missed writes (the catch-up worker) keeps a node that missed writes out of
 //! reads until it has them; this check is for what replay cannot see: a document lost or added
 //! on a node behind Miroir's back (an operator writing to a node directly, a node restored
 //! from an old snapshot, a bug). It only looks at nodes that currently serve reads (healthy and
@@ -387,6 +387,22 @@ impl Proxy {
         }
     }
 
+    /// Renews the lease of a periodic pass when due; false (and the pass stops, noted in the
+    /// report) when it was lost: another process runs the check now.
+    async fn keep_lease(&self, lease: &mut Option<LeaseHold<'_>>, report: &mut ConsistencyReport) -> bool {
+        match lease.as_mut() {
+            Some(l) if l.renewed.elapsed() >= LEASE_RENEW => {
+                if self.renew(l).await {
+                    true
+                } else {
+                    report.errors.push("the anti-entropy lease was lost; pass stopped".into());
+                    false
+                }
+            }
+            _ => true,
+        }
+    }
+
     async fn pass(&self, routing: &RoutingTable, report: &mut ConsistencyReport, lease: &mut Option<LeaseHold<'_>>) {
         let serving: Vec<Peer> = routing
             .topology
@@ -409,11 +425,8 @@ impl Proxy {
         }
         let uids: BTreeSet<String> = listed.iter().flat_map(|(_, l)| l.keys().cloned()).collect();
         for uid in uids {
-            if let Some(l) = lease.as_mut() {
-                if l.renewed.elapsed() >= LEASE_RENEW && !self.renew(l).await {
-                    report.errors.push("the anti-entropy lease was lost; pass stopped".into());
-                    return;
-                }
+            if !self.keep_lease(lease, report).await {
+                return;
             }
             let Ok(index) = IndexUid::parse(&uid) else { continue };
             let present: Vec<Peer> = listed.iter().filter(|(_, l)| l.contains_key(&uid)).map(|(p, _)| p.clone()).collect();
@@ -436,6 +449,10 @@ impl Proxy {
                     }
                 }
                 for shard in 0..routing.topology.shards {
+                    if !self.keep_lease(lease, report).await {
+                        report.indexes.push(ix);
+                        return;
+                    }
                     let replicas: Vec<Peer> = routing
                         .assignment
                         .groups

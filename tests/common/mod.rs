@@ -349,8 +349,13 @@ impl Cluster {
     /// Another Miroir process in front of this cluster's nodes, on the Redis store at
     /// `url` with key prefix `prefix` (several share tasks, keys and leases that way).
     pub async fn miroir_on_redis(&self, url: &str, prefix: &str) -> (ServerHandle, Http) {
+        self.miroir_on_redis_with(url, prefix, test_options()).await
+    }
+
+    /// Like [`Cluster::miroir_on_redis`], with the given options.
+    pub async fn miroir_on_redis_with(&self, url: &str, prefix: &str, options: ProxyOptions) -> (ServerHandle, Http) {
         let store = miroir::store::redis::RedisStore::connect(url, prefix).await.expect("connect to redis (REDIS_URL)");
-        let proxy = Proxy::new(test_options(), Arc::new(store));
+        let proxy = Proxy::new(options, Arc::new(store));
         proxy.apply_topology(self.topology.clone()).unwrap();
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let handle = server::spawn(proxy.clone(), listener);
