@@ -345,13 +345,18 @@ async fn a_wiped_node_is_rebuilt_from_its_replicas() {
     assert_eq!(b["estimatedTotalHits"], n);
 }
 
-/// A rebuild needs an up-to-date source: with every other holder out of reads it says so.
+/// A rebuild needs an up-to-date source: with the only other holder down it says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_without_an_up_to_date_replica_fails_naming_it() {
-    let cluster = Cluster::start_with(Spec { shards: 2, replication_factor: 1, groups: vec![1, 1] }, options(0)).await;
+    let mut cluster = Cluster::start_with(Spec { shards: 2, replication_factor: 1, groups: vec![1, 1] }, options(0)).await;
     load(&cluster, 20).await;
     let routing = cluster.proxy.routing().unwrap();
-    cluster.proxy.sync_registry().mark_unchecked(&cluster.nodes[1].id);
+    cluster.nodes[1].kill().await;
+    let started = Instant::now();
+    while cluster.proxy.serves_reads(&cluster.nodes[1].id) {
+        assert!(started.elapsed() < Duration::from_secs(20), "a killed node keeps serving reads");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let e = cluster.proxy.rebuild(&routing, &cluster.nodes[0].id, &RebuildScope::default()).await.unwrap_err();
     assert!(matches!(e, miroir::dataplane::repair::SyncError::NoSource { .. }), "{e}");
     assert!(e.to_string().contains("no up-to-date replica"), "{e}");
@@ -380,4 +385,36 @@ async fn one_process_of_several_runs_the_periodic_check() {
     }
     let (pa, pb) = (passes(a.clone()).await, passes(b.clone()).await);
     assert!(pa == 0 || pb == 0, "both processes ran the periodic pass: {pa} and {pb}");
+}
+
+/// Nodes that do not serve reads (catching up, failed) are the replay worker's: the check
+/// neither compares nor repairs them, and decides among the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_out_of_reads_are_left_alone() {
+    let mut cluster = Cluster::start_with(Spec { shards: 2, replication_factor: 1, groups: vec![1, 1, 1] }, options(0)).await;
+    let shards = cluster.topology.shards;
+    load(&cluster, 20).await;
+    let x = 100_000u64;
+    let s = shard_of(&x.to_string(), shards);
+    on_node(&cluster.node_http(0), Method::POST, &format!("/indexes/{INDEX}/documents"), Some(&json!([{"id": x, "_miroir_shard": s}]))).await;
+    cluster.nodes[1].kill().await;
+    let started = Instant::now();
+    while cluster.proxy.serves_reads(&cluster.nodes[1].id) {
+        assert!(started.elapsed() < Duration::from_secs(20), "a killed node keeps serving reads");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (st, r) = cluster.http().with_key(ADMIN_KEY).post("/_miroir/consistency/check", &json!({})).await;
+    assert_eq!(st, 200, "{r}");
+    let ix = r["indexes"].as_array().unwrap().iter().find(|i| i["uid"] == INDEX).unwrap();
+    let sh = ix["shards"].as_array().unwrap().iter().find(|x| x["shard"] == s).unwrap();
+    let nodes: Vec<&str> = sh["replicas"].as_array().unwrap().iter().map(|r| r["node"].as_str().unwrap()).collect();
+    assert_eq!(nodes, vec![cluster.nodes[0].id.as_str(), cluster.nodes[2].id.as_str()], "{sh}");
+    // Two replicas compared: the union wins, so the document is copied to the other one...
+    assert_eq!((sh["missing"].clone(), sh["repaired"].clone()), (json!(1), json!(1)), "{sh}");
+    let path = format!("/indexes/{INDEX}/documents/{x}");
+    assert_eq!(cluster.node_http(2).get(&path).await.0, 200);
+    // ... and the node out of reads is not touched.
+    cluster.nodes[1].restart().await;
+    assert_eq!(cluster.node_http(1).get(&path).await.0, 404);
 }

@@ -580,6 +580,13 @@ impl Proxy {
             return r;
         }
         r.consistent = false;
+        // A replica that missed a write since the pass began holds less than the others for a
+        // reason the rule does not know of (it is catching up): the majority would be wrong.
+        // Under the lock no write of this process to the index can make one miss more.
+        if let Some(p) = replicas.iter().find(|p| !self.serves_reads(&p.id)) {
+            r.error = Some(format!("{} stopped serving reads during the pass; the shard is looked at again next pass", p.id));
+            return r;
+        }
         r.missing = plan.missing;
         r.extra = plan.extra;
         let addr_of = |id: &str| replicas.iter().find(|p| p.id == id).map(|p| p.addr.clone()).unwrap_or_default();
@@ -652,6 +659,10 @@ impl Proxy {
             }
         };
         r.consistent = false;
+        if let Some(p) = nodes.iter().find(|p| !self.serves_reads(&p.id)) {
+            r.error = Some(format!("{} stopped serving reads during the pass; settings are compared again next pass", p.id));
+            return r;
+        }
         let Some((settings, behind)) = settings_majority(&observed) else {
             tracing::warn!(index = %index, "nodes disagree on the index settings without a majority; not repaired");
             r.tie = true;
