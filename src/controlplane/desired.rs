@@ -578,7 +578,7 @@ mod tests {
             &StatusInput {
                 generation: Some(2),
                 validation: Ok(()),
-                running: Some(RunningView { topology: &t, assignment: &a, health: &[] }),
+                running: Some(RunningView { topology: &t, assignment: &a, health: &[], sync: &[] }),
                 pending_rebalance: &[1, 3],
                 now: now(),
             },

@@ -52,6 +52,7 @@ pub struct ProxyMetrics {
     pub caught_up: Family<NodeLabels, Gauge>,
     pub replayed_operations: Family<NodeLabels, Counter>,
     pub rebuilds: Family<NodeLabels, Counter>,
+    pub anti_entropy: super::antientropy::AntiEntropyMetrics,
 }
 
 impl Default for ProxyMetrics {
@@ -66,6 +67,7 @@ impl Default for ProxyMetrics {
             caught_up: Family::default(),
             replayed_operations: Family::default(),
             rebuilds: Family::default(),
+            anti_entropy: Default::default(),
         }
     }
 }
@@ -82,6 +84,7 @@ impl ProxyMetrics {
         sub.register("node_caught_up", "1 when the node holds every acknowledged write and may answer reads, else 0", self.caught_up.clone());
         sub.register("node_replayed_operations", "Missed write operations replayed to the node", self.replayed_operations.clone());
         sub.register("node_rebuilds", "Rebuilds of the node's shards from an up-to-date replica", self.rebuilds.clone());
+        self.anti_entropy.register(sub);
     }
 }
 

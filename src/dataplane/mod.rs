@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod replica;
 pub mod catchup;
 pub mod repair;
+pub mod antientropy;
 
 use std::sync::{Arc, RwLock};
 
@@ -85,6 +86,7 @@ pub(crate) struct ProxyInner {
     pub(crate) health: health::HealthRegistry,
     pub(crate) metrics: metrics::ProxyMetrics,
     pub(crate) sync: replica::SyncRegistry,
+    pub(crate) anti_entropy: antientropy::AntiEntropyState,
     /// Per index uid (`""`: writes not about one index): held while a write is sent to the
     /// nodes, so every node receives this process's writes to an index in the same order.
     pub(crate) write_order: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -103,6 +105,7 @@ impl Proxy {
                 health: health::HealthRegistry::default(),
                 metrics: metrics::ProxyMetrics::default(),
                 sync: replica::SyncRegistry::default(),
+                anti_entropy: Default::default(),
                 write_order: Default::default(),
             }),
         }

@@ -16,7 +16,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// A running server (HTTP + node health checker).
+/// A running server (HTTP + node health checker + anti-entropy check).
 pub struct ServerHandle {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
@@ -26,6 +26,7 @@ pub struct ServerHandle {
     /// To release the replica-sync lease on a clean shutdown (another process takes over at once).
     proxy: Proxy,
     sync_holder: String,
+    anti_entropy: JoinHandle<()>,
 }
 
 impl ServerHandle {
@@ -47,6 +48,7 @@ impl ServerHandle {
         if let Err(e) = self.proxy.store().release_lease(crate::dataplane::catchup::REPLAY_LEASE, &self.sync_holder).await {
             tracing::warn!(error = %e, "cannot release the replica-sync lease");
         }
+        self.anti_entropy.abort();
     }
 
     /// Waits until the server stops by itself (it does not, unless it fails).
@@ -64,6 +66,7 @@ impl Drop for ServerHandle {
         }
         self.health.abort();
         self.sync.abort();
+        self.anti_entropy.abort();
     }
 }
 
@@ -92,6 +95,7 @@ pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -
     });
     let health = proxy.spawn_health_checker();
     let (sync, sync_holder) = proxy.spawn_replica_sync();
+    let anti_entropy = proxy.spawn_anti_entropy();
     // Meilisearch's default API keys, on the first start with a master key (the key routes
     // and the auth check create them too, should the store be unreachable now).
     let p = proxy.clone();
@@ -100,7 +104,7 @@ pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -
             tracing::warn!(error = %e, "cannot create the default API keys yet");
         }
     });
-    ServerHandle { addr, shutdown: Some(tx), join: Some(join), health, sync, proxy, sync_holder }
+    ServerHandle { addr, shutdown: Some(tx), join: Some(join), health, sync, anti_entropy, proxy, sync_holder }
 }
 
 /// Meilisearch normalises paths before routing (actix's `NormalizePath` with trailing slashes

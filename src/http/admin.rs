@@ -1,4 +1,4 @@
-//! `/health`, `/version` and Miroir's own `/_miroir/topology`.
+//! `/health`, `/version` and Miroir's own `/_miroir/topology` and `/_miroir/consistency`.
 
 use axum::extract::State;
 use axum::response::Response;
@@ -51,4 +51,14 @@ pub async fn topology(State(proxy): State<Proxy>) -> ApiResult<Json<Value>> {
         "nodes": nodes,
         "assignment": groups,
     })))
+}
+
+/// The last anti-entropy pass's report (see `crate::dataplane::antientropy`).
+pub async fn consistency(State(proxy): State<Proxy>) -> Json<crate::dataplane::antientropy::ConsistencyReport> {
+    Json(proxy.consistency_report())
+}
+
+/// Runs an anti-entropy pass now and answers its report.
+pub async fn consistency_check(State(proxy): State<Proxy>) -> Json<crate::dataplane::antientropy::ConsistencyReport> {
+    Json(proxy.check_consistency().await)
 }

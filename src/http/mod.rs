@@ -59,6 +59,8 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{key}", get(keys::get).patch(keys::update).delete(keys::delete))
         .route("/_miroir/topology", get(admin::topology))
+        .route("/_miroir/consistency", get(admin::consistency))
+        .route("/_miroir/consistency/check", post(admin::consistency_check))
         // Meilisearch routes Miroir does not support (yet): a clear 501, not a 404.
         .route("/swap-indexes", any(unsupported))
         .route("/dumps", any(unsupported))

@@ -238,6 +238,28 @@ async fn open_store(dir: &std::path::Path) -> Arc<dyn miroir::store::TaskStore> 
     miroir::store::open(&cfg).await.expect("open sqlite store")
 }
 
+/// Waits until Miroir lets every node of the topology answer reads (healthy and caught up: a
+/// process that just started checks each node first), panicking after 20 s. Nodes refusing
+/// Miroir's node master key are not waited for.
+pub async fn wait_serving(proxy: &Proxy, topology: &Topology) {
+    // A node refusing Miroir's node master key never will (tests of that case start such nodes).
+    let refuses = |id: &str| {
+        proxy.node_health().iter().any(|(n, h)| n == id && h.state == miroir::dataplane::health::NodeState::Unauthorized)
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let behind: Vec<&str> =
+            topology.nodes.iter().map(|n| n.id.as_str()).filter(|id| !proxy.serves_reads(id) && !refuses(id)).collect();
+        if behind.is_empty() {
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            panic!("nodes {behind:?} do not serve reads 20 s after Miroir started: {:?}", proxy.node_sync());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 impl Cluster {
     pub async fn start(spec: Spec) -> Cluster {
         Self::start_with(spec, test_options()).await
@@ -277,6 +299,7 @@ impl Cluster {
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = server::spawn(proxy.clone(), listener);
+        wait_serving(&proxy, &topology).await;
         Cluster { nodes, topology, proxy, server: Some(server), addr, db_dir }
     }
 
@@ -309,6 +332,7 @@ impl Cluster {
         proxy.apply_topology(self.topology.clone()).unwrap();
         let listener = server::bind(self.addr).await.unwrap();
         self.server = Some(server::spawn(proxy.clone(), listener));
+        wait_serving(&proxy, &self.topology).await;
         self.proxy = proxy;
     }
 
@@ -327,11 +351,17 @@ impl Cluster {
     /// Another Miroir process in front of this cluster's nodes, on the Redis store at
     /// `url` with key prefix `prefix` (several share tasks, keys and leases that way).
     pub async fn miroir_on_redis(&self, url: &str, prefix: &str) -> (ServerHandle, Http) {
+        self.miroir_on_redis_with(url, prefix, test_options()).await
+    }
+
+    /// Like [`Cluster::miroir_on_redis`], with the given options.
+    pub async fn miroir_on_redis_with(&self, url: &str, prefix: &str, options: ProxyOptions) -> (ServerHandle, Http) {
         let store = miroir::store::redis::RedisStore::connect(url, prefix).await.expect("connect to redis (REDIS_URL)");
-        let proxy = Proxy::new(test_options(), Arc::new(store));
+        let proxy = Proxy::new(options, Arc::new(store));
         proxy.apply_topology(self.topology.clone()).unwrap();
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let handle = server::spawn(proxy, listener);
+        let handle = server::spawn(proxy.clone(), listener);
+        wait_serving(&proxy, &self.topology).await;
         let http = Http { base: handle.url(), key: Some(MASTER_KEY.into()) };
         (handle, http)
     }
