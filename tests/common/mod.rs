@@ -240,16 +240,25 @@ async fn open_store(dir: &std::path::Path) -> Arc<dyn miroir::store::TaskStore> 
 
 /// Waits until Miroir lets every node of the topology answer reads (healthy and caught up: a
 /// process that just started checks each node first), panicking after 20 s. Nodes refusing
-/// Miroir's node master key are not waited for.
+/// Miroir's node master key, and nodes that are down, are not waited for.
 pub async fn wait_serving(proxy: &Proxy, topology: &Topology) {
     // A node refusing Miroir's node master key never will (tests of that case start such nodes).
     let refuses = |id: &str| {
         proxy.node_health().iter().any(|(n, h)| n == id && h.state == miroir::dataplane::health::NodeState::Unauthorized)
     };
+    // Nor a node that is down (a test may restart Miroir while one is).
+    let down = |address: String| async move {
+        let http = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().unwrap();
+        !http.get(format!("{address}/health")).send().await.is_ok_and(|r| r.status().is_success())
+    };
     let started = std::time::Instant::now();
     loop {
-        let behind: Vec<&str> =
-            topology.nodes.iter().map(|n| n.id.as_str()).filter(|id| !proxy.serves_reads(id) && !refuses(id)).collect();
+        let mut behind: Vec<&str> = Vec::new();
+        for n in &topology.nodes {
+            if !proxy.serves_reads(&n.id) && !refuses(&n.id) && !down(n.address.clone()).await {
+                behind.push(&n.id);
+            }
+        }
         if behind.is_empty() {
             return;
         }
