@@ -185,7 +185,7 @@ pub struct StatusInput<'a> {
 pub fn shard_coverage(view: &RunningView<'_>) -> ShardCoverage {
     let usable = |id: &str| {
         view.health.iter().find(|(n, _)| n == id).map(|(_, h)| h.is_usable()).unwrap_or(true)
-            && view.sync.iter().find(|(n, _)| n == id).map(|(_, s)| s.caught_up()).unwrap_or(true)
+            && !view.sync.iter().find(|(n, _)| n == id).is_some_and(|(_, s)| is_behind(s.state))
     };
     let t = view.topology;
     let mut cov = ShardCoverage::default();
@@ -217,6 +217,12 @@ fn state_name(s: NodeState) -> &'static str {
         NodeState::Recovering => "recovering",
         NodeState::Unauthorized => "unauthorized",
     }
+}
+
+/// Behind on acknowledged writes. (`unchecked` is not: it lasts until the proxy's next look at a
+/// node that just came back or since the process started, and the status says it per node.)
+fn is_behind(s: SyncState) -> bool {
+    matches!(s, SyncState::CatchingUp | SyncState::Rebuilding)
 }
 
 fn sync_name(s: SyncState) -> &'static str {
@@ -291,7 +297,7 @@ pub fn cluster_status(prev: Option<&MiroirClusterStatus>, input: &StatusInput<'_
                 }
             })
             .collect();
-        let healthy = status.nodes.iter().filter(|n| n.health == "healthy" && n.sync == "caught-up").count();
+        let healthy = status.nodes.iter().filter(|n| n.health == "healthy" && n.sync != "catching-up" && n.sync != "rebuilding").count();
         status.nodes_ready = Some(format!("{healthy}/{}", status.nodes.len()));
     }
     status.pending_rebalance_shards = input.pending_rebalance.to_vec();
