@@ -249,7 +249,8 @@ pub async fn wait_serving(proxy: &Proxy, topology: &Topology) {
     // Nor a node that is down (a test may restart Miroir while one is).
     let down = |address: String| async move {
         let http = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().unwrap();
-        !http.get(format!("{address}/health")).send().await.is_ok_and(|r| r.status().is_success())
+        // With the node key, as Miroir talks to nodes (tests record what nodes see).
+        !http.get(format!("{address}/health")).bearer_auth(NODE_KEY).send().await.is_ok_and(|r| r.status().is_success())
     };
     let started = std::time::Instant::now();
     loop {
