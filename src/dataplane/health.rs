@@ -129,7 +129,16 @@ pub(crate) fn spawn(proxy: Proxy) -> tokio::task::JoinHandle<()> {
                             proxy.node_refuses_key(&id);
                             return;
                         }
-                        let ok = probe == crate::node::Probe::Healthy;
+                        if let crate::node::Probe::Healthy { newest_task } = probe {
+                            if proxy.inner.sync.task_counter_went_back(&id, newest_task) {
+                                tracing::warn!(node = %id, "the node's newest task is older than one seen before: it lost its data; rebuilding it from its replicas");
+                                let scope = super::replica::RebuildScope { reason: "the node lost its data (its task counter went back)".into(), ..Default::default() };
+                                if let Err(e) = proxy.queue_rebuild(&id, &scope).await {
+                                    tracing::warn!(node = %id, error = %e, "cannot queue the rebuild");
+                                }
+                            }
+                        }
+                        let ok = matches!(probe, crate::node::Probe::Healthy { .. });
                         let after =
                             proxy.inner.health.record(&id, ok, opts.unhealthy_threshold, opts.recovery_threshold).state;
                         if before != after {

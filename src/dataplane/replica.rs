@@ -65,6 +65,23 @@ impl NodeSync {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_counter_that_goes_back_is_reported_once() {
+        let r = SyncRegistry::default();
+        assert!(!r.task_counter_went_back("n", None), "never seen: nothing to compare");
+        assert!(!r.task_counter_went_back("n", Some(4)));
+        assert!(!r.task_counter_went_back("n", Some(9)));
+        assert!(r.task_counter_went_back("n", Some(2)), "9 then 2: the node lost its tasks");
+        assert!(!r.task_counter_went_back("n", Some(3)), "reported once, then counted from the new value");
+        assert!(r.task_counter_went_back("n", None), "no task at all after some");
+        assert!(!r.task_counter_went_back("n", Some(0)));
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     summary: MissedSummary,
@@ -91,6 +108,8 @@ pub struct SyncRegistry {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Per node: held while the node is checked for lost data (one check at a time).
     checks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per node: the newest node task uid a probe has seen.
+    newest_tasks: Mutex<HashMap<String, u64>>,
     /// Wakes the replay worker.
     pub(crate) wake: tokio::sync::Notify,
 }
@@ -116,6 +135,28 @@ impl SyncRegistry {
     pub fn takes_writes(&self, node: &str) -> bool {
         let m = self.nodes.lock().expect("sync lock");
         m.get(node).is_some_and(|e| e.loaded && !e.unchecked && e.summary.pending == 0)
+    }
+
+    /// Records the newest task uid a probe saw; true when it is older than one seen before
+    /// (or the node has no task any more): the node lost its data dir. The mark moves to the
+    /// new value, so one loss is reported once.
+    pub fn task_counter_went_back(&self, node: &str, newest: Option<u64>) -> bool {
+        let mut m = self.newest_tasks.lock().expect("sync tasks");
+        let seen = m.get(node).copied();
+        let went_back = match (seen, newest) {
+            (Some(s), Some(n)) => n < s,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        match newest {
+            Some(n) => {
+                m.insert(node.to_string(), n);
+            }
+            None => {
+                m.remove(node);
+            }
+        }
+        went_back
     }
 
     /// The lock serialising log decisions for one node.

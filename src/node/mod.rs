@@ -46,8 +46,9 @@ pub enum NodeError {
 /// What one health probe found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {
-    /// `/health` answered `available` and an authenticated call was accepted.
-    Healthy,
+    /// `/health` answered `available` and an authenticated call was accepted; the uid of the
+    /// node's newest task (`None`: it has none).
+    Healthy { newest_task: Option<u64> },
     /// No answer, or not `available`.
     Down,
     /// The node is up but refuses Miroir's node master key.
@@ -135,15 +136,17 @@ impl NodeClient {
     }
 
     /// `GET /health` answered `{"status":"available"}` within `timeout`, and the node accepts
-    /// Miroir's node master key (`GET /version` is authenticated; `/health` is not).
+    /// Miroir's node master key (`GET /tasks?limit=1` is authenticated; `/health` is not). The
+    /// latter also gives the uid of the node's newest task: Meilisearch never reuses task uids,
+    /// so a node whose newest task uid went back has lost its data.
     pub async fn probe_health(&self, address: &str, timeout: Duration) -> Probe {
         match self.send_json(address, Method::GET, &NodePath::route("/health"), None, timeout).await {
             Ok(r) if r.is_success() && r.body.get("status").and_then(Value::as_str) == Some("available") => {}
             _ => return Probe::Down,
         }
-        match self.send_json(address, Method::GET, &NodePath::route("/version"), None, timeout).await {
+        match self.send_json(address, Method::GET, &NodePath::route("/tasks").query("limit", "1"), None, timeout).await {
             Ok(r) if is_auth_refusal(&r) => Probe::Unauthorized,
-            Ok(r) if r.is_success() => Probe::Healthy,
+            Ok(r) if r.is_success() => Probe::Healthy { newest_task: r.body.pointer("/results/0/uid").and_then(Value::as_u64) },
             _ => Probe::Down,
         }
     }
