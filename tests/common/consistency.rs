@@ -194,6 +194,9 @@ pub struct Book {
     settled_ids: Vec<String>,
     /// id → newest acknowledged (202) version, settled or not.
     acked: BTreeMap<String, u64>,
+    /// Live ids sent, acknowledged or not yet (a node may index a batch before Miroir's 202
+    /// reaches the client): the upper bound of any count.
+    sent: BTreeSet<String>,
     /// Every acknowledged write has settled and no write is being sent.
     quiet: bool,
 }
@@ -267,6 +270,11 @@ impl Writer {
     /// One request adding (or replacing) documents `ids` at version `v`; must be acknowledged.
     pub async fn upsert(&mut self, ids: Range<u64>, v: u64) {
         let docs: Vec<Value> = ids.clone().map(|i| doc(i, v, self.pad)).collect();
+        {
+            let mut b = self.book.lock().unwrap();
+            b.quiet = false;
+            b.sent.extend(ids.clone().map(|i| i.to_string()));
+        }
         let i = self.via();
         let a = self.vias[i].post(&format!("/indexes/{}/documents", self.index), &Value::Array(docs)).await;
         assert_eq!(a.status, 202, "write of ids {ids:?} (v{v}) through {} was not acknowledged: {}", self.vias[i].base, a.body);
@@ -304,6 +312,7 @@ impl Writer {
             b.quiet = false;
             for id in &deletes {
                 b.acked.remove(id);
+                b.sent.remove(id);
             }
         }
         self.requests.push((deletes.clone(), true));
@@ -506,7 +515,7 @@ impl ReadState {
 /// id, a batch of ids through `documents/fetch`, a placeholder search's total, the index
 /// stats' count and the document listing's total. A read is stale when it misses a settled
 /// document, shows an older version than the settled one, shows a settled deletion, or
-/// counts a total outside [settled, acknowledged] (exactly settled once writes are quiet);
+/// counts a total outside [settled, sent] (exactly settled once writes are quiet);
 /// any error status or `X-Miroir-Degraded` answer counts too.
 pub fn spawn_readers(miroirs: &[Api], index: &str, book: Arc<Mutex<Book>>, state: Arc<ReadState>, per_miroir: usize) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = Vec::new();
@@ -645,12 +654,12 @@ async fn read_once(m: &Api, index: &str, book: &Mutex<Book>, step: u64, next: &m
             let Some(count) = count else { return Some(format!("{what}: no count in {}", a.body)) };
             let (hi, quiet_after) = {
                 let b = book.lock().unwrap();
-                (b.acked.len().max(b.settled.len()) as u64, b.quiet)
+                (b.sent.len().max(b.settled.len()) as u64, b.quiet)
             };
             if quiet_before && quiet_after {
                 (count != lo).then(|| format!("{what}: {count}, but exactly {lo} documents are acknowledged (writes stopped)"))
             } else {
-                (count < lo || count > hi).then(|| format!("{what}: {count}, outside [{lo} settled, {hi} acknowledged]"))
+                (count < lo || count > hi).then(|| format!("{what}: {count}, outside [{lo} settled, {hi} sent]"))
             }
         }
     }
