@@ -76,9 +76,8 @@ impl Api {
 
     pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Answer {
         let mut last = String::new();
-        // A connection reset by a process that is being killed on purpose is the caller's
-        // business; one that the client's pool kept from a previous process is not: retry
-        // once on a connect/send error before the request reached a server.
+        // Retried once only when the connection could not be made (nothing was sent): a
+        // write must never reach a server twice behind the test's back.
         for _ in 0..2 {
             let mut req = self.client.request(method.clone(), format!("{}{}", self.base, path));
             let key = if path.starts_with("/_miroir/") { self.admin_key.as_ref().or(self.key.as_ref()) } else { self.key.as_ref() };
@@ -100,7 +99,13 @@ impl Api {
                     };
                     return Answer { status, degraded, body };
                 }
-                Err(e) => last = format!("{e:?}"),
+                Err(e) => {
+                    last = format!("{e:?}");
+                    if !e.is_connect() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
         Answer { status: 0, degraded: None, body: Value::String(format!("no answer from {}{path}: {last}", self.base)) }
