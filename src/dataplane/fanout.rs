@@ -25,6 +25,14 @@ pub struct NodeCall {
     pub body: Option<Vec<u8>>,
 }
 
+/// One node's part of a write: the request and the shards it carries (empty: everything the
+/// node holds, e.g. a settings change).
+#[derive(Debug, Clone)]
+pub struct WritePart {
+    pub call: NodeCall,
+    pub shards: Vec<u32>,
+}
+
 /// What one node answered (or why it could not).
 #[derive(Debug)]
 pub struct CallOutcome {
@@ -75,7 +83,7 @@ impl QuorumReport {
         let mut e = ApiError::new(
             Code::MiroirNoQuorum,
             format!(
-                "Write quorum was not reached for shard(s) {} in any replica group; no node change was acknowledged for them. Retry the request when the nodes are back.",
+                "Write quorum was not reached for shard(s) {} in any replica group, so the write is not acknowledged. It may still be applied: it is queued for the nodes that missed it and replayed when they are back. Retrying it is safe.",
                 shards.join(", ")
             ),
         );
@@ -161,6 +169,7 @@ impl Proxy {
                             tracing::warn!(node = %c.node_id, "node unreachable; marking it failed");
                             self.inner.metrics.node_failures.get_or_create(&super::metrics::NodeLabels { node: c.node_id.clone() }).inc();
                             self.inner.health.mark_failed(&c.node_id);
+                            self.inner.sync.mark_unchecked(&c.node_id);
                         }
                         r
                     }
@@ -171,48 +180,119 @@ impl Proxy {
         futures::future::join_all(futs).await
     }
 
-    /// Sends the same JSON request to every node of the topology: first to one node, so
-    /// that a request the nodes reject (4xx) is passed through without touching the
-    /// others, then to the rest in parallel. Judged by quorum over all shards.
+    /// Sends the same JSON request to every node of the topology as one recorded write
+    /// ([`Proxy::send_write`]): first to one caught-up node, so that a request the nodes
+    /// reject (4xx) is passed through without touching the others, then to the rest. Judged
+    /// by quorum over all shards.
     pub(crate) async fn broadcast(
         &self,
         routing: &RoutingTable,
+        index: Option<&str>,
         method: Method,
         path: &NodePath,
         body: Option<&serde_json::Value>,
     ) -> Result<(Vec<CallOutcome>, QuorumReport), ApiError> {
         let bytes = body.map(|b| serde_json::to_vec(b).expect("json"));
-        let call = |id: &str| NodeCall {
-            node_id: id.to_string(),
-            method: method.clone(),
-            path: path.clone(),
-            content_type: bytes.as_ref().map(|_| "application/json"),
-            body: bytes.clone(),
-        };
-        let mut order: Vec<&str> = self.usable_nodes(routing);
-        let usable: HashSet<&str> = order.iter().copied().collect();
-        order.extend(routing.topology.nodes.iter().map(|n| n.id.as_str()).filter(|id| !usable.contains(id)));
-
-        let mut outcomes = Vec::new();
-        let mut rest = order.into_iter();
-        // Probe: the first node that answers at all decides whether the request is valid.
-        for id in rest.by_ref() {
-            let out = self.call_nodes(routing, vec![call(id)]).await.pop().expect("one outcome");
-            let answered = out.result.is_ok();
-            if let Some(e) = out.client_error() {
-                return Err(e);
-            }
-            outcomes.push(out);
-            if answered {
-                break;
-            }
-        }
-        let calls: Vec<NodeCall> = rest.map(call).collect();
-        outcomes.extend(self.call_nodes(routing, calls).await);
+        let parts: Vec<WritePart> = routing
+            .topology
+            .nodes
+            .iter()
+            .map(|n| WritePart {
+                call: NodeCall {
+                    node_id: n.id.clone(),
+                    method: method.clone(),
+                    path: path.clone(),
+                    content_type: bytes.as_ref().map(|_| "application/json"),
+                    body: bytes.clone(),
+                },
+                shards: Vec::new(),
+            })
+            .collect();
+        let outcomes = self.send_write(routing, index, parts, true).await?;
         let accepted: HashSet<String> = outcomes.iter().filter(|o| o.accepted()).map(|o| o.node_id.clone()).collect();
         let all: BTreeSet<u32> = (0..routing.topology.shards).collect();
         let report = evaluate_quorum(&routing.assignment, routing.topology.replication_factor, &all, &accepted);
         Ok((outcomes, report))
+    }
+
+    /// Sends the parts of one write, in the order this process received its writes to the
+    /// index, and makes sure each part reaches its node eventually:
+    /// - a node that is not healthy and caught up gets nothing now: the part is appended to its
+    ///   missed-operation log, behind what it already missed;
+    /// - a part the node could not take (unreachable, timeout, 5xx, refused key) is appended
+    ///   the same way;
+    /// and both happen durably *before* this returns, so an acknowledged write never depends
+    /// on memory. With `probe_first`, one caught-up node is asked first and its 4xx is
+    /// returned as the client's error with nothing sent or recorded elsewhere. When no node at
+    /// all accepted the write nothing is recorded (nothing was applied; the client is told
+    /// to retry).
+    pub(crate) async fn send_write(
+        &self,
+        routing: &RoutingTable,
+        index: Option<&str>,
+        parts: Vec<WritePart>,
+        probe_first: bool,
+    ) -> Result<Vec<CallOutcome>, ApiError> {
+        let order = self.write_order_lock(index);
+        let _in_order = order.lock().await;
+        let (direct, mut deferred): (Vec<WritePart>, Vec<WritePart>) =
+            parts.into_iter().partition(|p| self.takes_writes_now(&p.call.node_id));
+        let mut outcomes: Vec<CallOutcome> = Vec::new();
+        let mut sent: Vec<(WritePart, CallOutcome)> = Vec::new();
+        let mut direct = direct.into_iter();
+        if probe_first {
+            for part in direct.by_ref() {
+                let out = self.call_nodes(routing, vec![part.call.clone()]).await.pop().expect("one outcome");
+                if let Some(e) = out.client_error() {
+                    return Err(e);
+                }
+                let accepted = out.accepted();
+                sent.push((part, out));
+                if accepted {
+                    break;
+                }
+            }
+        }
+        let rest: Vec<WritePart> = direct.collect();
+        let rest_outcomes = self.call_nodes(routing, rest.iter().map(|p| p.call.clone()).collect()).await;
+        sent.extend(rest.into_iter().zip(rest_outcomes));
+        if let Some(e) = sent.iter().find_map(|(_, o)| o.client_error()) {
+            return Err(e);
+        }
+        let any_accepted = sent.iter().any(|(_, o)| o.accepted());
+        for (part, out) in sent {
+            if out.accepted() || !any_accepted {
+                outcomes.push(out);
+            } else {
+                deferred.push(part);
+                if let Ok(r) = &out.result {
+                    tracing::warn!(node = %out.node_id, status = r.status, "node failed a write; it is queued for replay");
+                }
+            }
+        }
+        if !any_accepted {
+            // Nothing was applied anywhere: nothing to make consistent, nothing recorded.
+            outcomes.extend(deferred.into_iter().map(|p| CallOutcome {
+                node_id: p.call.node_id.clone(),
+                result: Err(NodeError::Unreachable { address: p.call.node_id, message: "not sent: the node is not caught up".into() }),
+            }));
+            return Ok(outcomes);
+        }
+        for part in deferred {
+            let node = part.call.node_id.clone();
+            self.record_missed(index, part).await?;
+            outcomes.push(CallOutcome { node_id: node.clone(), result: Err(NodeError::Queued { node }) });
+        }
+        Ok(outcomes)
+    }
+
+    /// Whether a write can be sent to the node now instead of being queued for it.
+    fn takes_writes_now(&self, node: &str) -> bool {
+        self.inner.health.get(node).state == super::health::NodeState::Healthy && self.inner.sync.takes_writes(node)
+    }
+
+    fn write_order_lock(&self, index: Option<&str>) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        self.inner.write_order.lock().expect("write order lock").entry(index.unwrap_or("").to_string()).or_default().clone()
     }
 
     /// Node ids that requests may be routed to, healthy first in topology order.
@@ -221,7 +301,7 @@ impl Proxy {
             .topology
             .nodes
             .iter()
-            .filter(|n| self.inner.health.get(&n.id).is_usable())
+            .filter(|n| self.serves_reads(&n.id))
             .map(|n| n.id.as_str())
             .collect()
     }

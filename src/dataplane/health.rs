@@ -134,6 +134,10 @@ pub(crate) fn spawn(proxy: Proxy) -> tokio::task::JoinHandle<()> {
                             proxy.inner.health.record(&id, ok, opts.unhealthy_threshold, opts.recovery_threshold).state;
                         if before != after {
                             tracing::info!(node = %id, from = ?before, to = ?after, "node health changed");
+                            if after == NodeState::Failed {
+                                // It may come back without its data: check it before it serves again.
+                                proxy.inner.sync.mark_unchecked(&id);
+                            }
                         }
                     }
                 });

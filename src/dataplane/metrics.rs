@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -44,6 +45,13 @@ pub struct ProxyMetrics {
     pub duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub node_failures: Family<NodeLabels, Counter>,
     pub node_auth_refusals: Family<NodeLabels, Counter>,
+    /// Missed operations waiting for replay, per node.
+    pub pending_operations: Family<NodeLabels, Gauge>,
+    pub pending_bytes: Family<NodeLabels, Gauge>,
+    /// 1 while the node holds every acknowledged write (it may answer reads), else 0.
+    pub caught_up: Family<NodeLabels, Gauge>,
+    pub replayed_operations: Family<NodeLabels, Counter>,
+    pub rebuilds: Family<NodeLabels, Counter>,
 }
 
 impl Default for ProxyMetrics {
@@ -53,6 +61,11 @@ impl Default for ProxyMetrics {
             duration: Family::new_with_constructor(latency_histogram),
             node_failures: Family::default(),
             node_auth_refusals: Family::default(),
+            pending_operations: Family::default(),
+            pending_bytes: Family::default(),
+            caught_up: Family::default(),
+            replayed_operations: Family::default(),
+            rebuilds: Family::default(),
         }
     }
 }
@@ -64,6 +77,11 @@ impl ProxyMetrics {
         sub.register("http_request_duration_seconds", "HTTP request latency, by method and route", self.duration.clone());
         sub.register("node_failures", "Node calls that got no answer (unreachable or timed out), by node", self.node_failures.clone());
         sub.register("node_auth_refusals", "Node calls and probes refused because the node does not accept Miroir's node master key, by node", self.node_auth_refusals.clone());
+        sub.register("node_pending_operations", "Missed write operations waiting to be replayed to the node", self.pending_operations.clone());
+        sub.register("node_pending_bytes", "Bytes of the missed write operations waiting to be replayed to the node", self.pending_bytes.clone());
+        sub.register("node_caught_up", "1 when the node holds every acknowledged write and may answer reads, else 0", self.caught_up.clone());
+        sub.register("node_replayed_operations", "Missed write operations replayed to the node", self.replayed_operations.clone());
+        sub.register("node_rebuilds", "Rebuilds of the node's shards from an up-to-date replica", self.rebuilds.clone());
     }
 }
 

@@ -20,6 +20,8 @@ pub mod write;
 pub mod settings;
 pub mod metrics;
 pub mod replica;
+pub mod catchup;
+pub mod repair;
 
 use std::sync::{Arc, RwLock};
 
@@ -183,5 +185,13 @@ impl Proxy {
     /// dropped or aborted.
     pub fn spawn_health_checker(&self) -> tokio::task::JoinHandle<()> {
         health::spawn(self.clone())
+    }
+
+    /// Starts the replica-sync worker (missed-write replay, rebuilds; see [`catchup`]); it
+    /// stops when the returned handle is aborted.
+    /// Returns the worker and the holder id it uses for the lease.
+    pub fn spawn_replica_sync(&self) -> (tokio::task::JoinHandle<()>, String) {
+        let holder = format!("miroir-{}", uuid::Uuid::new_v4());
+        (catchup::spawn(self.clone(), holder.clone()), holder)
     }
 }

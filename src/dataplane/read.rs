@@ -163,7 +163,7 @@ impl Proxy {
         let groups = routing.topology.replica_groups;
         let first = if stable { 0 } else { NEXT_GROUP.fetch_add(1, Ordering::Relaxed) % groups };
         covering_set(&routing.assignment, first, |n| {
-            !exclude.iter().any(|e| e == n) && self.inner.health.get(n).is_usable()
+            !exclude.iter().any(|e| e == n) && self.serves_reads(n)
         })
     }
 

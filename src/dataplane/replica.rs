@@ -72,12 +72,14 @@ struct Entry {
     rebuilding: bool,
     /// Not checked since it came back (or since this process started).
     unchecked: bool,
+    /// The pending counts were read from the store at least once.
+    loaded: bool,
 }
 
 impl Default for Entry {
     fn default() -> Self {
         // A process that just started knows nothing about a node until it has looked.
-        Entry { summary: MissedSummary::default(), rebuilding: false, unchecked: true }
+        Entry { summary: MissedSummary::default(), rebuilding: false, unchecked: true, loaded: false }
     }
 }
 
@@ -98,12 +100,20 @@ impl SyncRegistry {
             SyncState::Rebuilding
         } else if e.summary.pending > 0 {
             SyncState::CatchingUp
-        } else if e.unchecked {
+        } else if e.unchecked || !e.loaded {
             SyncState::Unchecked
         } else {
             SyncState::CaughtUp
         };
         NodeSync { state, pending_operations: e.summary.pending, pending_bytes: e.summary.bytes }
+    }
+
+    /// Whether writes may be sent to the node directly: its log is known to be empty. (A node
+    /// not yet checked for lost data may take writes: a rebuild, if one is needed, copies a
+    /// state that includes them.)
+    pub fn takes_writes(&self, node: &str) -> bool {
+        let m = self.nodes.lock().expect("sync lock");
+        m.get(node).is_some_and(|e| e.loaded && e.summary.pending == 0)
     }
 
     /// The lock serialising log decisions for one node.
@@ -117,6 +127,7 @@ impl SyncRegistry {
         let e = m.entry(node.to_string()).or_default();
         e.summary = summary;
         e.rebuilding = rebuilding && summary.pending > 0;
+        e.loaded = true;
     }
 
     /// One more pending operation of `bytes` (appended by this process).

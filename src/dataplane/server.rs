@@ -22,6 +22,10 @@ pub struct ServerHandle {
     shutdown: Option<oneshot::Sender<()>>,
     join: Option<JoinHandle<()>>,
     health: JoinHandle<()>,
+    sync: JoinHandle<()>,
+    /// To release the replica-sync lease on a clean shutdown (another process takes over at once).
+    proxy: Proxy,
+    sync_holder: String,
 }
 
 impl ServerHandle {
@@ -38,6 +42,11 @@ impl ServerHandle {
             let _ = j.await;
         }
         self.health.abort();
+        self.sync.abort();
+        let _ = (&mut self.sync).await;
+        if let Err(e) = self.proxy.store().release_lease(crate::dataplane::catchup::REPLAY_LEASE, &self.sync_holder).await {
+            tracing::warn!(error = %e, "cannot release the replica-sync lease");
+        }
     }
 
     /// Waits until the server stops by itself (it does not, unless it fails).
@@ -54,6 +63,7 @@ impl Drop for ServerHandle {
             let _ = tx.send(());
         }
         self.health.abort();
+        self.sync.abort();
     }
 }
 
@@ -66,7 +76,10 @@ pub fn spawn(proxy: Proxy, listener: TcpListener) -> ServerHandle {
 pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -> ServerHandle {
     let addr = listener.local_addr().expect("local addr");
     let (tx, rx) = oneshot::channel::<()>();
+    let prepared = proxy.clone();
     let join = tokio::spawn(async move {
+        // Connections wait in the listen backlog meanwhile (a few milliseconds).
+        prepared.prepare_sync().await;
         let app = tower::Layer::layer(&tower::util::MapRequestLayer::new(normalize_path::<axum::body::Body>), router);
         let r = axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
             .with_graceful_shutdown(async move {
@@ -78,6 +91,7 @@ pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -
         }
     });
     let health = proxy.spawn_health_checker();
+    let (sync, sync_holder) = proxy.spawn_replica_sync();
     // Meilisearch's default API keys, on the first start with a master key (the key routes
     // and the auth check create them too, should the store be unreachable now).
     let p = proxy.clone();
@@ -86,7 +100,7 @@ pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -
             tracing::warn!(error = %e, "cannot create the default API keys yet");
         }
     });
-    ServerHandle { addr, shutdown: Some(tx), join: Some(join), health }
+    ServerHandle { addr, shutdown: Some(tx), join: Some(join), health, sync, proxy, sync_holder }
 }
 
 /// Meilisearch normalises paths before routing (actix's `NormalizePath` with trailing slashes

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::fanout::{group_by_node, CallOutcome, NodeCall, QuorumReport};
+use super::fanout::{group_by_node, CallOutcome, NodeCall, QuorumReport, WritePart};
 use super::hash::shard_of;
 use super::merge::SHARD_FIELD;
 use super::payload::{document_id, infer_primary_key, Document};
@@ -38,6 +38,11 @@ pub fn node_tasks(outcomes: &[CallOutcome]) -> Vec<NodeTask> {
         .collect()
 }
 
+/// The distinct shards, ascending.
+fn shard_list(shards: impl Iterator<Item = u32>) -> Vec<u32> {
+    shards.collect::<BTreeSet<u32>>().into_iter().collect()
+}
+
 /// A document write as the HTTP layer parsed it.
 pub struct DocumentWrite {
     pub uid: IndexUid,
@@ -66,7 +71,7 @@ impl Proxy {
     ) -> ApiResult<WriteAck> {
         let enqueued_at = time::OffsetDateTime::now_utc();
         let routing = self.routing_or_error()?;
-        let (outcomes, report) = self.broadcast(&routing, method, path, body).await?;
+        let (outcomes, report) = self.broadcast(&routing, index_uid.map(IndexUid::as_str), method, path, body).await?;
         if !report.ok() {
             return Err(super::fanout::auth_refusals(&outcomes).unwrap_or_else(|| report.into_error()));
         }
@@ -94,7 +99,8 @@ impl Proxy {
     /// node-side facet limit) and records the client-visible defaults.
     pub async fn init_index_settings(&self, routing: &RoutingTable, uid: &IndexUid) -> ApiResult<()> {
         let body = node_settings::initial_node_settings();
-        let (_, report) = self.broadcast(routing, Method::PATCH, &NodePath::index(uid).then("settings"), Some(&body)).await?;
+        let (_, report) =
+            self.broadcast(routing, Some(uid.as_str()), Method::PATCH, &NodePath::index(uid).then("settings"), Some(&body)).await?;
         if !report.ok() {
             return Err(report.into_error());
         }
@@ -107,7 +113,7 @@ impl Proxy {
     /// Creates an index on every node (Miroir-internal: no client task), with Miroir's settings.
     async fn create_index_everywhere(&self, routing: &RoutingTable, uid: &IndexUid, pk: Option<&str>) -> ApiResult<()> {
         let (_, report) = self
-            .broadcast(routing, Method::POST, &NodePath::route("/indexes"), Some(&json!({"uid": uid.as_str(), "primaryKey": pk})))
+            .broadcast(routing, Some(uid.as_str()), Method::POST, &NodePath::route("/indexes"), Some(&json!({"uid": uid.as_str(), "primaryKey": pk})))
             .await?;
         if !report.ok() {
             return Err(report.into_error());
@@ -164,34 +170,35 @@ impl Proxy {
             // node knows it even if this batch sends it no document.
             self.create_index_everywhere(&routing, &uid, Some(&pk)).await?;
         }
-        let per_node: BTreeMap<String, Vec<usize>> = group_by_node(&routing.assignment, &routed);
+        let per_node: BTreeMap<String, Vec<(u32, usize)>> =
+            group_by_node(&routing.assignment, &routed.iter().map(|(s, i)| (*s, (*s, *i))).collect::<Vec<_>>());
         let path = NodePath::index(&uid).then("documents").query("primaryKey", pk.as_str());
-        let calls: Vec<NodeCall> = per_node
+        let parts: Vec<WritePart> = per_node
             .into_iter()
             .map(|(node, idx)| {
-                let batch: Vec<&Document> = idx.iter().map(|i| &documents[*i]).collect();
-                NodeCall {
-                    node_id: node,
-                    method: method.clone(),
-                    path: path.clone(),
-                    content_type: Some("application/json"),
-                    body: Some(serde_json::to_vec(&batch).expect("json")),
+                let batch: Vec<&Document> = idx.iter().map(|(_, i)| &documents[*i]).collect();
+                WritePart {
+                    call: NodeCall {
+                        node_id: node,
+                        method: method.clone(),
+                        path: path.clone(),
+                        content_type: Some("application/json"),
+                        body: Some(serde_json::to_vec(&batch).expect("json")),
+                    },
+                    shards: shard_list(idx.iter().map(|(s, _)| *s)),
                 }
             })
             .collect();
         let shards: BTreeSet<u32> = routed.iter().map(|(s, _)| *s).collect();
-        let (outcomes, report) = self.routed_write(&routing, calls, &shards).await?;
+        let (outcomes, report) = self.routed_write(&routing, uid.as_str(), parts, &shards).await?;
         let task = self.create_task(KIND, Some(uid.as_str()), details, node_tasks(&outcomes), enqueued_at).await?;
         Ok(WriteAck { task, report: Some(report) })
     }
 
     /// Sends per-node calls of a routed write and judges them by quorum over `shards`; a
     /// node's 4xx is the client's error.
-    async fn routed_write(&self, routing: &RoutingTable, calls: Vec<NodeCall>, shards: &BTreeSet<u32>) -> ApiResult<(Vec<CallOutcome>, QuorumReport)> {
-        let outcomes = self.call_nodes(routing, calls).await;
-        if let Some(e) = outcomes.iter().find_map(|o| o.client_error()) {
-            return Err(e);
-        }
+    async fn routed_write(&self, routing: &RoutingTable, index: &str, parts: Vec<WritePart>, shards: &BTreeSet<u32>) -> ApiResult<(Vec<CallOutcome>, QuorumReport)> {
+        let outcomes = self.send_write(routing, Some(index), parts, false).await?;
         let accepted: HashSet<String> = outcomes.iter().filter(|o| o.accepted()).map(|o| o.node_id.clone()).collect();
         let report = super::fanout::evaluate_quorum(&routing.assignment, routing.topology.replication_factor, shards, &accepted);
         if !report.ok() {
@@ -214,24 +221,27 @@ impl Proxy {
         }
         let details = json!({"providedIds": ids.len(), "deletedDocuments": null, "originalFilter": null});
         let path = NodePath::index(uid).then("documents").then("delete-batch");
-        let per_node = group_by_node(&routing.assignment, &routed);
+        let per_node = group_by_node(&routing.assignment, &routed.iter().map(|(s, id)| (*s, (*s, id.clone()))).collect::<Vec<_>>());
         if per_node.is_empty() {
             // Nothing to route: an empty batch still is a (trivially successful) deletion task
             // on one Meilisearch; broadcast it so the task has a real lifecycle.
             return self.broadcast_write(Method::POST, &path, Some(&json!([])), Some(uid), details).await;
         }
-        let calls: Vec<NodeCall> = per_node
+        let parts: Vec<WritePart> = per_node
             .into_iter()
-            .map(|(node, ids)| NodeCall {
-                node_id: node,
-                method: Method::POST,
-                path: path.clone(),
-                content_type: Some("application/json"),
-                body: Some(serde_json::to_vec(&ids).expect("json")),
+            .map(|(node, ids)| WritePart {
+                shards: shard_list(ids.iter().map(|(s, _)| *s)),
+                call: NodeCall {
+                    node_id: node,
+                    method: Method::POST,
+                    path: path.clone(),
+                    content_type: Some("application/json"),
+                    body: Some(serde_json::to_vec(&ids.iter().map(|(_, id)| id).collect::<Vec<_>>()).expect("json")),
+                },
             })
             .collect();
         let shards: BTreeSet<u32> = routed.iter().map(|(s, _)| *s).collect();
-        let (outcomes, report) = self.routed_write(&routing, calls, &shards).await?;
+        let (outcomes, report) = self.routed_write(&routing, uid.as_str(), parts, &shards).await?;
         let task = self.create_task("documentDeletion", Some(uid.as_str()), details, node_tasks(&outcomes), enqueued_at).await?;
         Ok(WriteAck { task, report: Some(report) })
     }
@@ -242,7 +252,7 @@ impl Proxy {
         let mut candidates = Vec::new();
         for g in &routing.assignment.groups {
             for n in &g[shard as usize] {
-                if self.inner.health.get(n).is_usable() {
+                if self.serves_reads(n) {
                     candidates.push(n.clone());
                 }
             }

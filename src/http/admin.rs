@@ -28,8 +28,10 @@ pub async fn topology(State(proxy): State<Proxy>) -> ApiResult<Json<Value>> {
         .iter()
         .map(|n| {
             let h = proxy.inner.health.get(&n.id);
+            let sync = proxy.inner.sync.get(&n.id);
             json!({"id": n.id, "address": n.address, "replicaGroup": n.replica_group, "health": h.state,
-                   "consecutiveFailures": h.consecutive_failures, "consecutiveSuccesses": h.consecutive_successes})
+                   "consecutiveFailures": h.consecutive_failures, "consecutiveSuccesses": h.consecutive_successes,
+                   "sync": sync, "servesReads": proxy.serves_reads(&n.id)})
         })
         .collect();
     let groups: Vec<Value> = routing

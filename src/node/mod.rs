@@ -37,6 +37,10 @@ pub enum NodeError {
     /// The node answered but refused Miroir's node master key (401/403 with an auth code).
     #[error("node {address} refuses Miroir's node master key")]
     Unauthorized { address: String },
+    /// A write was not sent: the node is down or behind, so the write was appended to its
+    /// missed-operation log instead (it reaches the node by replay, in order).
+    #[error("node {node} is not caught up; the write was queued for it")]
+    Queued { node: String },
 }
 
 /// What one health probe found.

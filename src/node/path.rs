@@ -71,6 +71,18 @@ impl NodePath {
         self
     }
 
+    /// A path Miroir built earlier and stored in a node's missed-operation log, as its wire
+    /// form (`Display`). Only for replaying Miroir's own stored operations; `None` if the text
+    /// is not a path (a damaged row).
+    pub fn stored(wire: &str) -> Option<NodePath> {
+        let (path, query) = wire.split_once('?').unwrap_or((wire, ""));
+        if !path.starts_with('/') || path.contains(['#', ' ']) {
+            return None;
+        }
+        let query = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        Some(NodePath { path: path.to_string(), query })
+    }
+
     /// The path without its query.
     pub fn path(&self) -> &str {
         &self.path
@@ -115,5 +127,16 @@ mod tests {
         assert_eq!(p.to_string(), "/indexes?limit=1%26x%3D%2F..%2Fkeys%23&a+b=%3F");
         assert_eq!(p.path(), "/indexes");
         assert_eq!(encode("../k%2F?#\0é"), "%2E%2E%2Fk%252F%3F%23%00%C3%A9");
+    }
+
+    #[test]
+    fn a_stored_path_reads_back_as_it_was_sent() {
+        let uid = IndexUid::parse("movies").unwrap();
+        let p = NodePath::index(&uid).then("documents").query("primaryKey", "id&x=1#y");
+        let back = NodePath::stored(&p.to_string()).unwrap();
+        assert_eq!(back, p);
+        assert_eq!(back.to_string(), p.to_string());
+        assert_eq!(NodePath::stored("/indexes").unwrap(), NodePath::route("/indexes"));
+        assert!(NodePath::stored("indexes").is_none());
     }
 }
