@@ -532,7 +532,7 @@ pub fn spawn_readers(miroirs: &[Api], index: &str, book: Arc<Mutex<Book>>, state
             let state = state.clone();
             handles.push(tokio::spawn(async move {
                 let mut step: u64 = (mi * 7 + r * 3) as u64;
-                let mut rng = (mi as u64 + 1) * 0x9e37_79b9_7f4a_7c15 ^ (r as u64 + 1);
+                let mut rng = (mi as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (r as u64 + 1);
                 let mut next = move || {
                     rng ^= rng << 13;
                     rng ^= rng >> 7;
