@@ -388,7 +388,7 @@ async fn task_listing_filters_and_paging() {
     let mut uids = Vec::new();
     for i in 0..5u64 {
         let (_, b) = http.post(&format!("/indexes/t{}/documents?primaryKey=id", i % 2), &small_batch(i * 10, 3)).await;
-        uids.push(b["taskUid"].as_u64().unwrap());
+        uids.push(b["taskUid"].as_u64().unwrap_or_else(|| panic!("{b} {:?} {:?}", cluster.proxy.node_health(), cluster.proxy.node_sync())));
     }
     for u in &uids {
         cluster.wait_task(*u).await;

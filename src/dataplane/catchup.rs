@@ -126,25 +126,29 @@ impl Proxy {
         m.caught_up.get_or_create(&l).set(i64::from(s.caught_up()));
     }
 
-    /// Whether the node answers like one that lost its data dir: it has no index at all while
-    /// another live node has some.
+    /// Whether the node answers like one that lost its data dir: it has no task at all (not
+    /// even an enqueued one: Meilisearch keeps its task queue on disk, and a node Miroir wrote
+    /// to has some) while another live node has an index.
     async fn came_back_empty(&self, routing: &RoutingTable, node: &str) -> Option<bool> {
-        let index_count = |id: &str| {
+        let total = |id: &str, route: &'static str| {
             let addr = routing.topology.node(id).map(|n| n.address.clone());
+            let id = id.to_string();
             async move {
                 let addr = addr?;
-                let path = NodePath::route("/indexes").query("limit", "1");
+                let path = NodePath::route(route).query("limit", "1");
                 let timeout = Duration::from_millis(self.options().health.timeout_ms.max(1000));
                 let r = self.inner.nodes.send_json(&addr, Method::GET, &path, None, timeout).await.ok()?;
+                if crate::node::is_auth_refusal(&r) {
+                    self.node_refuses_key(&id);
+                }
                 r.is_success().then(|| r.body.get("total").and_then(Value::as_u64)).flatten()
             }
         };
-        let own = index_count(node).await?;
-        if own > 0 {
+        if total(node, "/tasks").await? > 0 {
             return Some(false);
         }
         for peer in routing.topology.nodes.iter().filter(|n| n.id != node) {
-            if index_count(&peer.id).await.unwrap_or(0) > 0 {
+            if total(&peer.id, "/indexes").await.unwrap_or(0) > 0 {
                 return Some(true);
             }
         }

@@ -344,6 +344,16 @@ impl Proxy {
                 Err(_) => {}
             }
         }
+        if refused.is_empty() {
+            // Nodes known to refuse Miroir's key got no request: name them all the same.
+            refused = routing
+                .topology
+                .nodes
+                .iter()
+                .filter(|n| self.inner.health.get(&n.id).state == super::health::NodeState::Unauthorized)
+                .map(|n| n.id.clone())
+                .collect();
+        }
         if !refused.is_empty() {
             return Err(node_auth_error(&refused));
         }

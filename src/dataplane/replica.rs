@@ -108,12 +108,12 @@ impl SyncRegistry {
         NodeSync { state, pending_operations: e.summary.pending, pending_bytes: e.summary.bytes }
     }
 
-    /// Whether writes may be sent to the node directly: its log is known to be empty. (A node
-    /// not yet checked for lost data may take writes: a rebuild, if one is needed, copies a
-    /// state that includes them.)
+    /// Whether writes may be sent to the node directly: its log is known to be empty and it
+    /// has been checked for lost data since it came back (a write landing on a node that lost
+    /// its data dir would make it look like it had not).
     pub fn takes_writes(&self, node: &str) -> bool {
         let m = self.nodes.lock().expect("sync lock");
-        m.get(node).is_some_and(|e| e.loaded && e.summary.pending == 0)
+        m.get(node).is_some_and(|e| e.loaded && !e.unchecked && e.summary.pending == 0)
     }
 
     /// The lock serialising log decisions for one node.

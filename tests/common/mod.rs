@@ -226,7 +226,7 @@ pub fn test_options() -> ProxyOptions {
             node_master_key: Secret(Some(NODE_KEY.into())),
             admin_api_key: Secret(Some(ADMIN_KEY.into())),
         },
-        health: HealthConfig { interval_ms: 100, timeout_ms: 1000, unhealthy_threshold: 2, recovery_threshold: 1 },
+        health: HealthConfig { interval_ms: 100, timeout_ms: 2000, unhealthy_threshold: 3, recovery_threshold: 1 },
         scatter: ScatterConfig { node_timeout_ms: 10_000, ..ScatterConfig::default() },
         max_body_bytes: 100 * 1024 * 1024,
         replication: Default::default(),
@@ -312,11 +312,11 @@ impl Cluster {
         self.proxy = proxy;
     }
 
-    /// Waits until Miroir considers node `i` usable again.
+    /// Waits until Miroir reads from node `i` again: healthy and caught up.
     pub async fn wait_node_usable(&self, i: usize) {
-        for _ in 0..200 {
+        for _ in 0..1200 {
             let h = self.proxy.node_health();
-            if h.iter().any(|(id, h)| *id == self.nodes[i].id && h.is_usable()) {
+            if h.iter().any(|(id, _)| *id == self.nodes[i].id && self.proxy.serves_reads(id)) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
