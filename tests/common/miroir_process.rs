@@ -33,7 +33,7 @@ impl ProcessConfig {
         ProcessConfig {
             topology,
             task_store: None,
-            health: HealthConfig { interval_ms: 100, timeout_ms: 1000, unhealthy_threshold: 2, recovery_threshold: 1 },
+            health: HealthConfig { interval_ms: 100, timeout_ms: 2000, unhealthy_threshold: 3, recovery_threshold: 1 },
             scatter: ScatterConfig { node_timeout_ms: 10_000, ..ScatterConfig::default() },
             replication: ReplicationConfig::default(),
         }
