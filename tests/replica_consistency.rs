@@ -152,6 +152,7 @@ fn assert_away_view(views: &[consistency::NodeView], victim: &str, missed_reques
 
 /// Scenarios A, B, C, E: one in-process Miroir (SQLite store) over a `Cluster`.
 async fn node_away_and_back(name: &str, spec: Spec, victim: usize, sizes: Sizes, wipe: bool, budget: Option<u64>, pad: usize) {
+    consistency::init_logs();
     let started = Instant::now();
     let mut cluster = Cluster::start_with(spec, options(budget)).await;
     let miroir = Api::miroir(cluster.url());
@@ -232,6 +233,7 @@ async fn e_past_the_budget_the_node_is_rebuilt() {
 /// wherever it was); the node catches up with nothing missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d_miroir_killed_while_writes_are_pending_resumes() {
+    consistency::init_logs();
     let sizes = Sizes::small();
     let (mut nodes, topology) = start_nodes(&spec_rg2_rf1()).await;
     let mut cfg = ProcessConfig::new(topology);
@@ -293,6 +295,7 @@ async fn d_miroir_killed_while_writes_are_pending_resumes() {
 /// both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f_two_miroirs_on_redis_one_replays() {
+    consistency::init_logs();
     let sizes = Sizes::small();
     let cleanup = store_fixtures::RedisCleanup::new(store_fixtures::fresh_prefix());
     let (mut nodes, topology) = start_nodes(&spec_rg2_rf1()).await;

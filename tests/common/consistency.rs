@@ -31,6 +31,14 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
     }
 }
 
+/// Miroir's own log (in-process Miroirs) into the test's captured output, shown when a test
+/// fails: `MIROIR_TEST_LOG` (an env-filter, default `warn`).
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_new(std::env::var("MIROIR_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().with_target(false).try_init();
+}
+
 // ---------------------------------------------------------------------------------------
 // HTTP
 
@@ -282,7 +290,10 @@ impl Writer {
         }
         let i = self.via();
         let a = self.vias[i].post(&format!("/indexes/{}/documents", self.index), &Value::Array(docs)).await;
-        assert_eq!(a.status, 202, "write of ids {ids:?} (v{v}) through {} was not acknowledged: {}", self.vias[i].base, a.body);
+        if a.status != 202 {
+            let views = self.vias[i].get("/_miroir/topology").await;
+            panic!("write of ids {ids:?} (v{v}) through {} was not acknowledged: {} {}; its topology then: {}", self.vias[i].base, a.status, a.body, views.body["nodes"]);
+        }
         let upserts: Vec<(String, u64)> = ids.map(|i| (i.to_string(), v)).collect();
         {
             let mut b = self.book.lock().unwrap();
@@ -310,7 +321,10 @@ impl Writer {
         let i = self.via();
         let body = Value::Array(ids.iter().map(|i| json!(i)).collect());
         let a = self.vias[i].post(&format!("/indexes/{}/documents/delete-batch", self.index), &body).await;
-        assert_eq!(a.status, 202, "delete of {ids:?} was not acknowledged: {}", a.body);
+        if a.status != 202 {
+            let views = self.vias[i].get("/_miroir/topology").await;
+            panic!("delete of {ids:?} through {} was not acknowledged: {} {}; its topology then: {}", self.vias[i].base, a.status, a.body, views.body["nodes"]);
+        }
         let deletes: Vec<String> = ids.iter().map(u64::to_string).collect();
         {
             let mut b = self.book.lock().unwrap();
