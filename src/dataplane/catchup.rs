@@ -176,6 +176,12 @@ impl Proxy {
         if !live {
             return;
         }
+        // One check at a time per node, and only while it is still unchecked: `prepare_sync`
+        // and the worker's first tick both check every node at start, and a check that began
+        // while the node was unchecked must not conclude after another one let it take writes
+        // (a fresh node that just received the first index would look like one that lost it).
+        let check = self.inner.sync.check_lock_of(node);
+        let checking = check.lock().await;
         if self.inner.sync.is_unchecked(node) {
             match self.came_back_empty(routing, node).await {
                 None => return, // could not ask; next tick
@@ -192,6 +198,7 @@ impl Proxy {
             self.inner.sync.mark_checked(node);
             self.publish_sync_metrics(node);
         }
+        drop(checking);
         if replays && self.inner.sync.get(node).pending_operations > 0 {
             if let Err(e) = self.replay(routing, node).await {
                 tracing::warn!(node = %node, error = %e, "replay stopped; retrying later");

@@ -89,6 +89,8 @@ impl Default for Entry {
 pub struct SyncRegistry {
     nodes: Mutex<HashMap<String, Entry>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per node: held while the node is checked for lost data (one check at a time).
+    checks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Wakes the replay worker.
     pub(crate) wake: tokio::sync::Notify,
 }
@@ -119,6 +121,11 @@ impl SyncRegistry {
     /// The lock serialising log decisions for one node.
     pub fn lock_of(&self, node: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.locks.lock().expect("sync locks").entry(node.to_string()).or_default().clone()
+    }
+
+    /// The lock held while the node is checked for lost data.
+    pub fn check_lock_of(&self, node: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.checks.lock().expect("sync checks").entry(node.to_string()).or_default().clone()
     }
 
     /// Replaces the pending counts from the store.
