@@ -339,7 +339,44 @@ pub(crate) fn spawn(proxy: Proxy, holder: String) -> tokio::task::JoinHandle<()>
                     let id = n.id.clone();
                     async move { proxy.sync_node(&routing, &id, leader).await }
                 });
-                futures::future::join_all(ticks).await;
+                let ticks = futures::future::join_all(ticks);
+                match leader_until.filter(|_| leader) {
+                    None => {
+                        ticks.await;
+                    }
+                    Some(until) => {
+                        // A replay or a rebuild can outlast the lease: keep renewing it while the
+                        // tick runs, and stop the tick as soon as the lease is lost, so that two
+                        // processes never replay one node's log at the same time (the other one
+                        // would send operations this one already sent, interleaved with the
+                        // newer ones: a document could end at an older version).
+                        let renew = async {
+                            let mut until = until;
+                            loop {
+                                tokio::time::sleep(interval).await;
+                                match proxy.store().try_acquire_lease(REPLAY_LEASE, &holder, ttl).await {
+                                    Ok(true) => until = Instant::now() + ttl,
+                                    Ok(false) => return,
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "cannot renew the replica-sync lease");
+                                        if Instant::now() + interval >= until {
+                                            return;
+                                        }
+                                    }
+                                }
+                            }
+                        };
+                        tokio::select! {
+                            _ = ticks => {}
+                            _ = renew => {
+                                tracing::warn!("lost the replica-sync lease during a replay; another process resumes it");
+                                leader_until = None;
+                            }
+                        }
+                        // renewed meanwhile: ask again on the next tick
+                        last_attempt = None;
+                    }
+                }
             }
             tokio::select! {
                 _ = proxy.inner.sync.wake.notified() => {}
