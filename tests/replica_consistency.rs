@@ -17,6 +17,7 @@
 //! | D | as A | as A | `miroir serve` process, kill -9 while the node is down (and again just after it is back), restarted on the same store |
 //! | E | as A | as A, with a 64 KiB missed-write budget (exceeded: rebuilt) | in process, SQLite |
 //! | F | as A | as A | two Miroirs in process on one Redis prefix, writes through both |
+//! | G | as A | data dir wiped and back before a health probe could see it down, no write meanwhile | in process, SQLite |
 //!
 //! Sizes: `MIROIR_CONSISTENCY_DOCS` (scenario A, default 30,000 in batches of
 //! `MIROIR_CONSISTENCY_BATCH`, default 1,000) and `MIROIR_CONSISTENCY_SMALL_DOCS` (B–F,
@@ -349,6 +350,43 @@ async fn f_two_miroirs_on_redis_one_replays() {
     drop(cleanup);
 }
 
+
+/// G: the node loses its data dir and is back before Miroir's health checks could see it down
+/// (a real Meilisearch starts on an empty dir in well under `unhealthy_threshold` probe
+/// intervals), with no write in between to find it unreachable. It comes back empty all the
+/// same, so its shards must be rebuilt: within a few seconds Miroir must stop counting it as
+/// caught up, and once every node is caught up again the usual checks must hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g_a_node_wiped_and_back_unnoticed_is_rebuilt() {
+    consistency::init_logs();
+    let sizes = Sizes::small();
+    let mut cluster = Cluster::start_with(spec_rg2_rf1(), options(None)).await;
+    let miroir = Api::miroir(cluster.url());
+    wait_all_caught_up(std::slice::from_ref(&miroir), catchup_bound(), None).await;
+    let victim_id = cluster.nodes[0].id.clone();
+    let mut w = Writer::new(INDEX, vec![miroir.clone()]);
+    w.create_index().await;
+    phase_before(&mut w, sizes).await;
+    let t = Instant::now();
+    cluster.nodes[0].wipe().await;
+    cluster.nodes[0].restart().await;
+    let gone_for = t.elapsed();
+    // Miroir has a few seconds to notice that the node lost everything.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut noticed = None;
+    while Instant::now() < deadline {
+        let v = view_of(&node_views(&miroir).await, &victim_id).clone();
+        if !v.caught_up() {
+            noticed = Some(v);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (took, seen) = wait_all_caught_up(std::slice::from_ref(&miroir), catchup_bound(), None).await;
+    eprintln!("[G] node {victim_id} wiped and back in {gone_for:?}; first not-caught-up view: {noticed:?}; caught up {:.1}s later; states seen: {seen:?}", took.as_secs_f64());
+    let acked = w.acked();
+    assert_exactly_acknowledged(&Fleet::of_cluster(&cluster), INDEX, &acked).await;
+}
 
 /// A fresh cluster whose first index is created as soon as Miroir shows every node caught up
 /// must not take a node that just received it for one that lost its data (a check of the
