@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use miroir::dataplane::hash::{canonical_pk, shard_of};
 use miroir::dataplane::server::{self, ServerHandle};
-use miroir::dataplane::topology::{NodeSpec, Topology};
+use miroir::dataplane::topology::Topology;
 use miroir::dataplane::{Proxy, ProxyOptions};
 use serde_json::{json, Value};
 
@@ -147,23 +147,7 @@ impl Api {
 
 /// Starts the nodes of `spec` (ids `g{g}-n{i}`, as `Cluster` names them) and their topology.
 pub async fn start_nodes(spec: &Spec) -> (Vec<Node>, Topology) {
-    let mut nodes = Vec::new();
-    let mut specs = Vec::new();
-    for (g, size) in spec.groups.iter().enumerate() {
-        for i in 0..*size {
-            let id = format!("g{g}-n{i}");
-            let node = Node::start(&id).await;
-            specs.push(NodeSpec { id: id.clone(), address: node.url.clone(), replica_group: g as u32 });
-            nodes.push(node);
-        }
-    }
-    let topology = Topology {
-        shards: spec.shards,
-        replication_factor: spec.replication_factor,
-        replica_groups: spec.groups.len() as u32,
-        nodes: specs,
-    };
-    (nodes, topology)
+    crate::common::start_nodes_addressed(spec, |n| std::future::ready(n.url.clone())).await
 }
 
 /// A Miroir in this process on `store` (HTTP server + the background workers `server::spawn`

@@ -270,6 +270,27 @@ pub async fn wait_serving(proxy: &Proxy, topology: &Topology) {
     }
 }
 
+/// Starts the nodes of `spec` (ids `g{g}-n{i}`) and the topology reaching each at `address(node)`.
+pub async fn start_nodes_addressed<F, Fut>(spec: &Spec, address: F) -> (Vec<Node>, Topology)
+where
+    F: Fn(&Node) -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let mut nodes = Vec::new();
+    let mut specs = Vec::new();
+    for (g, size) in spec.groups.iter().enumerate() {
+        for i in 0..*size {
+            let id = format!("g{g}-n{i}");
+            let node = Node::start(&id).await;
+            specs.push(NodeSpec { id: id.clone(), address: address(&node).await, replica_group: g as u32 });
+            nodes.push(node);
+        }
+    }
+    let topology =
+        Topology { shards: spec.shards, replication_factor: spec.replication_factor, replica_groups: spec.groups.len() as u32, nodes: specs };
+    (nodes, topology)
+}
+
 impl Cluster {
     pub async fn start(spec: Spec) -> Cluster {
         Self::start_with(spec, test_options()).await
@@ -286,22 +307,7 @@ impl Cluster {
         F: Fn(&Node) -> Fut,
         Fut: std::future::Future<Output = String>,
     {
-        let mut nodes = Vec::new();
-        let mut specs = Vec::new();
-        for (g, size) in spec.groups.iter().enumerate() {
-            for i in 0..*size {
-                let id = format!("g{g}-n{i}");
-                let node = Node::start(&id).await;
-                specs.push(NodeSpec { id: id.clone(), address: address(&node).await, replica_group: g as u32 });
-                nodes.push(node);
-            }
-        }
-        let topology = Topology {
-            shards: spec.shards,
-            replication_factor: spec.replication_factor,
-            replica_groups: spec.groups.len() as u32,
-            nodes: specs,
-        };
+        let (nodes, topology) = start_nodes_addressed(&spec, address).await;
         let db_dir = tempfile::tempdir().unwrap();
         let store = open_store(db_dir.path()).await;
         let proxy = Proxy::new(options, store);
