@@ -8,7 +8,8 @@
 //!   is replaced by one rebuild marker ([`REBUILD_METHOD`]) followed by whatever comes next.
 //! - The replay worker ([`spawn`]) runs in the process holding the `miroir/replica-sync` lease
 //!   (always the one process with SQLite). For every healthy node it first checks whether the
-//!   node came back empty (no index at all while a peer has some: its data dir was lost) and
+//!   node came back empty (no task at all while a peer has an index: its data dir was lost;
+//!   the health checker also queues a rebuild when a node's newest task uid goes back) and
 //!   if so queues a rebuild; then it replays the node's log page by page: each operation is
 //!   sent as it was recorded, the page is acknowledged in the store only once the node has
 //!   *processed* the last of its tasks (so a crash of Miroir in the middle replays that page
@@ -186,7 +187,7 @@ impl Proxy {
             match self.came_back_empty(routing, node).await {
                 None => return, // could not ask; next tick
                 Some(true) => {
-                    tracing::warn!(node = %node, "node came back without any index (data dir lost?); rebuilding it from its replicas");
+                    tracing::warn!(node = %node, "node came back without any task while a peer has an index (data dir lost?); rebuilding it from its replicas");
                     let scope = RebuildScope { reason: "the node came back empty".into(), ..Default::default() };
                     if let Err(e) = self.queue_rebuild(node, &scope).await {
                         tracing::warn!(node = %node, error = %e, "cannot queue the rebuild");

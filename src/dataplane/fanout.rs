@@ -295,7 +295,7 @@ impl Proxy {
         self.inner.write_order.lock().expect("write order lock").entry(index.unwrap_or("").to_string()).or_default().clone()
     }
 
-    /// Node ids that requests may be routed to, healthy first in topology order.
+    /// Node ids that reads may be sent to (healthy and caught up), in topology order.
     pub(crate) fn usable_nodes<'a>(&self, routing: &'a RoutingTable) -> Vec<&'a str> {
         routing
             .topology
