@@ -8,6 +8,7 @@
 
 pub mod hash;
 pub mod topology;
+pub mod placement;
 pub mod health;
 pub mod merge;
 pub mod fanout;

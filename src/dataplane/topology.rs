@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::hash::rendezvous;
+use super::placement::assign_group;
 
 /// One Meilisearch node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -112,17 +112,7 @@ impl Topology {
     /// The shard → node table. Call only on a validated topology.
     pub fn assignment(&self) -> Assignment {
         let groups = (0..self.replica_groups)
-            .map(|g| {
-                let members = self.group_nodes(g);
-                (0..self.shards)
-                    .map(|s| {
-                        rendezvous(s, &members, self.replication_factor as usize)
-                            .into_iter()
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .collect()
-            })
+            .map(|g| assign_group(self.shards, self.replication_factor as usize, &self.group_nodes(g)))
             .collect();
         Assignment { groups }
     }
