@@ -95,6 +95,9 @@ contract!(
     missed_summary_before_and_after_ack_and_drop,
     nodes_with_missed_lists_pending_nodes,
     missed_seqs_gap_free_under_concurrency,
+    placement_compare_and_set_versions,
+    placement_state_round_trips_byte_exact,
+    placement_no_lost_update_under_concurrency,
 );
 
 // ---------------------------------------------------------------- contract cases
@@ -963,6 +966,176 @@ async fn missed_ops_survive(before: Store, open_again: impl std::future::Future<
     assert_eq!(s.append_missed("gone", missed_op(9, b"")).await.unwrap().seq, 2);
 }
 
+async fn placement_compare_and_set_versions(s: Store) {
+    let (a, b, c) = (json!({"plan": "a"}), json!({"plan": "b"}), json!({"plan": "c"}));
+    assert_eq!(s.get_placement().await.unwrap(), None, "never stored");
+    // A version that was never stored does not match "nothing stored".
+    assert_eq!(s.put_placement(1, &a).await.unwrap(), None);
+    assert_eq!(s.put_placement(u64::MAX, &a).await.unwrap(), None);
+    assert_eq!(s.get_placement().await.unwrap(), None, "a failed put writes nothing");
+
+    assert_eq!(s.put_placement(0, &a).await.unwrap(), Some(1), "first put: version 1");
+    assert_eq!(s.get_placement().await.unwrap(), Some((1, a.clone())));
+    // Stale or future versions: refused, nothing written.
+    for stale in [0, 2, 7, u64::MAX] {
+        assert_eq!(s.put_placement(stale, &b).await.unwrap(), None, "expected {stale}");
+        assert_eq!(s.get_placement().await.unwrap(), Some((1, a.clone())), "unchanged after expected {stale}");
+    }
+    assert_eq!(s.put_placement(1, &b).await.unwrap(), Some(2));
+    assert_eq!(s.put_placement(1, &c).await.unwrap(), None, "the version it read is gone");
+    assert_eq!(s.get_placement().await.unwrap(), Some((2, b.clone())));
+
+    // Versions go up by exactly one per successful put, whatever the state (even unchanged).
+    let mut v = 2;
+    for i in 0..5 {
+        let state = if i % 2 == 0 { b.clone() } else { json!({"plan": "x", "i": i}) };
+        assert_eq!(s.put_placement(v, &state).await.unwrap(), Some(v + 1));
+        v += 1;
+        assert_eq!(s.get_placement().await.unwrap(), Some((v, state)));
+    }
+    assert_eq!(v, 7);
+    // Any JSON value, not only objects.
+    assert_eq!(s.put_placement(7, &json!(null)).await.unwrap(), Some(8));
+    assert_eq!(s.get_placement().await.unwrap(), Some((8, json!(null))));
+    assert_eq!(s.put_placement(8, &json!([1, "two"])).await.unwrap(), Some(9));
+    assert_eq!(s.get_placement().await.unwrap(), Some((9, json!([1, "two"]))));
+
+    // Placement is not per cluster: a cluster's deletion leaves it alone.
+    s.delete_cluster_state("c").await.unwrap();
+    s.delete_cluster_state("").await.unwrap();
+    assert_eq!(s.get_placement().await.unwrap(), Some((9, json!([1, "two"]))));
+}
+
+/// A placement-shaped state of roughly `bytes` bytes: nested objects with keys out of
+/// alphabetical order (their order is part of the bytes), unicode and escapes, numbers at the
+/// edges of their types.
+fn big_placement(bytes: usize) -> serde_json::Value {
+    let mut moves = Vec::new();
+    let mut i = 0u64;
+    let mut len = 0;
+    while len < bytes {
+        let m = json!({
+            "shard": i,
+            "from": format!("node-{}", i % 7),
+            "to": format!("nöde-{}\"\\\n\t\u{1F600}", (i + 3) % 7),
+            "state": if i % 3 == 0 { "copying" } else { "done" },
+            "progress": {"docs": i * 1_000_003, "ratio": (i as f64) / 7.0, "tiny": 1e-300, "neg": -(i as i64)},
+            "bounds": [u64::MAX, i64::MIN, 0.1, -0.0, 1.7976931348623157e308],
+            "empty": {"o": {}, "a": [], "s": "", "n": null, "t": true, "f": false}
+        });
+        len += m.to_string().len() + 1;
+        moves.push(m);
+        i += 1;
+    }
+    json!({
+        "version": 3,
+        "zeta": "keys are not sorted",
+        "alpha": {"nodes": {"n2": {"weight": 2}, "n10": {"weight": 10}, "n1": {"weight": 1}}},
+        "plan": {"id": "rebalance-7", "moves": moves}
+    })
+}
+
+async fn placement_state_round_trips_byte_exact(s: Store) {
+    let small = json!({"z": 1, "a": {"y": [1, 2.5, "x", null, {"b": false, "a": true}], "x": "é\u{0}\""}, "m": 18446744073709551615u64});
+    assert_eq!(s.put_placement(0, &small).await.unwrap(), Some(1));
+    let (v, got) = s.get_placement().await.unwrap().unwrap();
+    assert_eq!((v, &got), (1, &small));
+    assert_eq!(serde_json::to_string(&got).unwrap(), serde_json::to_string(&small).unwrap(), "same bytes");
+
+    let big = big_placement(1 << 20);
+    let big_text = serde_json::to_string(&big).unwrap();
+    assert!(big_text.len() >= 1 << 20, "{}", big_text.len());
+    assert_eq!(s.put_placement(1, &big).await.unwrap(), Some(2));
+    let (v, got) = s.get_placement().await.unwrap().unwrap();
+    assert_eq!(v, 2);
+    assert!(serde_json::to_string(&got).unwrap() == big_text, "1 MB state comes back byte for byte");
+    assert!(got == big);
+    // Pretty-printing is a different byte string of the same value: compare the canonical one.
+    assert_eq!(serde_json::to_string_pretty(&got).unwrap(), serde_json::to_string_pretty(&big).unwrap());
+
+    // Shrinking replaces it entirely.
+    assert_eq!(s.put_placement(2, &json!({})).await.unwrap(), Some(3));
+    assert_eq!(s.get_placement().await.unwrap(), Some((3, json!({}))));
+}
+
+async fn placement_no_lost_update_under_concurrency(s: Store) {
+    concurrent_placement_writers(&[s.clone(), s], 8, 20).await;
+}
+
+/// `writers` tasks on each handle (handles on one backend = Miroir processes), each adding 1
+/// to a counter inside the placement state `increments` times by read-modify-write, retrying
+/// on a CAS failure. No update is lost: the counter, each writer's tally and the version all
+/// end at the exact sums, and the versions one writer wins increase.
+async fn concurrent_placement_writers(stores: &[Store], writers: usize, increments: u64) {
+    let mut hs = Vec::new();
+    for (h, s) in stores.iter().enumerate() {
+        for w in 0..writers {
+            let s = s.clone();
+            hs.push(tokio::spawn(async move {
+                let me = format!("{h}/{w}");
+                let (mut won, mut conflicts) = (Vec::new(), 0u64);
+                for _ in 0..increments {
+                    loop {
+                        let (version, mut state) =
+                            s.get_placement().await.unwrap().unwrap_or((0, json!({"counter": 0, "by": {}})));
+                        let counter = state["counter"].as_u64().unwrap();
+                        state["counter"] = json!(counter + 1);
+                        let mine = state["by"][&me].as_u64().unwrap_or(0);
+                        state["by"][&me] = json!(mine + 1);
+                        match s.put_placement(version, &state).await.unwrap() {
+                            Some(v) => {
+                                assert_eq!(v, version + 1);
+                                won.push(v);
+                                break;
+                            }
+                            None => {
+                                conflicts += 1;
+                                assert!(conflicts < 100_000, "{me}: livelock");
+                            }
+                        }
+                    }
+                }
+                (me, won, conflicts)
+            }));
+        }
+    }
+    let total = (stores.len() * writers) as u64 * increments;
+    let mut versions = Vec::new();
+    let mut conflicts = 0;
+    for h in hs {
+        let (me, won, c) = h.await.unwrap();
+        assert!(won.windows(2).all(|w| w[0] < w[1]), "{me}: versions it wins increase: {won:?}");
+        versions.extend(won);
+        conflicts += c;
+    }
+    versions.sort();
+    assert_eq!(versions, (1..=total).collect::<Vec<_>>(), "each version won exactly once");
+    for s in stores {
+        let (v, state) = s.get_placement().await.unwrap().unwrap();
+        assert_eq!(v, total);
+        assert_eq!(state["counter"], json!(total), "no lost update ({conflicts} CAS conflicts retried)");
+        let by = state["by"].as_object().unwrap();
+        assert_eq!(by.len(), stores.len() * writers);
+        assert!(by.values().all(|n| n.as_u64() == Some(increments)), "{by:?}");
+    }
+}
+
+/// The placement state written through one handle is there through a fresh one (reopened
+/// file, new Redis connection), and its version continues.
+async fn placement_survives(before: Store, open_again: impl std::future::Future<Output = Store>) {
+    let state = big_placement(64 << 10);
+    assert_eq!(before.put_placement(0, &json!({"first": true})).await.unwrap(), Some(1));
+    assert_eq!(before.put_placement(1, &state).await.unwrap(), Some(2));
+    drop(before);
+    let s = open_again.await;
+    let (v, got) = s.get_placement().await.unwrap().unwrap();
+    assert_eq!(v, 2);
+    assert_eq!(serde_json::to_string(&got).unwrap(), serde_json::to_string(&state).unwrap());
+    assert_eq!(s.put_placement(1, &json!(1)).await.unwrap(), None);
+    assert_eq!(s.put_placement(2, &json!(2)).await.unwrap(), Some(3));
+    assert_eq!(s.get_placement().await.unwrap(), Some((3, json!(2))));
+}
+
 // ---------------------------------------------------------------- SQLite only
 
 mod sqlite_only {
@@ -1044,6 +1217,51 @@ mod sqlite_only {
         let first: Store = Arc::new(SqliteStore::open(&path).await.unwrap());
         let p = path.clone();
         missed_ops_survive(first, async move { Arc::new(SqliteStore::open(&p).await.unwrap()) as Store }).await;
+    }
+
+    #[tokio::test]
+    async fn reopened_file_keeps_placement() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let first: Store = Arc::new(SqliteStore::open(&path).await.unwrap());
+        let p = path.clone();
+        placement_survives(first, async move { Arc::new(SqliteStore::open(&p).await.unwrap()) as Store }).await;
+    }
+
+    /// A database of the previous schema (no placement table) is migrated on open and then
+    /// has no placement state yet.
+    #[tokio::test]
+    async fn schema_4_database_gets_the_placement_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        {
+            let s = SqliteStore::open(&path).await.unwrap();
+            s.create_task(new_task(Some("i"), "indexCreation", TaskStatus::Enqueued, at(0))).await.unwrap();
+            s.put_placement(0, &json!({"x": 1})).await.unwrap();
+        }
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            // Back to schema 4 (0005 only adds this table; later migrations must be undone here too).
+            conn.execute_batch("DROP TABLE placement; PRAGMA user_version = 4;").unwrap();
+        }
+        let s = SqliteStore::open(&path).await.unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(s.get_placement().await.unwrap(), None);
+        assert_eq!(s.get_task(0).await.unwrap().map(|t| t.uid), Some(0), "older rows kept");
+        assert_eq!(s.put_placement(0, &json!({"x": 2})).await.unwrap(), Some(1));
+        // One row at most, by construction.
+        assert!(conn.execute("INSERT INTO placement (id, version, state) VALUES (2, 1, '{}')", []).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_stores_on_one_file_lose_no_placement_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let a: Store = Arc::new(SqliteStore::open(&path).await.unwrap());
+        let b: Store = Arc::new(SqliteStore::open(&path).await.unwrap());
+        concurrent_placement_writers(&[a, b], 4, 20).await;
     }
 
     /// Store bytes per pending op for a typical 1-document JSON body (~300 bytes): the file's
@@ -1199,6 +1417,23 @@ mod redis_only {
             .await;
     }
 
+    #[tokio::test]
+    async fn new_handle_keeps_placement() {
+        let cleanup = RedisCleanup::new(fresh_prefix());
+        let first: Store = Arc::new(RedisStore::connect(&redis_url(), &cleanup.prefix).await.unwrap());
+        let p = cleanup.prefix.clone();
+        placement_survives(first, async move { Arc::new(RedisStore::connect(&redis_url(), &p).await.unwrap()) as Store })
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_stores_on_one_prefix_lose_no_placement_update() {
+        let cleanup = RedisCleanup::new(fresh_prefix());
+        let a: Store = Arc::new(RedisStore::connect(&redis_url(), &cleanup.prefix).await.unwrap());
+        let b: Store = Arc::new(RedisStore::connect(&redis_url(), &cleanup.prefix).await.unwrap());
+        concurrent_placement_writers(&[a, b], 4, 20).await;
+    }
+
     /// Redis bytes per pending op for a typical 1-document JSON body (~300 bytes):
     /// `MEMORY USAGE … SAMPLES 0` of every key the log uses, after 10,000 appends. Run with
     /// `cargo test --test store_contract -- --ignored --nocapture missed_op_footprint`.
@@ -1271,6 +1506,7 @@ mod redis_only {
         s.put_index_settings("movies", &json!({"faceting": {"maxValuesPerFacet": 2}})).await.unwrap();
         s.insert_api_key(&api_key(0, "k")).await.unwrap();
         s.append_missed("node:1", missed_op(0, b"x")).await.unwrap();
+        s.put_placement(0, &json!({"nodes": []})).await.unwrap();
         let keys: BTreeSet<String> =
             redis_keys(&prefix).into_iter().map(|k| k.strip_prefix(&prefix).unwrap().to_string()).collect();
         let want: BTreeSet<String> = [
@@ -1294,6 +1530,7 @@ mod redis_only {
             "missed_node:node%3A1",
             "missed_op:node%3A1:1",
             "_index:missed_nodes",
+            "placement",
         ]
         .into_iter()
         .map(String::from)
@@ -1370,6 +1607,8 @@ mod redis_only {
         expect_unavailable("delete_mirror", s.delete_mirror(MirrorTable::Canaries, "c", "a")).await;
         expect_unavailable("get_ttl", s.get_ttl(TtlKind::Session, "k")).await;
         expect_unavailable("get_cdc_cursor", s.get_cdc_cursor("c", "x")).await;
+        expect_unavailable("get_placement", s.get_placement()).await;
+        expect_unavailable("put_placement", s.put_placement(0, &json!({}))).await;
 
         // Hanging: connections accepted, never answered.
         fwd.black_hole().await;

@@ -1,7 +1,8 @@
 //! The task store: Miroir's durable state (tasks, leases, mirrored CR state, TTL'd rows,
-//! CDC cursors, missed write operations per node) behind one trait, with a SQLite backend
-//! (one pod) and a Redis backend (several pods). Switching backends changes nothing a client
-//! or operator can observe; `tests/store_contract.rs` runs one contract suite against both.
+//! CDC cursors, missed write operations per node, the placement state) behind one trait,
+//! with a SQLite backend (one pod) and a Redis backend (several pods). Switching backends
+//! changes nothing a client or operator can observe; `tests/store_contract.rs` runs one
+//! contract suite against both.
 
 use std::time::Duration;
 
@@ -380,4 +381,18 @@ pub trait TaskStore: Send + Sync + 'static {
     async fn drop_missed(&self, node_id: &str) -> StoreResult<u64>;
     /// Ids of the nodes with at least one pending operation, sorted (to resume replay at start-up).
     async fn nodes_with_missed(&self) -> StoreResult<Vec<String>>;
+
+    // ---- placement state (topology + rebalance plan). One record for the whole backend (not
+    // per cluster: `delete_cluster_state` leaves it alone), shared by every Miroir process and
+    // changed only by compare-and-set on its version, so two processes never overwrite each
+    // other: read, modify, `put_placement(read_version, ..)`, and on `None` read again.
+    /// The stored placement state and its version (`None`: never stored). The value is opaque
+    /// JSON owned by the rebalance module; it comes back exactly as stored (same keys in the
+    /// same order, same numbers).
+    async fn get_placement(&self) -> StoreResult<Option<(u64, Value)>>;
+    /// Stores `state` as version `expected + 1` if, and only if, the stored version is
+    /// `expected` (`0`: nothing stored yet), atomically (several processes may race). Returns
+    /// the new version, or `None` when another process changed it first (nothing written).
+    /// Versions start at 1 and grow by one per successful put; they are never reused.
+    async fn put_placement(&self, expected: u64, state: &Value) -> StoreResult<Option<u64>>;
 }

@@ -499,6 +499,23 @@ return stop - first + 1
     )
 });
 
+// ---- placement state: one hash `placement` {version, state}.
+
+/// KEYS: the placement hash. ARGV: expected version, new version (both decimal), state JSON.
+/// Writes both fields only if the stored version (`0` when the hash does not exist) is the
+/// expected one, compared as exact decimal strings. Returns 1 if it wrote, 0 otherwise.
+static PUT_PLACEMENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local cur = redis.call('HGET', KEYS[1], 'version')
+if not cur then cur = '0' end
+if cur ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'state', ARGV[3])
+return 1
+"#,
+    )
+});
+
 /// A lazily connecting manager with the store's time bounds.
 fn new_manager(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
     let config = ConnectionManagerConfig::new()
@@ -577,6 +594,9 @@ impl RedisStore {
     }
     fn missed_nodes_index(&self) -> String {
         self.key("_index:missed_nodes")
+    }
+    fn placement_key(&self) -> String {
+        self.key("placement")
     }
 
     /// Deletes the node's pending ops with seq <= `up_to` (all when `None`).
@@ -1074,6 +1094,31 @@ impl TaskStore for RedisStore {
         let mut nodes: Vec<String> = self.bounded(async move { c.smembers(key).await }).await?;
         nodes.sort();
         Ok(nodes)
+    }
+
+    async fn get_placement(&self) -> StoreResult<Option<(u64, Value)>> {
+        let key = self.placement_key();
+        let mut c = self.conn();
+        // One HMGET: version and state of the same write.
+        let (version, state): (Option<String>, Option<String>) =
+            self.bounded(async move { redis::cmd("HMGET").arg(key).arg("version").arg("state").query_async(&mut c).await })
+                .await?;
+        match (version, state) {
+            (None, None) => Ok(None),
+            (Some(v), Some(state)) => Ok(Some((parse_u64(&v)?, decode_json(&state)?))),
+            _ => Err(StoreError::Other("stored placement state is incomplete (version or state missing)".into())),
+        }
+    }
+
+    async fn put_placement(&self, expected: u64, state: &Value) -> StoreResult<Option<u64>> {
+        // Same bound as the SQLite backend (versions fit i64): an `expected` beyond it, or
+        // i64::MAX itself (not reachable in practice), writes nothing.
+        let Some(next) = i64::try_from(expected).ok().and_then(|e| e.checked_add(1)) else { return Ok(None) };
+        let mut inv = PUT_PLACEMENT.prepare_invoke();
+        inv.key(self.placement_key()).arg(expected.to_string()).arg(next.to_string()).arg(encode_json(state)?);
+        let mut c = self.conn();
+        let wrote: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        Ok((wrote == 1).then_some(next as u64))
     }
 }
 

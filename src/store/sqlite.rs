@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_index_settings.sql"),
     include_str!("../../migrations/0003_api_keys.sql"),
     include_str!("../../migrations/0004_missed_ops.sql"),
+    include_str!("../../migrations/0005_placement.sql"),
 ];
 
 /// Schema version this build writes and understands.
@@ -803,6 +804,45 @@ impl TaskStore for SqliteStore {
                 c.prepare_cached("SELECT node_id FROM missed_nodes WHERE pending > 0 ORDER BY node_id").map_err(sql_err)?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+        })
+        .await
+    }
+
+    async fn get_placement(&self) -> StoreResult<Option<(u64, Value)>> {
+        self.with(move |c| {
+            // One statement: version and state come from the same committed row.
+            let row: Option<(i64, String)> = c
+                .query_row("SELECT version, state FROM placement WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(sql_err)?;
+            row.map(|(version, state)| Ok((version as u64, decode_json(&state)?))).transpose()
+        })
+        .await
+    }
+
+    async fn put_placement(&self, expected: u64, state: &Value) -> StoreResult<Option<u64>> {
+        // Versions are SQLite integers (i64): an `expected` beyond i64 matches no stored
+        // version, and at i64::MAX the space is exhausted (not reachable in practice): nothing
+        // is written either way.
+        let Some(next) = i64::try_from(expected).ok().and_then(|e| e.checked_add(1)) else { return Ok(None) };
+        let state = encode_json(state)?;
+        self.with(move |c| {
+            // Each branch is one statement, hence atomic on its own (SQLite takes the write
+            // lock for it; other processes queue on the busy timeout). The version check and
+            // the write cannot be separated by another writer.
+            let changed = if expected == 0 {
+                c.execute(
+                    "INSERT INTO placement (id, version, state) VALUES (1, 1, ?) ON CONFLICT (id) DO NOTHING",
+                    params![state],
+                )
+            } else {
+                c.execute(
+                    "UPDATE placement SET version = ?1, state = ?2 WHERE id = 1 AND version = ?3",
+                    params![next, state, next - 1],
+                )
+            }
+            .map_err(sql_err)?;
+            Ok((changed == 1).then_some(next as u64))
         })
         .await
     }
