@@ -193,6 +193,7 @@ async fn start() -> Setup {
         scatter: ScatterConfig { node_timeout_ms: 30_000, ..ScatterConfig::default() },
         max_body_bytes: 100 * 1024 * 1024,
         replication: Default::default(),
+        rebalance: Default::default(),
     };
     let db_dir = tempfile::tempdir().unwrap();
     let cfg = TaskStoreConfig { path: db_dir.path().join("miroir.db"), ..TaskStoreConfig::default() };

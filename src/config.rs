@@ -26,6 +26,8 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub replication: ReplicationConfig,
+    #[serde(default)]
+    pub rebalance: RebalanceConfig,
     /// Names of the environment variables holding the secrets (defaults shown in example.yaml).
     #[serde(default)]
     pub keys: KeysConfig,
@@ -151,6 +153,46 @@ impl Default for ReplicationConfig {
             missed_budget_bytes: d_missed_budget(),
             anti_entropy_interval_ms: d_anti_entropy_interval(),
             replay_interval_ms: d_replay_interval(),
+        }
+    }
+}
+
+/// Data movement when nodes are added, drained or removed (see `docs/rebalance.md`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RebalanceConfig {
+    /// Shards copied at the same time.
+    #[serde(default = "d_concurrent_moves")]
+    pub max_concurrent_moves: usize,
+    /// Documents copied per second over all moves (0: as fast as the nodes take them).
+    #[serde(default)]
+    pub max_documents_per_second: u64,
+    /// How often every process reads the stored placement (a migration's phase changes reach
+    /// the other processes within this).
+    #[serde(default = "d_placement_poll")]
+    pub poll_interval_ms: u64,
+    /// How long the executor waits, once it asked every process to hold writes for the
+    /// cut-over, for writes other processes already started (with a Redis store; a SQLite
+    /// store has one process). Bounded by the node timeout of a write.
+    #[serde(default = "d_cutover_grace")]
+    pub cutover_grace_ms: u64,
+}
+fn d_concurrent_moves() -> usize {
+    2
+}
+fn d_placement_poll() -> u64 {
+    500
+}
+fn d_cutover_grace() -> u64 {
+    2000
+}
+impl Default for RebalanceConfig {
+    fn default() -> Self {
+        RebalanceConfig {
+            max_concurrent_moves: d_concurrent_moves(),
+            max_documents_per_second: 0,
+            poll_interval_ms: d_placement_poll(),
+            cutover_grace_ms: d_cutover_grace(),
         }
     }
 }

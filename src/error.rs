@@ -179,6 +179,12 @@ codes! {
     MiroirNodeUnavailable => ("miroir_node_unavailable", StatusCode::SERVICE_UNAVAILABLE, System),
     MiroirNodeError => ("miroir_node_error", StatusCode::BAD_GATEWAY, System),
     MiroirNodeAuth => ("miroir_node_auth", StatusCode::BAD_GATEWAY, System),
+    MiroirRebalanceInProgress => ("miroir_rebalance_in_progress", StatusCode::CONFLICT, InvalidRequest),
+    MiroirNodeHoldsData => ("miroir_node_holds_data", StatusCode::CONFLICT, InvalidRequest),
+    MiroirNodeNotFound => ("miroir_node_not_found", StatusCode::NOT_FOUND, InvalidRequest),
+    MiroirNodeExists => ("miroir_node_exists", StatusCode::CONFLICT, InvalidRequest),
+    MiroirInvalidTopology => ("miroir_invalid_topology", StatusCode::BAD_REQUEST, InvalidRequest),
+    MiroirWritesPaused => ("miroir_writes_paused", StatusCode::SERVICE_UNAVAILABLE, System),
 }
 
 impl Code {

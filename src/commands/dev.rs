@@ -22,8 +22,8 @@ pub struct DevArgs {
     /// Number of Meilisearch nodes to start (spread over the replica groups in turn).
     #[arg(long, default_value_t = 3)]
     pub nodes: u32,
-    /// Number of shards (fixed for the life of the data folder).
-    #[arg(long, default_value_t = 16)]
+    /// Number of shards (fixed for the life of the data folder; docs/hashing.md says why 1260).
+    #[arg(long, default_value_t = crate::dataplane::placement::DEFAULT_SHARDS)]
     pub shards: u32,
     /// Copies of each shard inside each replica group.
     #[arg(long, default_value_t = 1)]
@@ -337,6 +337,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         scatter: ScatterConfig::default(),
         server: ServerConfig { bind: "127.0.0.1".into(), port: args.port, ..ServerConfig::default() },
         replication: Default::default(),
+        rebalance: Default::default(),
         keys: Default::default(),
     };
     let secrets = Keys {

@@ -26,9 +26,16 @@ pub async fn start(cfg: &Config, keys: Keys) -> anyhow::Result<Running> {
         scatter: cfg.scatter.clone(),
         max_body_bytes: cfg.server.max_body_bytes,
         replication: cfg.replication.clone(),
+        rebalance: cfg.rebalance.clone(),
     };
     let proxy = Proxy::new(options, store);
-    proxy.apply_topology(cfg.topology())?;
+    // The stored placement is what routing follows; the file's nodes are a declaration: the
+    // first time they are stored as they are, afterwards a change becomes a migration (the
+    // data moves before any read is routed to the new placement).
+    proxy.declare_topology(cfg.topology(), "config").await.context("applying the config's topology")?;
+    if proxy.routing().is_none() {
+        proxy.apply_topology(cfg.topology())?;
+    }
     let addr: SocketAddr = format!("{}:{}", cfg.server.bind, cfg.server.port)
         .parse()
         .with_context(|| format!("`server.bind`/`server.port`: {}:{} is not a socket address", cfg.server.bind, cfg.server.port))?;
@@ -38,6 +45,23 @@ pub async fn start(cfg: &Config, keys: Keys) -> anyhow::Result<Running> {
     let router = proxy.router().merge(crate::dataplane::metrics::metrics_router(std::sync::Arc::new(registry)));
     let server = server::spawn_router(proxy.clone(), router, listener);
     Ok(Running { proxy, server })
+}
+
+/// SIGHUP: the config file is read again and its nodes declared; a change of nodes becomes
+/// a migration (see `declare_topology`). Other keys keep the values the process started with.
+async fn reload(path: &Path, proxy: &Proxy) {
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the config file cannot be read; nothing changed");
+            return;
+        }
+    };
+    match proxy.declare_topology(cfg.topology(), "config").await {
+        Ok(Some(m)) => tracing::info!(migration = %m.id, cause = %m.cause.description, "SIGHUP: the config's nodes changed; migration planned"),
+        Ok(None) => tracing::info!("SIGHUP: config read; no data has to move"),
+        Err(e) => tracing::error!(error = %e, "SIGHUP: the config's topology cannot be applied; nothing changed"),
+    }
 }
 
 /// As Meilisearch: production needs a master key of at least 16 bytes; development without
@@ -64,9 +88,15 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let cfg = Config::load(path)?;
     let keys = Keys::from_env(&cfg.keys);
     let mut signal = super::ShutdownSignal::listen();
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("listening for SIGHUP")?;
     let running = start(&cfg, keys).await?;
     tracing::info!(addr = %running.server.addr, shards = cfg.shards, rf = cfg.replication_factor, groups = cfg.replica_groups, nodes = cfg.nodes.len(), store = ?cfg.task_store.backend, "miroir serving");
-    let signal = signal.recv().await;
+    let signal = loop {
+        tokio::select! {
+            s = signal.recv() => break s,
+            _ = hangup.recv() => reload(path, &running.proxy).await,
+        }
+    };
     tracing::info!(signal, "shutting down: finishing requests in flight");
     running.server.shutdown().await;
     Ok(())

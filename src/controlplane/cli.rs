@@ -213,7 +213,7 @@ pub async fn serve_operator(
     let store = open_store(&client, &namespace, &desired.store).await?;
     let keys = read_keys(&client, &namespace, &desired.keys).await?;
     let proxy = Proxy::new(
-        ProxyOptions { keys, health: desired.health.clone(), scatter: desired.scatter.clone(), max_body_bytes: args.max_body_bytes, replication: Default::default() },
+        ProxyOptions { keys, health: desired.health.clone(), scatter: desired.scatter.clone(), max_body_bytes: args.max_body_bytes, replication: Default::default(), rebalance: Default::default() },
         store.clone(),
     );
 

@@ -183,6 +183,10 @@ impl Proxy {
         // (a fresh node that just received the first index would look like one that lost it).
         let check = self.inner.sync.check_lock_of(node);
         let checking = check.lock().await;
+        if routing.migration.as_ref().is_some_and(|m| m.joining.contains(node)) {
+            // Joining with a migration: it has nothing yet, and gets it from the migration.
+            self.inner.sync.mark_checked(node);
+        }
         if self.inner.sync.is_unchecked(node) {
             match self.came_back_empty(routing, node).await {
                 None => return, // could not ask; next tick
@@ -269,7 +273,7 @@ impl Proxy {
     }
 
     /// Sends one recorded operation as it was recorded.
-    async fn replay_one(&self, addr: &str, op: &MissedOp) -> Result<Replayed, String> {
+    pub(crate) async fn replay_one(&self, addr: &str, op: &MissedOp) -> Result<Replayed, String> {
         let method = Method::from_bytes(op.op.method.as_bytes()).map_err(|_| format!("operation {} has a bad method", op.seq))?;
         let path = NodePath::stored(&op.op.path).ok_or_else(|| format!("operation {} has a bad path", op.seq))?;
         let body = (!op.op.body.is_empty() || op.op.content_type.is_some()).then(|| op.op.body.clone());
@@ -293,14 +297,14 @@ impl Proxy {
     }
 }
 
-enum Replayed {
+pub(crate) enum Replayed {
     Task(u64),
     Refused(u16, Value),
 }
 
 /// The operations replayed before the next wait: up to the first rebuild marker, at most
 /// [`PAGE_BYTES`] of bodies (always at least one).
-fn cut_page(ops: &[MissedOp]) -> &[MissedOp] {
+pub(crate) fn cut_page(ops: &[MissedOp]) -> &[MissedOp] {
     let mut bytes = 0;
     let mut n = 0;
     for op in ops {

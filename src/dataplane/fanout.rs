@@ -31,6 +31,9 @@ pub struct NodeCall {
 pub struct WritePart {
     pub call: NodeCall,
     pub shards: Vec<u32>,
+    /// Not sent now: appended to the running migration's queue for the node, which is
+    /// receiving these shards (or joining the cluster), and replayed to it in order.
+    pub queued: bool,
 }
 
 /// What one node answered (or why it could not).
@@ -193,7 +196,7 @@ impl Proxy {
         body: Option<&serde_json::Value>,
     ) -> Result<(Vec<CallOutcome>, QuorumReport), ApiError> {
         let bytes = body.map(|b| serde_json::to_vec(b).expect("json"));
-        let parts: Vec<WritePart> = routing
+        let mut parts: Vec<WritePart> = routing
             .topology
             .nodes
             .iter()
@@ -206,8 +209,33 @@ impl Proxy {
                     body: bytes.clone(),
                 },
                 shards: Vec::new(),
+                queued: routing.migration.as_ref().is_some_and(|m| m.joining.contains(&n.id)),
             })
             .collect();
+        // A node receiving shards gets a document deletion directly (it applies to the shards
+        // it serves) and, queued, the same deletion restricted to the shards it receives: their
+        // copy may bring back documents the deletion removed.
+        if let (Some(m), Some(uid)) = (&routing.migration, index.and_then(|i| crate::model::IndexUid::parse(i).ok())) {
+            for n in &routing.topology.nodes {
+                let incoming = m.incoming(&n.id);
+                if incoming.is_empty() {
+                    continue;
+                }
+                if let Some(restricted) = super::rebalance::restricted_deletion(&method, path, body, &uid, &incoming) {
+                    parts.push(WritePart {
+                        call: NodeCall {
+                            node_id: n.id.clone(),
+                            method: Method::POST,
+                            path: NodePath::index(&uid).then("documents").then("delete"),
+                            content_type: Some("application/json"),
+                            body: Some(serde_json::to_vec(&restricted).expect("json")),
+                        },
+                        shards: incoming,
+                        queued: true,
+                    });
+                }
+            }
+        }
         let outcomes = self.send_write(routing, index, parts, true).await?;
         let accepted: HashSet<String> = outcomes.iter().filter(|o| o.accepted()).map(|o| o.node_id.clone()).collect();
         let all: BTreeSet<u32> = (0..routing.topology.shards).collect();
@@ -235,6 +263,7 @@ impl Proxy {
     ) -> Result<Vec<CallOutcome>, ApiError> {
         let order = self.write_order_lock(index);
         let _in_order = order.lock().await;
+        let (queued, parts): (Vec<WritePart>, Vec<WritePart>) = parts.into_iter().partition(|p| p.queued);
         let (direct, mut deferred): (Vec<WritePart>, Vec<WritePart>) =
             parts.into_iter().partition(|p| self.takes_writes_now(&p.call.node_id));
         let mut outcomes: Vec<CallOutcome> = Vec::new();
@@ -282,6 +311,11 @@ impl Proxy {
             let node = part.call.node_id.clone();
             self.record_missed(index, part).await?;
             outcomes.push(CallOutcome { node_id: node.clone(), result: Err(NodeError::Queued { node }) });
+        }
+        if let Some(m) = &routing.migration {
+            for part in queued {
+                self.queue_for_migration(&m.id, index, part).await?;
+            }
         }
         Ok(outcomes)
     }
@@ -385,6 +419,27 @@ pub fn group_by_node<T: Clone>(assignment: &Assignment, items: &[(u32, T)]) -> B
         for group in &assignment.groups {
             for n in &group[*shard as usize] {
                 out.entry(n.clone()).or_default().push(item.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Groups the items of a write by (node, queued): the holders of each item's shard get it
+/// directly; during a migration, nodes receiving the shard get it queued, and nodes that
+/// gave it up at the cut-over still get it directly until the clean-up.
+pub fn group_for_write<T: Clone>(routing: &RoutingTable, items: &[(u32, T)]) -> BTreeMap<(String, bool), Vec<T>> {
+    let mut out: BTreeMap<(String, bool), Vec<T>> = BTreeMap::new();
+    for (node, v) in group_by_node(&routing.assignment, items) {
+        out.insert((node, false), v);
+    }
+    if let Some(m) = &routing.migration {
+        for (shard, item) in items {
+            for n in m.queued.get(shard).into_iter().flatten() {
+                out.entry((n.clone(), true)).or_default().push(item.clone());
+            }
+            for n in m.also.get(shard).into_iter().flatten() {
+                out.entry((n.clone(), false)).or_default().push(item.clone());
             }
         }
     }

@@ -53,6 +53,7 @@ pub struct ProxyMetrics {
     pub replayed_operations: Family<NodeLabels, Counter>,
     pub rebuilds: Family<NodeLabels, Counter>,
     pub anti_entropy: super::antientropy::AntiEntropyMetrics,
+    pub rebalance: super::rebalance::RebalanceMetrics,
 }
 
 impl Default for ProxyMetrics {
@@ -68,6 +69,7 @@ impl Default for ProxyMetrics {
             replayed_operations: Family::default(),
             rebuilds: Family::default(),
             anti_entropy: Default::default(),
+            rebalance: Default::default(),
         }
     }
 }
@@ -85,6 +87,7 @@ impl ProxyMetrics {
         sub.register("node_replayed_operations", "Missed write operations replayed to the node", self.replayed_operations.clone());
         sub.register("node_rebuilds", "Rebuilds of the node's shards from an up-to-date replica", self.rebuilds.clone());
         self.anti_entropy.register(sub);
+        self.rebalance.register(sub);
     }
 }
 

@@ -24,21 +24,46 @@ pub mod replica;
 pub mod catchup;
 pub mod repair;
 pub mod antientropy;
+pub mod rebalance;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use crate::config::{HealthConfig, Keys, ReplicationConfig, ScatterConfig};
+use crate::config::{HealthConfig, Keys, RebalanceConfig, ReplicationConfig, ScatterConfig};
 use crate::node::NodeClient;
 use crate::store::TaskStore;
 use topology::{Assignment, Topology, TopologyError};
 
-/// Routing state derived from one topology. Swapped atomically on change.
+/// Routing state derived from one topology (and the migration in progress, if any).
+/// Swapped atomically on change.
 #[derive(Debug)]
 pub struct RoutingTable {
+    /// Every node that gets traffic (during a migration: the nodes of both placements); its
+    /// `shards`, `replication_factor` and `replica_groups` are those reads are routed by.
     pub topology: Topology,
+    /// Where reads go and what quorum counts.
     pub assignment: Assignment,
     /// Bumped on every applied change.
     pub version: u64,
+    /// Node → the shards it holds physically (ascending): its readable ones, plus, during a
+    /// migration, the ones it is receiving or still giving up. A read restricted to some
+    /// shards needs a `_miroir_shard` filter unless they are all this node holds.
+    pub held: BTreeMap<String, Vec<u32>>,
+    /// How writes and reads are routed while a migration runs.
+    pub migration: Option<rebalance::MigrationRouting>,
+}
+
+impl RoutingTable {
+    /// The table of a topology with no migration.
+    pub fn plain(topology: Topology, assignment: Assignment, version: u64) -> RoutingTable {
+        let held = assignment.shards_by_node();
+        RoutingTable { topology, assignment, version, held, migration: None }
+    }
+
+    /// Whether `node` answers for exactly `shards` with no filter (it holds no other shard).
+    pub fn holds_only(&self, node: &str, shards: &[u32]) -> bool {
+        self.held.get(node).is_some_and(|h| h == shards)
+    }
 }
 
 /// What applying a topology changed.
@@ -59,6 +84,7 @@ pub struct ProxyOptions {
     pub scatter: ScatterConfig,
     pub max_body_bytes: usize,
     pub replication: ReplicationConfig,
+    pub rebalance: RebalanceConfig,
 }
 
 impl Default for ProxyOptions {
@@ -69,6 +95,7 @@ impl Default for ProxyOptions {
             scatter: ScatterConfig::default(),
             max_body_bytes: crate::config::ServerConfig::default().max_body_bytes,
             replication: ReplicationConfig::default(),
+            rebalance: RebalanceConfig::default(),
         }
     }
 }
@@ -88,6 +115,7 @@ pub(crate) struct ProxyInner {
     pub(crate) metrics: metrics::ProxyMetrics,
     pub(crate) sync: replica::SyncRegistry,
     pub(crate) anti_entropy: antientropy::AntiEntropyState,
+    pub(crate) rebalance: rebalance::RebalanceState,
     /// Per index uid (`""`: writes not about one index): held while a write is sent to the
     /// nodes, so every node receives this process's writes to an index in the same order.
     pub(crate) write_order: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -107,6 +135,7 @@ impl Proxy {
                 metrics: metrics::ProxyMetrics::default(),
                 sync: replica::SyncRegistry::default(),
                 anti_entropy: Default::default(),
+                rebalance: Default::default(),
                 write_order: Default::default(),
             }),
         }
@@ -125,7 +154,7 @@ impl Proxy {
         };
         self.inner.health.retain_nodes(&next);
         self.inner.sync.retain(|id| next.node(id).is_some());
-        *slot = Some(Arc::new(RoutingTable { topology: next, assignment, version }));
+        *slot = Some(Arc::new(RoutingTable::plain(next, assignment, version)));
         Ok(TopologyChange { changed, moved_shards: moved })
     }
 

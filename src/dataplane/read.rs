@@ -189,7 +189,6 @@ impl Proxy {
         stable: bool,
         body_for: &(dyn Fn(&str, &[u32], bool) -> Value + Sync),
     ) -> ApiResult<(Vec<(String, Vec<u32>, Value)>, Vec<u32>)> {
-        let held = routing.assignment.shards_by_node();
         let mut exclude: Vec<String> = Vec::new();
         for attempt in 0..2 {
             let cover = self.choose_cover(routing, stable, &exclude);
@@ -197,7 +196,7 @@ impl Proxy {
                 .per_node
                 .iter()
                 .map(|(node, shards)| {
-                    let only = held.get(node).map(|h| h == shards).unwrap_or(false);
+                    let only = routing.holds_only(node, shards);
                     NodeCall {
                         node_id: node.clone(),
                         method: Method::POST,
@@ -440,10 +439,9 @@ impl Proxy {
         // 2. the window's ranges, each from its node
         let plan = merge::plan_document_pages(&totals, offset, limit);
         let mut calls = Vec::new();
-        let held = routing.assignment.shards_by_node();
         for (i, node_offset, node_limit) in &plan {
             let (node, shards, _) = &counts[*i];
-            let only = held.get(node).map(|h| h == shards).unwrap_or(false);
+            let only = routing.holds_only(node, shards);
             let mut b = request.clone();
             b.insert("offset".into(), json!(node_offset));
             b.insert("limit".into(), json!(node_limit));
@@ -474,14 +472,13 @@ impl Proxy {
     /// `GET /indexes/{uid}/stats`.
     pub async fn index_stats(&self, uid: &IndexUid) -> ApiResult<ReadAnswer> {
         let routing = self.routing().ok_or_else(no_topology)?;
-        let held = routing.assignment.shards_by_node();
         let cover = self.choose_cover(&routing, true, &[]);
         self.check_missing(&cover.missing)?;
         // Every node of the cover at once; each answers its stats and, when it holds shards
         // outside the cover, the count of the covered ones.
         let per_node = cover.per_node.iter().map(|(node, shards)| {
             let routing = &routing;
-            let only = held.get(node).map(|h| h == shards).unwrap_or(false);
+            let only = routing.holds_only(node, shards);
             async move {
                 let stats = self.read_from(routing, vec![node.as_str()], Method::GET, &NodePath::index(uid).then("stats"), None).await?;
                 if !stats.is_success() {

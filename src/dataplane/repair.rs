@@ -477,6 +477,20 @@ impl Proxy {
     /// still new after the last round are writes the source took meanwhile, which reach `dst`
     /// by replay; one that survived its own fix is an error.
     pub(crate) async fn copy_shard(&self, src_addr: &str, dst_addr: &str, index: &IndexUid, pk: &str, shard: u32) -> Result<CopyStats, SyncError> {
+        self.copy_shard_paced(src_addr, dst_addr, index, pk, shard, None).await
+    }
+
+    /// [`Proxy::copy_shard`] for a migration: with `Some(per_second)`, pages wait for the
+    /// shared documents-per-second budget (`0`: none) and count in the rebalance progress.
+    pub(crate) async fn copy_shard_paced(
+        &self,
+        src_addr: &str,
+        dst_addr: &str,
+        index: &IndexUid,
+        pk: &str,
+        shard: u32,
+        pace: Option<u64>,
+    ) -> Result<CopyStats, SyncError> {
         let started = Instant::now();
         let filter = format!("{SHARD_FIELD} = {shard}");
         let vectors = self.needs_vectors(src_addr, index).await?;
@@ -490,7 +504,13 @@ impl Proxy {
             }
             let (docs, total) = self.fetch_page(src_addr, index, &body).await?;
             if !docs.is_empty() {
+                if let Some(per_second) = pace {
+                    self.inner.rebalance.throttle.take(docs.len() as u64, per_second).await;
+                }
                 last = self.post_documents(dst_addr, index, pk, &docs).await?;
+                if pace.is_some() {
+                    self.record_copied(docs.len() as u64);
+                }
             }
             offset += docs.len();
             stats.documents += docs.len() as u64;

@@ -27,6 +27,8 @@ pub struct ServerHandle {
     proxy: Proxy,
     sync_holder: String,
     anti_entropy: JoinHandle<()>,
+    rebalance: JoinHandle<()>,
+    rebalance_holder: String,
 }
 
 impl ServerHandle {
@@ -49,6 +51,11 @@ impl ServerHandle {
             tracing::warn!(error = %e, "cannot release the replica-sync lease");
         }
         self.anti_entropy.abort();
+        self.rebalance.abort();
+        let _ = (&mut self.rebalance).await;
+        if let Err(e) = self.proxy.store().release_lease(crate::dataplane::rebalance::REBALANCE_LEASE, &self.rebalance_holder).await {
+            tracing::warn!(error = %e, "cannot release the rebalance lease");
+        }
     }
 
     /// Waits until the server stops by itself (it does not, unless it fails).
@@ -67,6 +74,7 @@ impl Drop for ServerHandle {
         self.health.abort();
         self.sync.abort();
         self.anti_entropy.abort();
+        self.rebalance.abort();
     }
 }
 
@@ -96,6 +104,7 @@ pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -
     let health = proxy.spawn_health_checker();
     let (sync, sync_holder) = proxy.spawn_replica_sync();
     let anti_entropy = proxy.spawn_anti_entropy();
+    let (rebalance, rebalance_holder) = crate::dataplane::rebalance::spawn(proxy.clone());
     // Meilisearch's default API keys, on the first start with a master key (the key routes
     // and the auth check create them too, should the store be unreachable now).
     let p = proxy.clone();
@@ -104,7 +113,7 @@ pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -
             tracing::warn!(error = %e, "cannot create the default API keys yet");
         }
     });
-    ServerHandle { addr, shutdown: Some(tx), join: Some(join), health, sync, anti_entropy, proxy, sync_holder }
+    ServerHandle { addr, shutdown: Some(tx), join: Some(join), health, sync, anti_entropy, rebalance, rebalance_holder, proxy, sync_holder }
 }
 
 /// Meilisearch normalises paths before routing (actix's `NormalizePath` with trailing slashes

@@ -240,8 +240,24 @@ impl Proxy {
             return Ok(task);
         }
         let Some(routing) = self.routing() else { return Ok(task) };
+        // Node tasks of nodes that have left the topology (removed or drained after a
+        // migration moved their shards away, data and queued writes included) cannot be
+        // asked any more: the task is judged by the node tasks of the nodes still there, and
+        // one with none left has ended with its nodes.
+        let present: Vec<crate::store::NodeTask> =
+            task.node_tasks.iter().filter(|nt| routing.topology.node(&nt.node_id).is_some()).cloned().collect();
+        if present.is_empty() {
+            let mut done = task.clone();
+            done.status = TaskStatus::Succeeded;
+            let now = OffsetDateTime::now_utc();
+            done.started_at = done.started_at.or(Some(now));
+            done.finished_at = Some(now);
+            self.inner.store.update_task(&done).await.map_err(store_error)?;
+            return Ok(done);
+        }
+        let judged = TaskRecord { node_tasks: present, ..task.clone() };
         let timeout = self.node_timeout();
-        let futs = task.node_tasks.iter().map(|nt| {
+        let futs = judged.node_tasks.iter().map(|nt| {
             let addr = routing.topology.node(&nt.node_id).map(|n| n.address.clone());
             let path = crate::node::NodePath::task(nt.task_uid);
             async move {
@@ -253,7 +269,8 @@ impl Proxy {
         let views: Vec<(String, Value)> = futures::future::join_all(futs).await.into_iter().flatten().collect();
         let group_of: HashMap<String, u32> =
             routing.topology.nodes.iter().map(|n| (n.id.clone(), n.replica_group)).collect();
-        let next = aggregate(&task, &views, &group_of, routing.topology.replication_factor);
+        let mut next = aggregate(&judged, &views, &group_of, routing.topology.replication_factor);
+        next.node_tasks = task.node_tasks.clone();
         if next != task {
             self.inner.store.update_task(&next).await.map_err(store_error)?;
         }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::fanout::{group_by_node, CallOutcome, NodeCall, QuorumReport, WritePart};
+use super::fanout::{group_for_write, CallOutcome, NodeCall, QuorumReport, WritePart};
 use super::hash::shard_of;
 use super::merge::SHARD_FIELD;
 use super::payload::{document_id, infer_primary_key, Document};
@@ -70,7 +70,7 @@ impl Proxy {
         details: Value,
     ) -> ApiResult<WriteAck> {
         let enqueued_at = time::OffsetDateTime::now_utc();
-        let routing = self.routing_or_error()?;
+        let routing = self.write_routing().await?;
         let (outcomes, report) = self.broadcast(&routing, index_uid.map(IndexUid::as_str), method, path, body).await?;
         if !report.ok() {
             return Err(super::fanout::auth_refusals(&outcomes).unwrap_or_else(|| report.into_error()));
@@ -126,7 +126,7 @@ impl Proxy {
         const KIND: &str = "documentAdditionOrUpdate";
         let enqueued_at = time::OffsetDateTime::now_utc();
         let DocumentWrite { uid, method, mut documents, primary_key: query_pk } = w;
-        let routing = self.routing_or_error()?;
+        let routing = self.write_routing().await?;
         let details = json!({"receivedDocuments": documents.len(), "indexedDocuments": null});
         let meta = self.index_meta(&routing, &uid).await?;
         let index_pk = meta.as_ref().and_then(|m| m.get("primaryKey")).and_then(Value::as_str).map(str::to_string);
@@ -170,14 +170,15 @@ impl Proxy {
             // node knows it even if this batch sends it no document.
             self.create_index_everywhere(&routing, &uid, Some(&pk)).await?;
         }
-        let per_node: BTreeMap<String, Vec<(u32, usize)>> =
-            group_by_node(&routing.assignment, &routed.iter().map(|(s, i)| (*s, (*s, *i))).collect::<Vec<_>>());
+        let per_node: BTreeMap<(String, bool), Vec<(u32, usize)>> =
+            group_for_write(&routing, &routed.iter().map(|(s, i)| (*s, (*s, *i))).collect::<Vec<_>>());
         let path = NodePath::index(&uid).then("documents").query("primaryKey", pk.as_str());
         let parts: Vec<WritePart> = per_node
             .into_iter()
-            .map(|(node, idx)| {
+            .map(|((node, queued), idx)| {
                 let batch: Vec<&Document> = idx.iter().map(|(_, i)| &documents[*i]).collect();
                 WritePart {
+                    queued,
                     call: NodeCall {
                         node_id: node,
                         method: method.clone(),
@@ -211,7 +212,7 @@ impl Proxy {
     /// as the client gave them (sent to the nodes as they are, in a JSON body).
     pub async fn delete_ids(&self, uid: &IndexUid, ids: Vec<Value>) -> ApiResult<WriteAck> {
         let enqueued_at = time::OffsetDateTime::now_utc();
-        let routing = self.routing_or_error()?;
+        let routing = self.write_routing().await?;
         let mut routed: Vec<(u32, Value)> = Vec::with_capacity(ids.len());
         for id in &ids {
             let canonical = super::hash::canonical_pk(id).ok_or_else(|| {
@@ -221,7 +222,7 @@ impl Proxy {
         }
         let details = json!({"providedIds": ids.len(), "deletedDocuments": null, "originalFilter": null});
         let path = NodePath::index(uid).then("documents").then("delete-batch");
-        let per_node = group_by_node(&routing.assignment, &routed.iter().map(|(s, id)| (*s, (*s, id.clone()))).collect::<Vec<_>>());
+        let per_node = group_for_write(&routing, &routed.iter().map(|(s, id)| (*s, (*s, id.clone()))).collect::<Vec<_>>());
         if per_node.is_empty() {
             // Nothing to route: an empty batch still is a (trivially successful) deletion task
             // on one Meilisearch; broadcast it so the task has a real lifecycle.
@@ -229,7 +230,8 @@ impl Proxy {
         }
         let parts: Vec<WritePart> = per_node
             .into_iter()
-            .map(|(node, ids)| WritePart {
+            .map(|((node, queued), ids)| WritePart {
+                queued,
                 shards: shard_list(ids.iter().map(|(s, _)| *s)),
                 call: NodeCall {
                     node_id: node,

@@ -9,6 +9,7 @@ mod documents;
 mod extract;
 mod indexes;
 mod keys;
+mod nodes;
 mod search;
 mod settings;
 mod stats;
@@ -61,6 +62,10 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/_miroir/topology", get(admin::topology))
         .route("/_miroir/consistency", get(admin::consistency))
         .route("/_miroir/consistency/check", post(admin::consistency_check))
+        .route("/_miroir/nodes", get(nodes::list).post(nodes::add))
+        .route("/_miroir/nodes/{id}", axum::routing::delete(nodes::remove))
+        .route("/_miroir/nodes/{id}/drain", post(nodes::drain))
+        .route("/_miroir/rebalance", get(nodes::status))
         // Meilisearch routes Miroir does not support (yet): a clear 501, not a 404.
         .route("/swap-indexes", any(unsupported))
         .route("/dumps", any(unsupported))

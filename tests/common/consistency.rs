@@ -313,9 +313,9 @@ impl Writer {
         {
             let mut b = self.book.lock().unwrap();
             b.quiet = false;
+            // Still in `sent` until the deletion settles: until then a count may include it.
             for id in &deletes {
                 b.acked.remove(id);
-                b.sent.remove(id);
             }
         }
         self.requests.push((deletes.clone(), true));
@@ -341,6 +341,7 @@ impl Writer {
                 if b.settled.remove(&id).is_some() {
                     b.settled_ids.retain(|x| *x != id);
                 }
+                b.sent.remove(&id);
                 b.deleted.insert(id);
             }
         }
@@ -489,12 +490,18 @@ pub struct ReadState {
     pub stale_count: AtomicU64,
 }
 
+/// Seconds since the test's first call of this (to line reads up with other events).
+pub fn test_clock() -> f64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
 impl ReadState {
     fn flag(&self, what: String) {
         self.stale_count.fetch_add(1, Ordering::SeqCst);
         let mut s = self.stale.lock().unwrap();
         if s.len() < 20 {
-            s.push(what);
+            s.push(format!("[t={:.3}s] {what}", test_clock()));
         }
     }
 

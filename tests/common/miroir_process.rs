@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use miroir::config::{Config, HealthConfig, NodeConfig, ReplicationConfig, ScatterConfig, ServerConfig, TaskStoreConfig};
+use miroir::config::{Config, HealthConfig, NodeConfig, RebalanceConfig, ReplicationConfig, ScatterConfig, ServerConfig, TaskStoreConfig};
 use miroir::dataplane::topology::Topology;
 
 /// What a `miroir serve` config file says, minus the port (chosen at start).
@@ -25,6 +25,7 @@ pub struct ProcessConfig {
     pub health: HealthConfig,
     pub scatter: ScatterConfig,
     pub replication: ReplicationConfig,
+    pub rebalance: RebalanceConfig,
 }
 
 impl ProcessConfig {
@@ -36,6 +37,7 @@ impl ProcessConfig {
             health: HealthConfig { interval_ms: 100, timeout_ms: 2000, unhealthy_threshold: 3, recovery_threshold: 1 },
             scatter: ScatterConfig { node_timeout_ms: 10_000, ..ScatterConfig::default() },
             replication: ReplicationConfig::default(),
+            rebalance: RebalanceConfig { poll_interval_ms: 100, cutover_grace_ms: 300, ..RebalanceConfig::default() },
         }
     }
 }
@@ -61,10 +63,28 @@ impl MiroirProcess {
     pub async fn start(cfg: &ProcessConfig, master_key: &str, node_key: &str, admin_key: &str) -> MiroirProcess {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let config_path = dir.path().join("miroir.yaml");
+        let mut p = MiroirProcess {
+            child: None,
+            dir,
+            config_path,
+            port,
+            master_key: master_key.to_string(),
+            node_key: node_key.to_string(),
+            admin_key: admin_key.to_string(),
+        };
+        p.write_config(cfg);
+        p.spawn().await;
+        p
+    }
+
+    /// Writes the config file (same port and store); a running process reads it on SIGHUP
+    /// or its next start.
+    pub fn write_config(&self, cfg: &ProcessConfig) {
         let task_store = cfg
             .task_store
             .clone()
-            .unwrap_or_else(|| TaskStoreConfig { path: dir.path().join("miroir.db"), ..TaskStoreConfig::default() });
+            .unwrap_or_else(|| TaskStoreConfig { path: self.dir.path().join("miroir.db"), ..TaskStoreConfig::default() });
         let config = Config {
             shards: cfg.topology.shards,
             replication_factor: cfg.topology.replication_factor,
@@ -78,27 +98,26 @@ impl MiroirProcess {
             task_store,
             health: cfg.health.clone(),
             scatter: cfg.scatter.clone(),
-            server: ServerConfig { bind: "127.0.0.1".into(), port, ..ServerConfig::default() },
+            server: ServerConfig { bind: "127.0.0.1".into(), port: self.port, ..ServerConfig::default() },
             replication: cfg.replication.clone(),
+            rebalance: cfg.rebalance.clone(),
             keys: Default::default(),
         };
-        let config_path = dir.path().join("miroir.yaml");
         let yaml = serde_yaml_ng::to_string(&config).expect("config to YAML");
         // What the binary will read must be what we meant.
         let parsed = Config::parse(&yaml, "test config").expect("the written config is valid");
         assert_eq!(parsed, config);
-        std::fs::write(&config_path, yaml).unwrap();
-        let mut p = MiroirProcess {
-            child: None,
-            dir,
-            config_path,
-            port,
-            master_key: master_key.to_string(),
-            node_key: node_key.to_string(),
-            admin_key: admin_key.to_string(),
-        };
-        p.spawn().await;
-        p
+        std::fs::write(&self.config_path, yaml).unwrap();
+    }
+
+    /// Sends a signal (e.g. `libc::SIGHUP`) to the running process.
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = self.child.as_ref() {
+            // SAFETY: kill(2) on our own child, which has not been reaped yet.
+            unsafe {
+                libc::kill(c.id() as i32, sig);
+            }
+        }
     }
 
     async fn spawn(&mut self) {

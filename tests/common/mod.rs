@@ -230,6 +230,7 @@ pub fn test_options() -> ProxyOptions {
         scatter: ScatterConfig { node_timeout_ms: 10_000, ..ScatterConfig::default() },
         max_body_bytes: 100 * 1024 * 1024,
         replication: Default::default(),
+        rebalance: miroir::config::RebalanceConfig { poll_interval_ms: 100, cutover_grace_ms: 300, ..Default::default() },
     }
 }
 
