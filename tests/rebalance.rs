@@ -15,6 +15,8 @@ mod common;
 mod consistency;
 #[path = "common/miroir_process.rs"]
 mod miroir_process;
+#[path = "common/store_fixtures.rs"]
+mod store_fixtures;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -274,4 +276,56 @@ async fn b_config_change_with_miroir_killed_mid_migration_resumes() {
     let fleet = Fleet { miroirs: vec![miroir.clone()], nodes: all.iter().map(|n| (n.id.clone(), Api::node(n.url.clone()))).collect() };
     assert_exactly_acknowledged(&fleet, INDEX, &acked).await;
     drop(m);
+}
+
+/// C: two Miroirs on one Redis store; writes alternate between them and both are read
+/// throughout; the node is added through one, the other follows the stored plan (it queues
+/// its writes for the new node, holds them at the fence and switches on the same version).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_two_miroirs_on_redis_follow_one_plan() {
+    consistency::init_logs();
+    let cleanup = store_fixtures::RedisCleanup::new(store_fixtures::fresh_prefix());
+    let (nodes3, topology) = start_nodes(&Spec { shards: SHARDS, replication_factor: 1, groups: vec![3] }).await;
+    let fourth = Node::start("g0-n3").await;
+    let mut miroirs = Vec::new();
+    for _ in 0..2 {
+        let store = miroir::store::redis::RedisStore::connect(&store_fixtures::redis_url(), &cleanup.prefix).await.expect("connect to redis (REDIS_URL)");
+        miroirs.push(consistency::serve_in_process(Arc::new(store), &topology, common::test_options()).await);
+    }
+    let apis: Vec<Api> = miroirs.iter().map(|m| m.api.clone()).collect();
+    for m in &miroirs {
+        common::wait_serving(&m.proxy, &topology).await;
+    }
+    let mut w = Writer::new(INDEX, apis.clone());
+    w.create_index().await;
+    let n = docs() / 2;
+    w.upsert_batches(0..n, 500, 1).await;
+    w.settle().await;
+
+    let state = Arc::new(ReadState::default());
+    let readers = spawn_readers(&apis, INDEX, w.book.clone(), state.clone(), 1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(w, n, stop.clone());
+    let (s, b) = post(&apis[1], "/_miroir/nodes", &json!({"id": "g0-n3", "address": fourth.url})).await;
+    assert_eq!(s, 202, "{b}");
+    let (status, seen) = wait_migrated(&apis[0], None).await;
+    eprintln!("[C] phases seen through the other Miroir {seen:?}; {}", status["last"]["documentsCopied"]);
+    // Both route by the same placement afterwards.
+    let a0 = apis[0].get("/_miroir/topology").await.body;
+    let a1 = apis[1].get("/_miroir/topology").await.body;
+    assert_eq!(a0["assignment"], a1["assignment"]);
+    assert_eq!(a0["nodes"].as_array().unwrap().len(), 4);
+
+    stop.store(true, Ordering::SeqCst);
+    let w = writer.await.unwrap();
+    let n_reads = state.reads.load(Ordering::SeqCst);
+    wait_reads(&state, n_reads + 10).await;
+    stop_readers(&state, readers).await;
+    eprintln!("[C] readers: {}", state.report());
+    let acked = w.acked();
+    let mut all: Vec<&Node> = nodes3.iter().collect();
+    all.push(&fourth);
+    let fleet = Fleet { miroirs: apis.clone(), nodes: all.iter().map(|n| (n.id.clone(), Api::node(n.url.clone()))).collect() };
+    assert_exactly_acknowledged(&fleet, INDEX, &acked).await;
+    state.assert_none_stale();
 }
