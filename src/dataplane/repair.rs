@@ -62,8 +62,8 @@ pub enum SyncError {
     UnknownNode(String),
     /// A copied shard still differed from its source after the verification rounds, in
     /// documents the last round had already copied or deleted (the destination refuses them).
-    #[error("index `{index}` shard {shard}: {missing} document(s) missing and {extra} extra on {node} after {rounds} verification rounds")]
-    Unverified { node: String, index: String, shard: u32, missing: usize, extra: usize, rounds: usize },
+    #[error("index `{index}` shard(s) {shards}: {missing} document(s) missing and {extra} extra on {node} after {rounds} verification rounds")]
+    Unverified { node: String, index: String, shards: String, missing: usize, extra: usize, rounds: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -88,6 +88,9 @@ pub struct CopyStats {
     /// Verification rounds run (1 when the bulk copy was already exact).
     pub verify_rounds: usize,
     pub elapsed_ms: u64,
+    /// Documents of the bulk copy per shard (copies of several shards at once).
+    #[serde(skip)]
+    pub per_shard: BTreeMap<u32, u64>,
 }
 
 /// One shard of one index rebuilt.
@@ -477,22 +480,28 @@ impl Proxy {
     /// still new after the last round are writes the source took meanwhile, which reach `dst`
     /// by replay; one that survived its own fix is an error.
     pub(crate) async fn copy_shard(&self, src_addr: &str, dst_addr: &str, index: &IndexUid, pk: &str, shard: u32) -> Result<CopyStats, SyncError> {
-        self.copy_shard_paced(src_addr, dst_addr, index, pk, shard, None).await
+        self.copy_shards(src_addr, dst_addr, index, pk, &[shard], None).await
     }
 
-    /// [`Proxy::copy_shard`] for a migration: with `Some(per_second)`, pages wait for the
-    /// shared documents-per-second budget (`0`: none) and count in the rebalance progress.
-    pub(crate) async fn copy_shard_paced(
+    /// [`Proxy::copy_shard`] for several shards at once (one filter, one page stream, one
+    /// verification over their union: a migration moving many small shards between the same
+    /// two nodes pays the per-copy round trips once). With `Some(per_second)`, pages wait for
+    /// the shared documents-per-second budget of migrations (`0`: none) and count in the
+    /// rebalance progress.
+    pub(crate) async fn copy_shards(
         &self,
         src_addr: &str,
         dst_addr: &str,
         index: &IndexUid,
         pk: &str,
-        shard: u32,
+        shards: &[u32],
         pace: Option<u64>,
     ) -> Result<CopyStats, SyncError> {
         let started = Instant::now();
-        let filter = format!("{SHARD_FIELD} = {shard}");
+        let filter = match shards {
+            [one] => format!("{SHARD_FIELD} = {one}"),
+            many => format!("{SHARD_FIELD} IN [{}]", many.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")),
+        };
         let vectors = self.needs_vectors(src_addr, index).await?;
         let mut last = self.delete_where(dst_addr, index, &filter).await?;
         let mut stats = CopyStats::default();
@@ -511,6 +520,11 @@ impl Proxy {
                 if pace.is_some() {
                     self.record_copied(docs.len() as u64);
                 }
+                for d in &docs {
+                    if let Some(s) = d.get(SHARD_FIELD).and_then(Value::as_u64) {
+                        *stats.per_shard.entry(s as u32).or_default() += 1;
+                    }
+                }
             }
             offset += docs.len();
             stats.documents += docs.len() as u64;
@@ -527,7 +541,7 @@ impl Proxy {
         let mut fixed_before: (Vec<String>, Vec<String>) = Default::default();
         loop {
             stats.verify_rounds += 1;
-            let (src_ids, dst_ids) = futures::try_join!(self.shard_ids(src_addr, index, pk, shard), self.shard_ids(dst_addr, index, pk, shard))?;
+            let (src_ids, dst_ids) = futures::try_join!(self.ids_matching(src_addr, index, pk, &filter), self.ids_matching(dst_addr, index, pk, &filter))?;
             let missing: Vec<String> = src_ids.difference(&dst_ids).cloned().collect();
             let extra: Vec<String> = dst_ids.difference(&src_ids).cloned().collect();
             if missing.is_empty() && extra.is_empty() {
@@ -540,16 +554,16 @@ impl Proxy {
                     return Err(SyncError::Unverified {
                         node: dst_addr.to_string(),
                         index: index.to_string(),
-                        shard,
+                        shards: shards.iter().map(u32::to_string).collect::<Vec<_>>().join(", "),
                         missing: still_missing,
                         extra: still_extra,
                         rounds: VERIFY_ROUNDS,
                     });
                 }
-                tracing::info!(node = %dst_addr, index = %index, shard, missing = missing.len(), extra = extra.len(), "the source keeps taking writes; the last differences are left to replay");
+                tracing::info!(node = %dst_addr, index = %index, shards = ?shards, missing = missing.len(), extra = extra.len(), "the source keeps taking writes; the last differences are left to replay");
                 break;
             }
-            tracing::info!(node = %dst_addr, index = %index, shard, missing = missing.len(), extra = extra.len(), "shard copy differs from its source; fixing");
+            tracing::info!(node = %dst_addr, index = %index, shards = ?shards, missing = missing.len(), extra = extra.len(), "shard copy differs from its source; fixing");
             stats.fixed += (missing.len() + extra.len()) as u64;
             let a = self.delete_ids_on(dst_addr, index, &extra).await?;
             let b = self.copy_ids(src_addr, dst_addr, index, pk, &missing).await?;

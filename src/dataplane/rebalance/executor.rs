@@ -18,6 +18,8 @@ use crate::model::IndexUid;
 
 /// Operations read from a migration queue per page.
 const QUEUE_PAGE: usize = 64;
+/// Shards copied together from one source to one destination.
+const UNIT_SHARDS: usize = 32;
 
 /// Lease timing of the executor: a crashed holder is replaced within `ttl`.
 const TIMING: LeaseTiming = LeaseTiming { ttl: Duration::from_secs(6), renew_every: Duration::from_secs(2) };
@@ -179,46 +181,67 @@ impl Proxy {
             }
         }
         let opts = self.options().rebalance;
-        let pending: Vec<_> = m.moves.iter().filter(|mv| !mv.copied).cloned().collect();
+        // Work units: the shards one source sends one destination, a few dozen at a time (one
+        // filter, one verification each), so that many small shards cost few round trips.
+        let pending: Vec<_> = m.moves.iter().filter(|mv| !mv.copied).collect();
+        let mut by_pair: BTreeMap<(String, String), Vec<u32>> = BTreeMap::new();
+        let mut units_left: BTreeMap<u32, usize> = BTreeMap::new();
+        for mv in &pending {
+            let source = mv
+                .sources
+                .iter()
+                .find(|n| self.serves_reads(n))
+                .ok_or_else(|| format!("shard {}: none of its holders ({}) serves reads", mv.shard, mv.sources.join(", ")))?;
+            units_left.insert(mv.shard, mv.to.len());
+            for dst in &mv.to {
+                by_pair.entry((source.clone(), dst.clone())).or_default().push(mv.shard);
+            }
+        }
+        let units: Vec<(String, String, Vec<u32>)> = by_pair
+            .into_iter()
+            .flat_map(|((src, dst), shards)| shards.chunks(UNIT_SHARDS).map(|c| (src.clone(), dst.clone(), c.to_vec())).collect::<Vec<_>>())
+            .collect();
+        // Moves with nothing to receive (only copies to drop) are done at once.
+        let nothing: Vec<u32> = units_left.iter().filter(|(_, n)| **n == 0).map(|(s, _)| *s).collect();
+        let progress = std::sync::Mutex::new((units_left, BTreeMap::<u32, u64>::new()));
+        self.mark_copied(m, &nothing, &BTreeMap::new()).await?;
         let indexes = &indexes;
-        let results: Vec<Result<(), String>> = futures::stream::iter(pending)
-            .map(|mv| async move {
+        let progress = &progress;
+        let results: Vec<Result<(), String>> = futures::stream::iter(units)
+            .map(|(src_node, dst_node, shards)| async move {
                 if !leadership.is_leader() {
                     return Err("lost the rebalance lease".to_string());
                 }
-                let mut documents = 0u64;
+                let src = self.address(routing, &src_node)?;
+                let dst = self.address(routing, &dst_node)?;
+                let mut per_shard: BTreeMap<u32, u64> = BTreeMap::new();
                 for (uid, pk) in indexes {
                     let (Ok(index), Some(pk)) = (IndexUid::parse(uid), pk) else { continue };
-                    let source = mv
-                        .sources
-                        .iter()
-                        .find(|n| self.serves_reads(n))
-                        .ok_or_else(|| format!("shard {}: none of its holders ({}) serves reads", mv.shard, mv.sources.join(", ")))?;
-                    let src = self.address(routing, source)?;
-                    for dst_node in &mv.to {
-                        let dst = self.address(routing, dst_node)?;
-                        let copy = self
-                            .copy_shard_paced(&src, &dst, &index, pk, mv.shard, Some(opts.max_documents_per_second))
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        documents += copy.documents;
+                    let copy = self
+                        .copy_shards(&src, &dst, &index, pk, &shards, Some(opts.max_documents_per_second))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    for (s, n) in copy.per_shard {
+                        *per_shard.entry(s).or_default() += n;
                     }
                 }
-                self.update_placement(|state| {
-                    let mig = expect_phase(state, &m.id, Phase::Copying)?;
-                    if let Some(x) = mig.moves.iter_mut().find(|x| x.shard == mv.shard) {
-                        if !x.copied {
-                            x.copied = true;
-                            x.documents = documents;
-                            mig.documents_copied += documents;
+                let (done, docs) = {
+                    let mut p = progress.lock().expect("progress");
+                    let mut done = Vec::new();
+                    for s in &shards {
+                        *p.1.entry(*s).or_default() += per_shard.get(s).copied().unwrap_or(0);
+                        if let Some(left) = p.0.get_mut(s) {
+                            *left = left.saturating_sub(1);
+                            if *left == 0 {
+                                done.push(*s);
+                            }
                         }
                     }
-                    mig.error = None;
-                    Ok((true, None, ()))
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-                tracing::info!(migration = %m.id, shard = mv.shard, to = ?mv.to, documents, "shard copied");
+                    let docs: BTreeMap<u32, u64> = done.iter().map(|s| (*s, p.1.get(s).copied().unwrap_or(0))).collect();
+                    (done, docs)
+                };
+                self.mark_copied(m, &done, &docs).await?;
+                tracing::info!(migration = %m.id, from = %src_node, to = %dst_node, shards = shards.len(), documents = per_shard.values().sum::<u64>(), "shards copied");
                 Ok(())
             })
             .buffer_unordered(opts.max_concurrent_moves.max(1))
@@ -228,6 +251,26 @@ impl Proxy {
         // The queue now, while writes still flow, so that the fence has little left to do.
         self.drain_queues(m, routing).await?;
         self.advance(m, Phase::Copying, Phase::Fencing).await
+    }
+
+    /// Records shards as copied (their documents on every new holder), with their counts.
+    async fn mark_copied(&self, m: &Migration, shards: &[u32], docs: &BTreeMap<u32, u64>) -> Result<(), String> {
+        if shards.is_empty() {
+            return Ok(());
+        }
+        self.update_placement(|state| {
+            let mig = expect_phase(state, &m.id, Phase::Copying)?;
+            for x in mig.moves.iter_mut().filter(|x| shards.contains(&x.shard) && !x.copied) {
+                x.copied = true;
+                x.documents = docs.get(&x.shard).copied().unwrap_or(0);
+                mig.documents_copied += x.documents;
+            }
+            mig.error = None;
+            Ok((true, None, ()))
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
 
     async fn fence_phase(&self, m: &Migration, routing: &RoutingTable) -> Result<(), String> {
