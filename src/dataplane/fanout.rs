@@ -329,12 +329,14 @@ impl Proxy {
         self.inner.write_order.lock().expect("write order lock").entry(index.unwrap_or("").to_string()).or_default().clone()
     }
 
-    /// Node ids that reads may be sent to (healthy and caught up), in topology order.
+    /// Node ids that reads may be sent to (healthy and caught up), in topology order; a node
+    /// joining with a migration answers none until the cut-over (it may lack an index yet).
     pub(crate) fn usable_nodes<'a>(&self, routing: &'a RoutingTable) -> Vec<&'a str> {
         routing
             .topology
             .nodes
             .iter()
+            .filter(|n| !routing.migration.as_ref().is_some_and(|m| m.joining.contains(&n.id)))
             .filter(|n| self.serves_reads(&n.id))
             .map(|n| n.id.as_str())
             .collect()

@@ -424,4 +424,28 @@ mod tests {
         }
         assert!(m.moves.iter().all(|mv| !mv.to.contains(&"d".to_string())));
     }
+
+    #[test]
+    fn a_new_replica_group_receives_every_shard_and_nobody_loses_one() {
+        let from = topo(&["a", "b"]);
+        let mut to = from.clone();
+        to.replica_groups = 2;
+        for id in ["c", "d"] {
+            to.nodes.push(NodeSpec { id: id.into(), address: format!("http://127.0.0.1:1/{id}"), replica_group: 1 });
+        }
+        let m = plan_migration(&from, &to, cause(), vec![], time::OffsetDateTime::UNIX_EPOCH).unwrap().unwrap();
+        assert_eq!(m.joining, vec!["c", "d"]);
+        assert_eq!(m.moves.len(), 64, "every shard gets a copy in the new group");
+        for mv in &m.moves {
+            assert_eq!(mv.to.len(), 1);
+            assert!(mv.to[0] == "c" || mv.to[0] == "d");
+            assert!(mv.drop.is_empty(), "shard {}: the first group keeps it", mv.shard);
+        }
+        // Until the cut-over the new group is written through the queue and never read.
+        let mut state = PlacementState::new(from.clone());
+        state.migration = Some(m);
+        let r = routing_for(&state, 2);
+        assert_eq!(r.assignment.groups.len(), 1);
+        assert!(r.migration.as_ref().unwrap().joining.contains("c"));
+    }
 }
