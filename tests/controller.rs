@@ -1,8 +1,10 @@
 //! The real controllers against the in-process fake API server and a real SQLite task
-//! store: apply → Ready; edit nodes → the proxy routes to the new topology; invalid spec →
-//! Ready=False + Warning event; delete → finalizer clears the store; mirrored kinds reach
-//! their tables; two operators → one leader, failover when it stops renewing.
+//! store: apply → Ready; edit nodes → a migration is planned (routing switches only at its
+//! cut-over), and with real nodes the data moves while the status and events follow it;
+//! invalid spec → Ready=False + Warning event; delete → finalizer clears the store; mirrored
+//! kinds reach their tables; two operators → one leader, failover when it stops renewing.
 
+mod common;
 #[path = "common/fake_apiserver.rs"]
 mod fake_apiserver;
 
@@ -18,6 +20,7 @@ use miroir::controlplane::crd::*;
 use miroir::controlplane::leader::{lease_name, Election, LeaseTiming};
 use miroir::controlplane::metrics::{ControllerMetrics, ErrorCategory};
 use miroir::controlplane::operator::{OperatorConfig, RunningOperator};
+use miroir::dataplane::rebalance::Phase;
 use miroir::dataplane::{Proxy, ProxyOptions};
 use miroir::store::sqlite::SqliteStore;
 use miroir::store::{MirrorTable, TaskStore};
@@ -48,6 +51,10 @@ struct Pod {
 
 fn start_pod(server: &FakeApiServer, store: Arc<dyn TaskStore>, cluster: &str, instance: &str) -> Pod {
     let proxy = Proxy::new(ProxyOptions::default(), store.clone());
+    start_pod_with(server, store, proxy, cluster, instance)
+}
+
+fn start_pod_with(server: &FakeApiServer, store: Arc<dyn TaskStore>, proxy: Proxy, cluster: &str, instance: &str) -> Pod {
     let metrics = ControllerMetrics::default();
     let op = RunningOperator::start(
         server.client(NS),
@@ -114,7 +121,7 @@ async fn wait_phase(api: &Api<MiroirCluster>, name: &str, phase: ClusterPhase, g
 }
 
 #[tokio::test]
-async fn applied_cluster_becomes_ready_and_node_edits_reroute_the_proxy() {
+async fn applied_cluster_becomes_ready_and_node_edits_plan_a_migration() {
     let server = FakeApiServer::new();
     let dir = tempfile::tempdir().unwrap();
     let pod = start_pod(&server, sqlite(&dir).await, "search", "pod-a");
@@ -141,24 +148,37 @@ async fn applied_cluster_becomes_ready_and_node_edits_reroute_the_proxy() {
     assert_eq!(status_writes(), writes, "no status write without a change");
     assert_eq!(get(&api, "search").await.unwrap().metadata.resource_version, rv);
 
-    // Edit nodes and RF: the running proxy routes to the new topology, shards moved → rebalance.
+    // Edit nodes and RF: a migration is planned, routing is not switched at once (the nodes
+    // here are not reachable and no executor runs: it stays in `copying`).
     let patch = json!({"spec": {"replicationFactor": 2, "nodes": [
         {"id": "a", "address": "http://a.meili:7700"},
         {"id": "b", "address": "http://b.meili:7700"},
         {"id": "c", "address": "http://c.meili:7700"}]}});
     api.patch("search", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     let mc = wait_phase(&api, "search", ClusterPhase::Rebalancing, 2).await;
+    let (_, placement) = pod.proxy.load_placement().await.unwrap().expect("placement stored");
+    let migration = placement.migration.clone().expect("a migration is planned");
+    assert_eq!(migration.phase, Phase::Copying);
+    assert_eq!(migration.cause.source, "operator");
+    assert_eq!((migration.target.replication_factor, migration.target.nodes.len()), (2, 3));
+    assert_eq!(migration.joining, vec!["c"]);
     let routing = pod.proxy.routing().unwrap();
-    assert_eq!(routing.topology.group_nodes(0), vec!["a", "b", "c"]);
-    assert_eq!(routing.topology.replication_factor, 2);
-    assert!((0..8).all(|s| routing.assignment.holders(0, s).len() == 2));
-    assert!(routing.assignment.shards_by_node().contains_key("c"), "the new node holds shards");
+    assert_eq!(routing.topology.replication_factor, 1, "reads still use the old placement");
+    assert!((0..8).all(|s| routing.assignment.holders(0, s).len() == 1));
+    assert!(!routing.assignment.shards_by_node().contains_key("c"), "the new node serves no read before the cut-over");
+    assert!(routing.migration.is_some());
     let progressing = condition(&mc, "Progressing").unwrap();
-    assert_eq!((progressing.status.as_str(), progressing.reason.as_str()), ("True", "RebalanceRequired"));
-    assert!(!mc.status.as_ref().unwrap().pending_rebalance_shards.is_empty());
+    assert_eq!((progressing.status.as_str(), progressing.reason.as_str()), ("True", "Rebalancing"));
+    assert!(progressing.message.contains("added c"), "{}", progressing.message);
+    let rebalance = mc.status.as_ref().unwrap().rebalance.clone().unwrap();
+    assert_eq!((rebalance.phase.as_str(), rebalance.migration.as_deref()), ("copying", Some(migration.id.as_str())));
+    assert_eq!(rebalance.shards_total as usize, migration.moves.len());
     let ready = condition(&mc, "Ready").unwrap();
-    assert_eq!((ready.status.as_str(), ready.observed_generation), ("False", Some(2)));
-    assert!(!server.events_about("search").is_empty(), "TopologyApplied events are published");
+    assert_eq!((ready.status.as_str(), ready.observed_generation), ("True", Some(2)), "reads go on meanwhile");
+    eventually("RebalanceStarted event", || async {
+        server.events_about("search").iter().any(|e| e["reason"] == "RebalanceStarted" && e["note"].as_str().is_some_and(|n| n.contains(&migration.id)))
+    })
+    .await;
 
     // A status-only write does not bump the generation.
     assert_eq!(get(&api, "search").await.unwrap().metadata.generation, Some(2));
@@ -177,8 +197,191 @@ async fn applied_cluster_becomes_ready_and_node_edits_reroute_the_proxy() {
         {"id": "d", "address": "http://d.meili:7700"}]}});
     api.patch("search", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     wait_phase(&api, "search", ClusterPhase::Rebalancing, 3).await;
-    assert_eq!(pod.proxy.routing().unwrap().topology.nodes.len(), 4);
+    // One migration at a time: the change waits for the running one to end.
+    let (_, placement) = pod.proxy.load_placement().await.unwrap().unwrap();
+    assert!(placement.declared_pending);
+    assert_eq!(placement.declared.as_ref().unwrap().nodes.len(), 4);
+    assert_eq!(placement.migration.as_ref().unwrap().id, migration.id);
+    eventually("RebalanceQueued event", || async { server.events_about("search").iter().any(|e| e["reason"] == "RebalanceQueued") }).await;
     assert!(lists() > lists_before, "the watcher relisted after 410 Gone");
+    pod.op.stop().await;
+}
+
+/// A MiroirCluster on real nodes (the engine seam: Meilisearch, else the in-repo test node).
+fn cluster_on(nodes: &[&common::Node]) -> MiroirCluster {
+    serde_json::from_value(json!({
+        "apiVersion": "miroir.io/v1alpha1", "kind": "MiroirCluster", "metadata": {"name": "search"},
+        "spec": {"shards": 16, "replicationFactor": 1,
+                 "nodes": nodes.iter().map(|n| json!({"id": n.id, "address": n.url})).collect::<Vec<_>>(),
+                 "health": {"intervalMs": 100, "timeoutMs": 2000, "recoveryThreshold": 1}}
+    }))
+    .unwrap()
+}
+
+/// Polls the MiroirCluster until `check` holds at `generation` (a migration takes seconds).
+async fn wait_status(api: &Api<MiroirCluster>, what: &str, generation: i64, check: impl Fn(&MiroirCluster) -> bool) -> MiroirCluster {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let mc = get(api, "search").await.unwrap();
+        if mc.status.as_ref().and_then(|s| s.observed_generation) == Some(generation) && check(&mc) {
+            return mc;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; last seen: {:#?}", mc.status);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn progressing_is(mc: &MiroirCluster, status: &str, reason: &str) -> bool {
+    condition(mc, "Progressing").is_some_and(|c| c.status == status && c.reason == reason)
+}
+
+/// Every document is readable through Miroir: fetched by id, and counted by a search.
+async fn assert_all_readable(http: &common::Http, count: usize) {
+    let ids: Vec<String> = (0..count).map(|i| format!("doc-{i}")).collect();
+    let (status, body) = http.post("/indexes/movies/documents/fetch", &json!({"ids": ids, "limit": count + 100})).await;
+    assert_eq!(status, 200, "{body}");
+    let mut got: Vec<String> = body["results"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect();
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want, "every document, exactly once");
+    let (status, body) = http.post("/indexes/movies/search", &json!({"q": "", "page": 1, "hitsPerPage": 1})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["totalHits"], json!(count), "{body}");
+}
+
+async fn add_documents(http: &common::Http, range: std::ops::Range<usize>) {
+    let docs: Vec<_> = range.map(|i| json!({"id": format!("doc-{i}"), "title": format!("movie {i}"), "n": i})).collect();
+    let (status, body) = http.post("/indexes/movies/documents", &json!(docs)).await;
+    assert_eq!(status, 202, "{body}");
+    let task = http.wait_task(body["taskUid"].as_u64().unwrap()).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+}
+
+/// Waits until the operator planned a migration other than `previous`; checks that routing was
+/// not switched to its target at once; returns its id.
+async fn planned_migration(proxy: &Proxy, previous: Option<&str>, mover: &str) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        // A snapshot of routing: the migration it routes by, and where reads go meanwhile.
+        let routing = proxy.routing().unwrap();
+        if let Some(r) = routing.migration.as_ref().filter(|r| Some(r.id.as_str()) != previous) {
+            assert!(r.phase.is_some_and(|p| !p.switched()), "not switched at once: {:?}", r.phase);
+            let readers = routing.assignment.shards_by_node();
+            let (_, state) = proxy.load_placement().await.unwrap().unwrap();
+            let m = state.migration.or(state.last).filter(|m| m.id == r.id).expect("the stored migration");
+            assert_eq!(m.cause.source, "operator");
+            assert!(m.cause.description.contains(mover), "{:?}", m.cause);
+            if m.joining.iter().any(|n| n == mover) {
+                assert!(!readers.contains_key(mover), "a joining node serves no read before the cut-over");
+            } else {
+                assert!(m.leaving.iter().any(|n| n == mover), "{m:?}");
+                assert!(readers.contains_key(mover), "a leaving node serves its shards until the cut-over");
+            }
+            return m.id;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no migration planned");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Nodes added and removed through `spec.nodes`: the operator declares the change, the proxy
+/// moves the data in the background (routing switches only at the cut-over), the status and
+/// events follow it, and every document stays readable through Miroir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_and_removing_nodes_moves_the_data_while_status_and_events_follow() {
+    let mut nodes = Vec::new();
+    for i in 0..4 {
+        nodes.push(common::Node::start(&format!("n{i}")).await);
+    }
+    let server = FakeApiServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&dir).await;
+    let mut options = common::test_options();
+    // Slow enough for the migration to be watched (each shard's first page goes at once).
+    options.rebalance.max_documents_per_second = 150;
+    options.rebalance.max_concurrent_moves = 1;
+    let proxy = Proxy::new(options, store.clone());
+    // As `miroir operator` does: the controllers, and the server (API, health checker,
+    // migration executor).
+    let pod = start_pod_with(&server, store, proxy.clone(), "search", "pod-a");
+    let listener = miroir::dataplane::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let handle = miroir::dataplane::server::spawn(proxy.clone(), listener);
+    let http = common::Http { base: handle.url(), key: Some(common::MASTER_KEY.into()) };
+    let admin = http.with_key(common::ADMIN_KEY);
+
+    let api: Api<MiroirCluster> = Api::namespaced(server.client(NS), NS);
+    api.create(&PostParams::default(), &cluster_on(&[&nodes[0], &nodes[1], &nodes[2]])).await.unwrap();
+    let mc = wait_phase(&api, "search", ClusterPhase::Ready, 1).await;
+    assert!(progressing_is(&mc, "False", "Idle"), "{:?}", mc.status);
+    common::wait_serving(&proxy, &proxy.routing().unwrap().topology).await;
+
+    let (status, body) = http.post("/indexes", &json!({"uid": "movies", "primaryKey": "id"})).await;
+    assert_eq!(status, 202, "{body}");
+    http.wait_task(body["taskUid"].as_u64().unwrap()).await;
+    let mut count = 1200;
+    add_documents(&http, 0..count).await;
+    assert_all_readable(&http, count).await;
+
+    // ---- add a 4th node
+    let mut spec_nodes = vec![&nodes[0], &nodes[1], &nodes[2], &nodes[3]];
+    let patch = json!({"spec": cluster_on(&spec_nodes).spec});
+    api.patch("search", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let added = planned_migration(&proxy, None, "n3").await;
+    let (status, body) = admin.get("/_miroir/rebalance").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["migration"]["id"], json!(added), "{body}");
+    let mc = wait_status(&api, "Progressing=True/Rebalancing", 2, |mc| progressing_is(mc, "True", "Rebalancing")).await;
+    assert_eq!(mc.status.as_ref().unwrap().phase, Some(ClusterPhase::Rebalancing));
+    let message = &condition(&mc, "Progressing").unwrap().message;
+    assert!(message.contains("added n3"), "{message}");
+    // Writes go on during the migration (queued for the new holder).
+    add_documents(&http, count..count + 60).await;
+    count += 60;
+    let mc = wait_status(&api, "Progressing=False after adding n3", 2, |mc| progressing_is(mc, "False", "Idle")).await;
+    let r = mc.status.as_ref().unwrap().rebalance.clone().unwrap();
+    assert_eq!((r.phase.as_str(), r.migration.as_deref()), ("idle", Some(added.as_str())));
+    assert!(r.shards_total > 0 && r.shards_moved == r.shards_total, "{r:?}");
+    assert!(r.documents_copied > 0, "{r:?}");
+    assert!(condition(&mc, "Progressing").unwrap().message.contains(&format!("last migration {added} done")));
+    let routing = proxy.routing().unwrap();
+    assert_eq!(routing.topology.nodes.len(), 4);
+    assert!(routing.assignment.shards_by_node().contains_key("n3"), "the new node serves its shards");
+    let events = |reason: &'static str, id: String| {
+        let server = &server;
+        async move { server.events_about("search").iter().any(|e| e["reason"] == reason && e["note"].as_str().is_some_and(|n| n.contains(&id))) }
+    };
+    eventually("RebalanceStarted (add)", || events("RebalanceStarted", added.clone())).await;
+    eventually("RebalanceFinished (add)", || events("RebalanceFinished", added.clone())).await;
+    assert_all_readable(&http, count).await;
+
+    // ---- remove a node: its shards move away first
+    spec_nodes.remove(1);
+    let patch = json!({"spec": cluster_on(&spec_nodes).spec});
+    api.patch("search", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let removed = planned_migration(&proxy, Some(&added), "n1").await;
+    wait_status(&api, "Progressing=True/Rebalancing (remove)", 3, |mc| {
+        progressing_is(mc, "True", "Rebalancing") && mc.status.as_ref().unwrap().rebalance.as_ref().unwrap().migration.as_deref() == Some(removed.as_str())
+    })
+    .await;
+    assert_all_readable(&http, count).await;
+    let mc = wait_status(&api, "Progressing=False after removing n1", 3, |mc| progressing_is(mc, "False", "Idle")).await;
+    let r = mc.status.as_ref().unwrap().rebalance.clone().unwrap();
+    assert_eq!(r.migration.as_deref(), Some(removed.as_str()));
+    assert!(r.shards_total > 0 && r.shards_moved == r.shards_total, "{r:?}");
+    let st = mc.status.as_ref().unwrap();
+    assert_eq!(st.nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["n0", "n2", "n3"]);
+    assert_eq!(st.phase, Some(ClusterPhase::Ready));
+    eventually("RebalanceStarted (remove)", || events("RebalanceStarted", removed.clone())).await;
+    eventually("RebalanceFinished (remove)", || events("RebalanceFinished", removed.clone())).await;
+    assert_all_readable(&http, count).await;
+    // The node that left gave its documents up.
+    let n1 = common::Http { base: nodes[1].url.clone(), key: Some(common::NODE_KEY.into()) };
+    let (status, stats) = n1.get("/indexes/movies/stats").await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["numberOfDocuments"], json!(0), "{stats}");
+
+    handle.shutdown().await;
     pod.op.stop().await;
 }
 
@@ -219,6 +422,20 @@ async fn invalid_spec_is_reported_and_the_controller_keeps_going() {
         })
     })
     .await;
+
+    // `shards` cannot change (the API server refuses it with CEL; the operator too).
+    api.patch("search", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"shards": 16}}))).await.unwrap();
+    let mc = wait_phase(&api, "search", ClusterPhase::Stalled, 4).await;
+    let ready = condition(&mc, "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "InvalidSpec"));
+    assert!(ready.message.contains("spec.shards"), "{}", ready.message);
+    eventually("a Warning event naming shards", || async {
+        server.events_about("search").iter().any(|e| {
+            e["reason"] == "InvalidSpec" && e["note"].as_str().is_some_and(|n| n.contains("spec.shards"))
+        })
+    })
+    .await;
+    assert_eq!(pod.proxy.routing().unwrap().topology.shards, 8, "still routed by 8 shards");
 
     // Another cluster's object in the namespace is not this pod's business.
     api.create(&PostParams::default(), &cluster("other", 1, &["x"])).await.unwrap();
@@ -379,8 +596,10 @@ async fn two_operators_elect_one_leader_and_fail_over() {
         .await
         .unwrap();
     let mc = wait_phase(&api, "search", ClusterPhase::Rebalancing, 2).await;
+    // The joining node is known (it gets the queued writes), it serves no read yet.
     assert_eq!(mc.status.unwrap().nodes.len(), 3);
     assert_eq!(follower.proxy.routing().unwrap().topology.nodes.len(), 3);
+    assert!(follower.proxy.load_placement().await.unwrap().unwrap().1.migration.is_some());
     follower.op.stop().await;
     assert!(store.get_lease(&lease_name("search")).await.unwrap().is_none(), "released on stop");
 }

@@ -2,11 +2,11 @@
 //! read → validate → build desired state (pure, [`super::desired`]) → apply (into the
 //! embedded proxy) → status (written by the lease holder only, only when it changed).
 //!
-//! Every operator pod applies the topology to its own proxy (each pod serves traffic);
-//! only the lease holder writes status, emits events, manages the finalizer and runs
-//! singleton work.
+//! Every operator pod declares the spec's topology to its own proxy (each pod serves
+//! traffic; the declaration is idempotent and compare-and-set in the task store, and a
+//! change of nodes becomes a migration the proxies execute in the background); only the
+//! lease holder writes status, emits events, manages the finalizer and runs singleton work.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,11 +19,11 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::crd::{KeySecretRefs, MiroirCluster, MiroirClusterStatus};
-use super::desired::{self, build_desired, join_errors, RunningView, StatusInput, StoreChoice};
+use super::crd::{KeySecretRefs, MiroirCluster, MiroirClusterStatus, RebalanceStatus};
+use super::desired::{self, build_desired, join_errors, RebalanceView, RunningView, StatusInput, StoreChoice};
 use super::leader::Leadership;
 use super::metrics::{ControllerMetrics, ErrorCategory};
-use crate::dataplane::topology::TopologyError;
+use crate::dataplane::rebalance::ChangeError;
 use crate::dataplane::Proxy;
 use crate::store::{StoreError, TaskStore};
 
@@ -40,7 +40,7 @@ pub enum ControllerError {
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("the proxy refused the topology: {0}")]
-    Apply(#[from] TopologyError),
+    Apply(String),
     #[error("{0}")]
     Secret(String),
 }
@@ -71,6 +71,10 @@ impl Default for ControllerTiming {
     }
 }
 
+/// Re-reconcile period while a migration runs (so that the status follows its progress),
+/// unless [`ControllerTiming::requeue`] is shorter.
+pub const REBALANCE_REQUEUE: Duration = Duration::from_secs(2);
+
 /// What every controller of one operator process shares.
 pub struct Context {
     pub client: Client,
@@ -81,10 +85,12 @@ pub struct Context {
     pub store: Arc<dyn TaskStore>,
     pub leadership: Leadership,
     pub recorder: Recorder,
+    reporter: Reporter,
     pub metrics: ControllerMetrics,
     pub timing: ControllerTiming,
-    /// Shards moved by topology changes and not rebalanced yet (rebalancing is a later issue).
-    pending_rebalance: Mutex<BTreeSet<u32>>,
+    /// `status.rebalance` as this process last computed it while leading (`None`: not known,
+    /// read from the object's status), to emit each rebalance event once.
+    rebalance_seen: Mutex<Option<Option<RebalanceStatus>>>,
     /// Task store and key Secrets the process started with (read once at start).
     started_with: Option<StartedWith>,
     /// The last spec settings a `RestartRequired` event was emitted for.
@@ -111,8 +117,8 @@ impl Context {
         timing: ControllerTiming,
         instance: String,
     ) -> Context {
-        let recorder =
-            Recorder::new(client.clone(), Reporter { controller: MANAGER.to_string(), instance: Some(instance) });
+        let reporter = Reporter { controller: MANAGER.to_string(), instance: Some(instance) };
+        let recorder = Recorder::new(client.clone(), reporter.clone());
         Context {
             client,
             namespace,
@@ -121,9 +127,10 @@ impl Context {
             store,
             leadership,
             recorder,
+            reporter,
             metrics,
             timing,
-            pending_rebalance: Mutex::new(BTreeSet::new()),
+            rebalance_seen: Mutex::new(None),
             started_with: None,
             restart_warned: Mutex::new(None),
         }
@@ -153,6 +160,26 @@ impl Context {
             what.push("spec.keys");
         }
         Some(format!("{} changed; restart the operator pods to use the new value", what.join(" and ")))
+    }
+
+    /// `status.rebalance` as last known: what this process computed, else the object's.
+    fn last_rebalance_status(&self, obj: &MiroirCluster) -> Option<RebalanceStatus> {
+        match &*self.rebalance_seen.lock().expect("rebalance lock") {
+            Some(seen) => seen.clone(),
+            None => obj.status.as_ref().and_then(|s| s.rebalance.clone()),
+        }
+    }
+
+    /// Publishes an event as an Event object of its own. [`Context::event`] folds an event
+    /// into an earlier one with the same type, reason and action (a series, which keeps the
+    /// first note): right for repeated failures, wrong for events whose note is the news (an
+    /// invalid spec's message, which migration started or ended, a new error).
+    pub async fn distinct_event<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, action: &str, note: String) {
+        let ev = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "cannot publish event");
+        }
     }
 
     /// Publishes an event; failures are logged, never fatal.
@@ -295,6 +322,7 @@ async fn reconcile_stages(obj: &MiroirCluster, ctx: &Context) -> Result<Action, 
     let desired = build_desired(&obj.spec, running_before.as_ref().map(|r| &r.topology));
     let generation = obj.meta().generation;
 
+    let mut declared_changed = false;
     let errors = match desired {
         Ok(desired) => {
             let now = StartedWith { store: desired.store.clone(), keys: desired.keys.clone() };
@@ -304,56 +332,96 @@ async fn reconcile_stages(obj: &MiroirCluster, ctx: &Context) -> Result<Action, 
                     ctx.event(obj, EventType::Warning, "RestartRequired", "Apply", note).await;
                 }
             }
-            // ---- apply: the same call `miroir serve` uses.
-            let change = ctx.proxy.apply_topology(desired.topology)?;
-            ctx.proxy.set_runtime(desired.health, desired.scatter);
-            if change.changed {
-                let version = ctx.proxy.routing().map(|r| r.version).unwrap_or(0);
-                tracing::info!(cluster = %name, version, moved = change.moved_shards.len(), "topology applied");
-                ctx.pending_rebalance.lock().expect("rebalance lock").extend(change.moved_shards.iter().copied());
-                if leader {
-                    let note = if change.moved_shards.is_empty() {
-                        format!("topology version {version} applied")
-                    } else {
-                        format!(
-                            "topology version {version} applied; {} shard(s) moved and need a rebalance",
-                            change.moved_shards.len()
-                        )
-                    };
-                    ctx.event(obj, EventType::Normal, "TopologyApplied", "Apply", note).await;
-                }
+            // ---- apply: the same declaration `miroir serve` makes for its config file. The
+            // first one is routed by at once; a later change of nodes becomes a migration
+            // (routing switches only at its cut-over, once the data has moved).
+            if leader {
+                let before = ctx.proxy.load_placement().await?;
+                declared_changed = before.and_then(|(_, s)| s.declared).as_ref() != Some(&desired.topology);
             }
-            Vec::new()
+            match ctx.proxy.declare_topology(desired.topology, "operator").await {
+                Ok(started) => {
+                    ctx.proxy.set_runtime(desired.health, desired.scatter);
+                    if let Some(m) = &started {
+                        tracing::info!(cluster = %name, migration = %m.id, cause = %m.cause.description, shards = m.moves.len(), "topology change planned as a migration");
+                    }
+                    Vec::new()
+                }
+                Err(ChangeError::Plan(e)) => vec![desired::plan_error(&e)],
+                Err(ChangeError::Store(e)) => return Err(e.into()),
+                Err(other) => return Err(ControllerError::Apply(other.to_string())),
+            }
         }
-        Err(errors) => {
-            ctx.metrics.failure(KIND, ErrorCategory::InvalidSpec);
-            tracing::warn!(cluster = %name, errors = %join_errors(&errors), "invalid MiroirCluster spec");
-            errors
-        }
+        Err(errors) => errors,
     };
+    if !errors.is_empty() {
+        ctx.metrics.failure(KIND, ErrorCategory::InvalidSpec);
+        tracing::warn!(cluster = %name, errors = %join_errors(&errors), "invalid MiroirCluster spec");
+    }
 
     // ---- status (lease holder only)
+    let mut migrating = false;
     if leader {
+        // The stored placement (also installed into routing if newer): what the status shows.
+        let placement = ctx.proxy.refresh_placement().await?;
+        let view = placement.as_ref().map(|(_, s)| RebalanceView::from(s));
+        migrating = view.as_ref().is_some_and(|v| v.running.is_some());
         let routing = ctx.proxy.routing();
         let health = ctx.proxy.node_health();
         let sync = ctx.proxy.node_sync();
-        let pending: Vec<u32> = ctx.pending_rebalance.lock().expect("rebalance lock").iter().copied().collect();
         let input = StatusInput {
             generation,
             validation: if errors.is_empty() { Ok(()) } else { Err(&errors) },
             running: routing.as_ref().map(|r| RunningView { topology: &r.topology, assignment: &r.assignment, health: &health, sync: &sync }),
-            pending_rebalance: &pending,
+            rebalance: view.as_ref(),
             now: OffsetDateTime::now_utc(),
         };
         let next: MiroirClusterStatus = desired::cluster_status(obj.status.as_ref(), &input);
         let current = obj.status.as_ref().map(|s| serde_json::to_value(s).expect("status serializes"));
         let wrote = write_status(&api, &name, current, serde_json::to_value(&next).expect("status serializes")).await?;
         if wrote && !errors.is_empty() {
-            ctx.event(obj, EventType::Warning, "InvalidSpec", "Validate", join_errors(&errors)).await;
+            ctx.distinct_event(obj, EventType::Warning, "InvalidSpec", "Validate", join_errors(&errors)).await;
         }
+        if declared_changed && errors.is_empty() {
+            if let (Some(v), Some(r)) = (&view, &routing) {
+                match &v.running {
+                    Some(m) if v.declared_pending => {
+                        let note = format!("the spec changed while migration {} runs; the change is planned when it ends", m.id);
+                        ctx.distinct_event(obj, EventType::Normal, "RebalanceQueued", "Apply", note).await;
+                    }
+                    Some(_) => {} // a new migration: RebalanceStarted below
+                    None => {
+                        let t = &r.topology;
+                        let note = format!(
+                            "topology version {} applied: {} node(s), {} shards, replication factor {}, {} replica group(s)",
+                            r.version,
+                            t.nodes.len(),
+                            t.shards,
+                            t.replication_factor,
+                            t.replica_groups
+                        );
+                        ctx.distinct_event(obj, EventType::Normal, "TopologyApplied", "Apply", note).await;
+                    }
+                }
+            }
+        }
+        if let Some(v) = &view {
+            let before = ctx.last_rebalance_status(obj);
+            for e in desired::rebalance_events(before.as_ref(), v) {
+                let type_ = if e.warning { EventType::Warning } else { EventType::Normal };
+                ctx.distinct_event(obj, type_, e.reason, "Rebalance", e.note).await;
+            }
+        }
+        *ctx.rebalance_seen.lock().expect("rebalance lock") = Some(next.rebalance.clone());
+    } else {
+        // Leading again later: start from what the status says then.
+        *ctx.rebalance_seen.lock().expect("rebalance lock") = None;
     }
 
-    if errors.is_empty() {
+    if migrating {
+        // Follow the migration's progress in the status.
+        Ok(Action::requeue(ctx.timing.requeue.min(REBALANCE_REQUEUE)))
+    } else if errors.is_empty() {
         Ok(Action::requeue(ctx.timing.requeue))
     } else {
         // Nothing to retry until the spec changes.

@@ -5,11 +5,12 @@
 use time::OffsetDateTime;
 
 use super::crd::{
-    ClusterPhase, Condition, KeySecretRefs, MiroirClusterSpec, MiroirClusterStatus, NodeStatus, SecretKeyRef,
-    ShardCoverage, UnderReplicatedShard,
+    ClusterPhase, Condition, KeySecretRefs, MiroirClusterSpec, MiroirClusterStatus, NodeStatus, RebalanceStatus,
+    SecretKeyRef, ShardCoverage, UnderReplicatedShard,
 };
 use crate::config::{HealthConfig, ScatterConfig};
 use crate::dataplane::health::{NodeHealth, NodeState};
+use crate::dataplane::rebalance::plan::{Migration, PlacementState, PlanError};
 use crate::dataplane::replica::{NodeSync, SyncState};
 use crate::dataplane::topology::{Assignment, NodeSpec, Topology, TopologyError};
 
@@ -73,6 +74,14 @@ fn topology_field(e: &TopologyError) -> String {
         TopologyError::DuplicateNodeId(_) | TopologyError::EmptyNodeId => "spec.nodes".into(),
         TopologyError::BadAddress { id, .. } => format!("spec.nodes[{id}].address"),
         TopologyError::GroupOutOfRange { id, .. } => format!("spec.nodes[{id}].replicaGroup"),
+    }
+}
+
+/// A topology the proxy refused to plan (`Proxy::declare_topology`), as a spec error.
+pub fn plan_error(e: &PlanError) -> SpecError {
+    match e {
+        PlanError::ShardsChanged { .. } => SpecError { field: "spec.shards".into(), message: e.to_string() },
+        PlanError::Invalid(t) => SpecError { field: topology_field(t), message: t.to_string() },
     }
 }
 
@@ -168,6 +177,87 @@ pub struct RunningView<'a> {
     pub sync: &'a [(String, NodeSync)],
 }
 
+/// One migration as the status shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationView {
+    pub id: String,
+    /// `copying`, `fencing`, `cut-over`, `cleaning`, `done`, `cancelled`.
+    pub phase: String,
+    pub ended: bool,
+    /// What changed (`added node-4`).
+    pub cause: String,
+    pub shards_total: u32,
+    pub shards_moved: u32,
+    pub documents_copied: u64,
+    pub error: Option<String>,
+}
+
+impl From<&Migration> for MigrationView {
+    fn from(m: &Migration) -> Self {
+        MigrationView {
+            id: m.id.clone(),
+            phase: serde_json::to_value(m.phase).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+            ended: m.phase.ended(),
+            cause: m.cause.description.clone(),
+            shards_total: m.moves.len() as u32,
+            shards_moved: m.shards_moved() as u32,
+            documents_copied: m.documents_copied,
+            error: m.error.clone(),
+        }
+    }
+}
+
+/// What the status needs of the stored placement state (`Proxy::load_placement`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RebalanceView {
+    /// The migration that runs now.
+    pub running: Option<MigrationView>,
+    /// The last one that ended.
+    pub last: Option<MigrationView>,
+    /// The declared topology changed while a migration ran: planned when it ends.
+    pub declared_pending: bool,
+}
+
+impl From<&PlacementState> for RebalanceView {
+    fn from(s: &PlacementState) -> Self {
+        RebalanceView {
+            running: s.migration.as_ref().filter(|m| !m.phase.ended()).map(MigrationView::from),
+            last: s.last.as_ref().map(MigrationView::from),
+            declared_pending: s.declared_pending,
+        }
+    }
+}
+
+impl RebalanceView {
+    /// The `status.rebalance` block: the running migration, else the last one.
+    pub fn status(&self) -> RebalanceStatus {
+        match (&self.running, &self.last) {
+            (Some(m), _) => RebalanceStatus {
+                phase: m.phase.clone(),
+                migration: Some(m.id.clone()),
+                cause: Some(m.cause.clone()),
+                shards_moved: m.shards_moved,
+                shards_total: m.shards_total,
+                documents_copied: m.documents_copied,
+                error: m.error.clone(),
+            },
+            (None, Some(m)) => RebalanceStatus {
+                phase: IDLE.into(),
+                migration: Some(m.id.clone()),
+                cause: Some(m.cause.clone()),
+                shards_moved: m.shards_moved,
+                shards_total: m.shards_total,
+                documents_copied: m.documents_copied,
+                error: None,
+            },
+            (None, None) => RebalanceStatus { phase: IDLE.into(), ..Default::default() },
+        }
+    }
+}
+
+/// `status.rebalance.phase` when no migration runs.
+pub const IDLE: &str = "idle";
+
 /// Inputs of the status computation.
 #[derive(Debug, Clone)]
 pub struct StatusInput<'a> {
@@ -176,8 +266,8 @@ pub struct StatusInput<'a> {
     pub validation: Result<(), &'a [SpecError]>,
     /// None until a topology was applied.
     pub running: Option<RunningView<'a>>,
-    /// Shards moved by topology changes and not rebalanced yet.
-    pub pending_rebalance: &'a [u32],
+    /// Migrations, from the stored placement state (None: nothing stored yet).
+    pub rebalance: Option<&'a RebalanceView>,
     pub now: OffsetDateTime,
 }
 
@@ -269,6 +359,131 @@ fn list(shards: &[u32]) -> String {
     s
 }
 
+/// `12345` → `12,345`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `Progressing=True/Rebalancing` message of a running migration.
+fn rebalancing_message(m: &MigrationView, declared_pending: bool) -> String {
+    let mut msg = format!(
+        "moving {} shard(s) ({}): phase {}, {}/{} moved, {} documents copied",
+        m.shards_total,
+        m.cause,
+        m.phase,
+        m.shards_moved,
+        m.shards_total,
+        thousands(m.documents_copied)
+    );
+    if let Some(e) = &m.error {
+        msg.push_str(&format!("; retrying after an error: {e}"));
+    }
+    if declared_pending {
+        msg.push_str("; a newer spec change is planned when this migration ends");
+    }
+    msg
+}
+
+/// `Progressing=False/Idle` message: the last migration's outcome.
+fn idle_message(last: Option<&MigrationView>) -> String {
+    match last {
+        None => "no migration has run".into(),
+        Some(m) if m.phase == "done" => {
+            format!("last migration {} done: {}, {} shard(s) moved", m.id, m.cause, m.shards_total)
+        }
+        Some(m) => format!(
+            "last migration {} {}: {}, {}/{} shard(s) moved",
+            m.id, m.phase, m.cause, m.shards_moved, m.shards_total
+        ),
+    }
+}
+
+/// An event about data movement, decided by [`rebalance_events`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebalanceEvent {
+    /// Warning (else Normal).
+    pub warning: bool,
+    /// `RebalanceStarted`, `RebalanceFinished` or `RebalanceFailed`.
+    pub reason: &'static str,
+    pub note: String,
+}
+
+fn started_event(m: &MigrationView) -> RebalanceEvent {
+    RebalanceEvent {
+        warning: false,
+        reason: "RebalanceStarted",
+        note: format!("migration {}: {}; {} shard(s) to move", m.id, m.cause, m.shards_total),
+    }
+}
+
+fn finished_event(id: &str, last: Option<&MigrationView>) -> RebalanceEvent {
+    let note = match last.filter(|l| l.id == id) {
+        Some(l) => format!(
+            "migration {} {}: {}, {}/{} shard(s) moved, {} documents copied",
+            l.id,
+            l.phase,
+            l.cause,
+            l.shards_moved,
+            l.shards_total,
+            thousands(l.documents_copied)
+        ),
+        None => format!("migration {id} ended"),
+    };
+    RebalanceEvent { warning: false, reason: "RebalanceFinished", note }
+}
+
+/// The events a change of `status.rebalance` calls for: `before` is what the status said
+/// (None: unknown), `now` the stored state. A migration seen for the first time is
+/// `RebalanceStarted`; one seen running that no longer runs is `RebalanceFinished`; a running
+/// one whose error is new is `RebalanceFailed` (the executor retries; the same error again is
+/// not reported twice).
+pub fn rebalance_events(before: Option<&RebalanceStatus>, now: &RebalanceView) -> Vec<RebalanceEvent> {
+    let mut out = Vec::new();
+    let before_id = before.and_then(|b| b.migration.as_deref());
+    let before_running = before.filter(|b| b.phase != IDLE).and_then(|b| b.migration.as_deref());
+    match &now.running {
+        Some(r) => {
+            let same = before_id == Some(r.id.as_str());
+            if !same {
+                if let Some(id) = before_running {
+                    out.push(finished_event(id, now.last.as_ref()));
+                }
+                out.push(started_event(r));
+            }
+            if let Some(e) = &r.error {
+                let known = same && before.and_then(|b| b.error.as_deref()) == Some(e.as_str());
+                if !known {
+                    out.push(RebalanceEvent {
+                        warning: true,
+                        reason: "RebalanceFailed",
+                        note: format!("migration {} ({}): {e}; retrying", r.id, r.phase),
+                    });
+                }
+            }
+        }
+        None => {
+            if let Some(id) = before_running {
+                out.push(finished_event(id, now.last.as_ref()));
+            } else if let (Some(_), Some(l)) = (before, &now.last) {
+                if before_id != Some(l.id.as_str()) {
+                    // Planned and ended between two looks.
+                    out.push(started_event(l));
+                    out.push(finished_event(&l.id, Some(l)));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The status the cluster should show. `prev` keeps transition times stable so that an
 /// unchanged situation yields an identical status (and no write).
 pub fn cluster_status(prev: Option<&MiroirClusterStatus>, input: &StatusInput<'_>) -> MiroirClusterStatus {
@@ -300,7 +515,15 @@ pub fn cluster_status(prev: Option<&MiroirClusterStatus>, input: &StatusInput<'_
         let healthy = status.nodes.iter().filter(|n| n.health == "healthy" && n.sync != "catching-up" && n.sync != "rebuilding").count();
         status.nodes_ready = Some(format!("{healthy}/{}", status.nodes.len()));
     }
-    status.pending_rebalance_shards = input.pending_rebalance.to_vec();
+    status.rebalance = input.rebalance.map(RebalanceView::status);
+    let migrating = input.rebalance.and_then(|r| r.running.as_ref());
+    let declared_pending = input.rebalance.is_some_and(|r| r.declared_pending);
+    // While a migration runs: Progressing=True/Rebalancing (whatever the spec says now: the
+    // data moves in the background until it is done).
+    let progressing = |otherwise: Condition| match migrating {
+        Some(m) => cond("Progressing", "True", "Rebalancing", rebalancing_message(m, declared_pending), g, &now),
+        None => otherwise,
+    };
 
     let (phase, conditions) = match (&input.validation, &coverage) {
         (Err(errors), _) => {
@@ -309,7 +532,7 @@ pub fn cluster_status(prev: Option<&MiroirClusterStatus>, input: &StatusInput<'_
                 ClusterPhase::Stalled,
                 vec![
                     cond("Ready", "False", "InvalidSpec", msg.clone(), g, &now),
-                    cond("Progressing", "False", "InvalidSpec", msg, g, &now),
+                    progressing(cond("Progressing", "False", "InvalidSpec", msg, g, &now)),
                     cond("Degraded", "Unknown", "InvalidSpec", "the spec cannot be applied".into(), g, &now),
                 ],
             )
@@ -346,47 +569,31 @@ pub fn cluster_status(prev: Option<&MiroirClusterStatus>, input: &StatusInput<'_
             } else {
                 cond("Degraded", "False", "AllShardsReplicated", String::new(), g, &now)
             };
-            if !input.pending_rebalance.is_empty() {
-                let msg = format!(
-                    "shard(s) {} moved to other nodes; their data must be rebalanced (not automated yet)",
-                    list(input.pending_rebalance)
-                );
-                (
-                    ClusterPhase::Rebalancing,
-                    vec![
-                        cond("Ready", "False", "RebalanceRequired", msg.clone(), g, &now),
-                        cond("Progressing", "True", "RebalanceRequired", msg, g, &now),
-                        degraded,
-                    ],
-                )
-            } else if !cov.unavailable.is_empty() {
-                (
-                    ClusterPhase::Degraded,
-                    vec![
-                        cond("Ready", "False", "ShardsUnavailable", degraded.message.clone(), g, &now),
-                        cond("Progressing", "False", "TopologyApplied", String::new(), g, &now),
-                        degraded,
-                    ],
-                )
+            let idle = cond(
+                "Progressing",
+                "False",
+                "Idle",
+                idle_message(input.rebalance.and_then(|r| r.last.as_ref())),
+                g,
+                &now,
+            );
+            // Reads keep going to the old holders until the cut-over: a migration does not
+            // make the cluster unready; Ready follows shard coverage.
+            let ready = if !cov.unavailable.is_empty() {
+                cond("Ready", "False", "ShardsUnavailable", degraded.message.clone(), g, &now)
             } else if !cov.under_replicated.is_empty() {
-                (
-                    ClusterPhase::Degraded,
-                    vec![
-                        cond("Ready", "True", "ServingDegraded", "every shard has a healthy copy".into(), g, &now),
-                        cond("Progressing", "False", "TopologyApplied", String::new(), g, &now),
-                        degraded,
-                    ],
-                )
+                cond("Ready", "True", "ServingDegraded", "every shard has a healthy copy".into(), g, &now)
             } else {
-                (
-                    ClusterPhase::Ready,
-                    vec![
-                        cond("Ready", "True", "TopologyApplied", String::new(), g, &now),
-                        cond("Progressing", "False", "TopologyApplied", String::new(), g, &now),
-                        degraded,
-                    ],
-                )
-            }
+                cond("Ready", "True", "TopologyApplied", String::new(), g, &now)
+            };
+            let phase = if migrating.is_some() {
+                ClusterPhase::Rebalancing
+            } else if !cov.unavailable.is_empty() || !cov.under_replicated.is_empty() {
+                ClusterPhase::Degraded
+            } else {
+                ClusterPhase::Ready
+            };
+            (phase, vec![ready, progressing(idle), degraded])
         }
     };
     status.phase = Some(phase);
@@ -533,7 +740,7 @@ mod tests {
                 generation: Some(3),
                 validation: Ok(()),
                 running: Some(RunningView { topology: &t, assignment: &a, health: &health, sync: &[] }),
-                pending_rebalance: &[],
+                rebalance: None,
                 now: now(),
             },
         );
@@ -556,7 +763,7 @@ mod tests {
             generation: Some(1),
             validation: Ok(()),
             running: Some(RunningView { topology: &t, assignment: &a, health: &health, sync: &[] }),
-            pending_rebalance: &[],
+            rebalance: None,
             now: now(),
         };
         let st = cluster_status(None, &input);
@@ -575,30 +782,185 @@ mod tests {
         assert_eq!((st.conditions[0].status.as_str(), st.conditions[0].reason.as_str()), ("False", "ShardsUnavailable"));
     }
 
+    fn migration(id: &str, phase: &str, moved: u32, docs: u64, error: Option<&str>) -> MigrationView {
+        MigrationView {
+            id: id.into(),
+            phase: phase.into(),
+            ended: matches!(phase, "done" | "cancelled"),
+            cause: "added d".into(),
+            shards_total: 3,
+            shards_moved: moved,
+            documents_copied: docs,
+            error: error.map(str::to_string),
+        }
+    }
+
+    fn running(m: MigrationView) -> RebalanceView {
+        RebalanceView { running: Some(m), last: None, declared_pending: false }
+    }
+
+    fn idle(last: Option<MigrationView>) -> RebalanceView {
+        RebalanceView { running: None, last, declared_pending: false }
+    }
+
     #[test]
-    fn moved_shards_mean_rebalance_required() {
+    fn a_running_migration_is_progressing_and_an_ended_one_idle() {
         let t = topology_of(&spec(4, 1, &[&["a", "b"]]));
         let a = t.assignment();
-        let st = cluster_status(
-            None,
-            &StatusInput {
-                generation: Some(2),
-                validation: Ok(()),
-                running: Some(RunningView { topology: &t, assignment: &a, health: &[], sync: &[] }),
-                pending_rebalance: &[1, 3],
-                now: now(),
-            },
-        );
+        let view = running(migration("3f2a", "copying", 1, 12_345, None));
+        let input = StatusInput {
+            generation: Some(2),
+            validation: Ok(()),
+            running: Some(RunningView { topology: &t, assignment: &a, health: &[], sync: &[] }),
+            rebalance: Some(&view),
+            now: now(),
+        };
+        let st = cluster_status(None, &input);
         assert_eq!(st.phase, Some(ClusterPhase::Rebalancing));
         let p = st.conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
-        assert_eq!((p.status.as_str(), p.reason.as_str()), ("True", "RebalanceRequired"));
-        assert_eq!(st.pending_rebalance_shards, vec![1, 3]);
+        assert_eq!((p.status.as_str(), p.reason.as_str()), ("True", "Rebalancing"));
+        assert_eq!(p.message, "moving 3 shard(s) (added d): phase copying, 1/3 moved, 12,345 documents copied");
+        // Reads stay on the old holders meanwhile: still Ready.
+        let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "TopologyApplied"));
+        let r = st.rebalance.clone().unwrap();
+        assert_eq!((r.phase.as_str(), r.migration.as_deref(), r.shards_moved, r.shards_total, r.documents_copied), ("copying", Some("3f2a"), 1, 3, 12_345));
+
+        // Progress changes the message, not the transition time.
+        let later_view = running(migration("3f2a", "fencing", 3, 20_000, Some("node d: timeout")));
+        let later = StatusInput { rebalance: Some(&later_view), now: now() + time::Duration::minutes(1), ..input.clone() };
+        let st2 = cluster_status(Some(&st), &later);
+        let p2 = st2.conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
+        assert_eq!(p2.last_transition_time, p.last_transition_time);
+        assert!(p2.message.ends_with("; retrying after an error: node d: timeout"), "{}", p2.message);
+        assert_eq!(st2.rebalance.as_ref().unwrap().error.as_deref(), Some("node d: timeout"));
+
+        // Done: Progressing=False/Idle naming the outcome, transition time moves.
+        let done_view = idle(Some(migration("3f2a", "done", 3, 20_000, None)));
+        let done = StatusInput { rebalance: Some(&done_view), now: now() + time::Duration::minutes(2), ..input.clone() };
+        let st3 = cluster_status(Some(&st2), &done);
+        assert_eq!(st3.phase, Some(ClusterPhase::Ready));
+        let p3 = st3.conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
+        assert_eq!((p3.status.as_str(), p3.reason.as_str()), ("False", "Idle"));
+        assert_eq!(p3.message, "last migration 3f2a done: added d, 3 shard(s) moved");
+        assert_ne!(p3.last_transition_time, p.last_transition_time);
+        let r = st3.rebalance.unwrap();
+        assert_eq!((r.phase.as_str(), r.migration.as_deref(), r.shards_moved, r.shards_total, r.error), ("idle", Some("3f2a"), 3, 3, None));
+
+        // Never migrated: the condition is there all the same (for `kubectl wait`).
+        let none = idle(None);
+        let st4 = cluster_status(None, &StatusInput { rebalance: Some(&none), ..input.clone() });
+        let p4 = st4.conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
+        assert_eq!((p4.status.as_str(), p4.reason.as_str(), p4.message.as_str()), ("False", "Idle", "no migration has run"));
+        assert_eq!(st4.rebalance.unwrap().phase, "idle");
+        let st5 = cluster_status(None, &StatusInput { rebalance: None, ..input });
+        assert_eq!(st5.conditions.iter().find(|c| c.type_ == "Progressing").unwrap().reason, "Idle");
+        assert_eq!(st5.rebalance, None);
+    }
+
+    #[test]
+    fn changing_shards_is_an_invalid_spec_naming_shards() {
+        // Caught before the declaration (the proxy runs 4 shards) ...
+        let running_t = topology_of(&spec(4, 1, &[&["a"]]));
+        let errors = build_desired(&spec(8, 1, &[&["a"]]), Some(&running_t)).unwrap_err();
+        // ... or by the declaration itself (the task store holds 4 shards).
+        let declared = plan_error(&PlanError::ShardsChanged { from: 4, to: 8 });
+        assert_eq!(declared.field, "spec.shards");
+        assert!(declared.message.contains("4 → 8"), "{declared}");
+        for errors in [errors, vec![declared]] {
+            let a = running_t.assignment();
+            let view = idle(None);
+            let st = cluster_status(
+                None,
+                &StatusInput {
+                    generation: Some(2),
+                    validation: Err(&errors),
+                    running: Some(RunningView { topology: &running_t, assignment: &a, health: &[], sync: &[] }),
+                    rebalance: Some(&view),
+                    now: now(),
+                },
+            );
+            assert_eq!(st.phase, Some(ClusterPhase::Stalled));
+            for type_ in ["Ready", "Progressing"] {
+                let c = st.conditions.iter().find(|c| c.type_ == type_).unwrap();
+                assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "InvalidSpec"));
+                assert!(c.message.contains("spec.shards"), "{}", c.message);
+            }
+        }
+        // An invalid topology refused by the planner names its field too.
+        let e = plan_error(&PlanError::Invalid(TopologyError::ReplicationFactorZero));
+        assert_eq!(e.field, "spec.replicationFactor");
+    }
+
+    #[test]
+    fn an_invalid_spec_during_a_migration_still_shows_it_progressing() {
+        let errors = vec![SpecError { field: "spec.shards".into(), message: "is immutable".into() }];
+        let view = running(migration("m1", "copying", 0, 0, None));
+        let st = cluster_status(
+            None,
+            &StatusInput { generation: Some(3), validation: Err(&errors), running: None, rebalance: Some(&view), now: now() },
+        );
+        let p = st.conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
+        assert_eq!((p.status.as_str(), p.reason.as_str()), ("True", "Rebalancing"));
+        assert_eq!(st.conditions[0].reason, "InvalidSpec");
+    }
+
+    #[test]
+    fn rebalance_events_follow_status_changes_once() {
+        let reasons = |ev: Vec<RebalanceEvent>| ev.into_iter().map(|e| e.reason).collect::<Vec<_>>();
+        let nothing = idle(None);
+        let idle_before = nothing.status();
+        // Unknown before and nothing running: nothing to say.
+        assert!(rebalance_events(None, &nothing).is_empty());
+        assert!(rebalance_events(Some(&idle_before), &nothing).is_empty());
+
+        // Started.
+        let run = running(migration("m1", "copying", 0, 0, None));
+        let ev = rebalance_events(Some(&idle_before), &run);
+        assert_eq!(ev, vec![RebalanceEvent { warning: false, reason: "RebalanceStarted", note: "migration m1: added d; 3 shard(s) to move".into() }]);
+        // A status that already says it: nothing more.
+        let seen = run.status();
+        assert!(rebalance_events(Some(&seen), &running(migration("m1", "copying", 2, 500, None))).is_empty());
+
+        // An error: one Warning, not repeated while the text stays; a new text is reported.
+        let failing = running(migration("m1", "copying", 2, 500, Some("node d refused")));
+        let ev = rebalance_events(Some(&seen), &failing);
+        assert_eq!(reasons(ev.clone()), ["RebalanceFailed"]);
+        assert!(ev[0].warning && ev[0].note.contains("node d refused"), "{ev:?}");
+        assert!(rebalance_events(Some(&failing.status()), &failing).is_empty());
+        let other = running(migration("m1", "copying", 2, 500, Some("timeout")));
+        assert_eq!(reasons(rebalance_events(Some(&failing.status()), &other)), ["RebalanceFailed"]);
+
+        // Finished, with its outcome; then quiet.
+        let done = idle(Some(migration("m1", "done", 3, 900, None)));
+        let ev = rebalance_events(Some(&other.status()), &done);
+        assert_eq!(ev.len(), 1);
+        assert_eq!((ev[0].reason, ev[0].note.as_str()), ("RebalanceFinished", "migration m1 done: added d, 3/3 shard(s) moved, 900 documents copied"));
+        assert!(rebalance_events(Some(&done.status()), &done).is_empty());
+
+        // The next migration: started (the previous one was seen ended already).
+        let next = RebalanceView { running: Some(migration("m2", "copying", 0, 0, None)), last: done.last.clone(), declared_pending: false };
+        assert_eq!(reasons(rebalance_events(Some(&done.status()), &next)), ["RebalanceStarted"]);
+        // One that ran and ended between two looks: both.
+        let quick = idle(Some(migration("m3", "done", 3, 10, None)));
+        assert_eq!(reasons(rebalance_events(Some(&done.status()), &quick)), ["RebalanceStarted", "RebalanceFinished"]);
+        // m1 seen running, now m2 runs: m1 finished, m2 started.
+        assert_eq!(reasons(rebalance_events(Some(&seen), &next)), ["RebalanceFinished", "RebalanceStarted"]);
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(12_345), "12,345");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]
     fn invalid_spec_is_stalled_with_reason_and_unchanged_status_is_identical() {
         let errors = vec![SpecError { field: "spec.replicationFactor".into(), message: "too large".into() }];
-        let input = StatusInput { generation: Some(5), validation: Err(&errors), running: None, pending_rebalance: &[], now: now() };
+        let input = StatusInput { generation: Some(5), validation: Err(&errors), running: None, rebalance: None, now: now() };
         let st = cluster_status(None, &input);
         assert_eq!(st.phase, Some(ClusterPhase::Stalled));
         assert_eq!(st.conditions[0].reason, "InvalidSpec");

@@ -257,7 +257,8 @@ pub enum ClusterPhase {
     Ready,
     /// Applied; some shard has fewer than RF healthy copies in some group.
     Degraded,
-    /// Applied; shards moved between nodes and their data must be rebalanced.
+    /// Applied; a migration moves shards between nodes (reads and writes go on; see
+    /// `status.rebalance` and the `Progressing` condition).
     Rebalancing,
     /// Cannot be applied (invalid spec or a persistent error); see the `Ready` condition.
     Stalled,
@@ -284,9 +285,36 @@ pub struct MiroirClusterStatus {
     pub nodes: Vec<NodeStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard_coverage: Option<ShardCoverage>,
-    /// Shards whose holders changed and whose data has not been rebalanced yet.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pending_rebalance_shards: Vec<u32>,
+    /// The running migration (nodes added or removed), else the last one; absent until the
+    /// task store holds a placement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance: Option<RebalanceStatus>,
+}
+
+/// Data movement, as `GET /_miroir/rebalance` reports it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceStatus {
+    /// `idle`, or the running migration's phase: `copying`, `fencing`, `cut-over`, `cleaning`.
+    #[serde(default)]
+    pub phase: String,
+    /// Id of the running migration, else of the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<String>,
+    /// What changed, e.g. `added node-4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// Shards whose documents are on their new holders.
+    #[serde(default)]
+    pub shards_moved: u32,
+    /// Shards the migration moves.
+    #[serde(default)]
+    pub shards_total: u32,
+    #[serde(default)]
+    pub documents_copied: u64,
+    /// The last error the running migration met (it is retried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One node as observed by the proxy.

@@ -21,7 +21,7 @@ pub use alias::{Alias, AliasSpec, AliasStatus};
 pub use canary::{Canary, CanaryAssertions, CanaryFailure, CanarySpec, CanaryStatus, TopKContains};
 pub use cluster::{
     ClusterNode, ClusterPhase, HealthSpec, KeySecretRefs, MiroirCluster, MiroirClusterSpec, MiroirClusterStatus,
-    NodeStatus, RedisStoreSpec, ScatterSpec, ShardCoverage, SqliteStoreSpec, TaskStoreSpec, UnavailableShardPolicySpec,
+    NodeStatus, RebalanceStatus, RedisStoreSpec, ScatterSpec, ShardCoverage, SqliteStoreSpec, TaskStoreSpec, UnavailableShardPolicySpec,
     UnderReplicatedShard,
 };
 pub use rollover::{RetentionSpec, RolloverPolicy, RolloverPolicySpec, RolloverPolicyStatus, RolloverTemplate, RolloverTriggers};
