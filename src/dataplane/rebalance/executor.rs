@@ -18,6 +18,8 @@ use crate::model::IndexUid;
 
 /// Operations read from a migration queue per page.
 const QUEUE_PAGE: usize = 64;
+/// Rounds of queue replay while writes still flow, before the fence.
+const CATCH_UP_ROUNDS: usize = 5;
 /// Shards copied together from one source to one destination.
 const UNIT_SHARDS: usize = 32;
 
@@ -168,11 +170,26 @@ impl Proxy {
     }
 
     async fn copy_phase(&self, leadership: &Leadership, state: &PlacementState, m: &Migration, routing: &RoutingTable) -> Result<(), String> {
-        // Every process must queue writes for the new holders before the first page is read.
+        // Every write must be queued for the new holders before the first page is read: in
+        // this process, writes that began under the routing before the plan are waited for
+        // (they hold the gate); other processes read the plan within two poll intervals, and
+        // finish the writes they began before within the grace.
+        drop(self.inner.rebalance.gate.clone().write_owned().await);
         self.settle(m).await;
+        if self.store().backend() != "sqlite" {
+            tokio::time::sleep(Duration::from_millis(self.options().rebalance.cutover_grace_ms)).await;
+        }
         let indexes = self.source_indexes(state, routing).await?;
         let lister = state.topology.nodes.iter().find(|n| self.serves_reads(&n.id)).map(|n| n.id.clone()).ok_or("no source")?;
         let lister_addr = self.address(routing, &lister)?;
+        // A write acknowledged before the plan (so not queued) may still wait in a source's
+        // task queue: the copy reads what the source has processed, so wait for every task
+        // the sources had enqueued by now.
+        let mut sources: BTreeSet<String> = m.moves.iter().filter(|mv| !mv.copied).flat_map(|mv| mv.sources.iter().cloned()).collect();
+        sources.insert(lister.clone());
+        for node in sources.iter().filter(|n| self.serves_reads(n)) {
+            self.wait_enqueued(&self.address(routing, node)?).await?;
+        }
         for node in &m.joining {
             let dst = self.address(routing, node)?;
             for uid in indexes.keys() {
@@ -248,9 +265,26 @@ impl Proxy {
             .collect()
             .await;
         results.into_iter().collect::<Result<Vec<()>, String>>()?;
-        // The queue now, while writes still flow, so that the fence has little left to do.
-        self.drain_queues(m, routing).await?;
+        // The queues now, while writes still flow, so that the fence has little left to do:
+        // rounds up to what each queue held when the round began (writes keep coming; a round
+        // that would chase them could last as long as they do), until little is left.
+        for _ in 0..CATCH_UP_ROUNDS {
+            let left = self.drain_queues(m, routing, false).await?;
+            if left <= QUEUE_PAGE as u64 {
+                break;
+            }
+        }
         self.advance(m, Phase::Copying, Phase::Fencing).await
+    }
+
+    /// Waits until the node has processed every task it had enqueued when this was called.
+    async fn wait_enqueued(&self, addr: &str) -> Result<(), String> {
+        let path = crate::node::NodePath::route("/tasks").query("limit", "1");
+        let newest = self.node_ok(addr, reqwest::Method::GET, &path, None).await.map_err(|e| e.to_string())?;
+        if let Some(uid) = newest.pointer("/results/0/uid").and_then(serde_json::Value::as_u64) {
+            self.wait_node_task(addr, uid).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     /// Records shards as copied (their documents on every new holder), with their counts.
@@ -282,16 +316,21 @@ impl Proxy {
             let o = self.options().rebalance;
             tokio::time::sleep(Duration::from_millis(o.cutover_grace_ms.max(2 * o.poll_interval_ms))).await;
         }
-        self.drain_queues(m, routing).await?;
+        self.drain_queues(m, routing, true).await?;
         self.advance(m, Phase::Fencing, Phase::CutOver).await
     }
 
-    /// Replays every queue of the migration to its node until it is empty.
-    async fn drain_queues(&self, m: &Migration, routing: &RoutingTable) -> Result<(), String> {
+    /// Replays every queue of the migration to its node: to its end (`to_end`, writes are held),
+    /// or up to what it held when this began. Returns the operations still queued after it.
+    async fn drain_queues(&self, m: &Migration, routing: &RoutingTable, to_end: bool) -> Result<u64, String> {
         let mut replayed = 0u64;
+        let mut left = 0u64;
         for node in m.queue_nodes() {
             let addr = self.address(routing, &node)?;
-            replayed += self.drain_queue(&m.queue_of(&node), &node, &addr).await?;
+            let queue = m.queue_of(&node);
+            let up_to = if to_end { None } else { self.store().missed_summary(&queue).await.map_err(|e| e.to_string())?.newest_seq };
+            replayed += self.drain_queue(&queue, &node, &addr, up_to).await?;
+            left += self.store().missed_summary(&queue).await.map_err(|e| e.to_string())?.pending;
         }
         if replayed > 0 {
             self.update_placement(|state| {
@@ -304,15 +343,19 @@ impl Proxy {
             .await
             .map_err(|e| e.to_string())?;
         }
-        Ok(())
+        Ok(left)
     }
 
-    /// Replays one queue in order, a page at a time; a page is acknowledged once the node has
-    /// processed its last task (a crash replays it again, which is harmless in order).
-    async fn drain_queue(&self, queue: &str, node: &str, addr: &str) -> Result<u64, String> {
+    /// Replays one queue in order, a page at a time, until it is empty or past `up_to`; a page
+    /// is acknowledged once the node has processed its last task (a crash replays it again,
+    /// which is harmless in order).
+    async fn drain_queue(&self, queue: &str, node: &str, addr: &str, up_to: Option<u64>) -> Result<u64, String> {
         let mut replayed = 0u64;
         loop {
-            let ops = self.store().list_missed(queue, None, QUEUE_PAGE).await.map_err(|e| e.to_string())?;
+            let mut ops = self.store().list_missed(queue, None, QUEUE_PAGE).await.map_err(|e| e.to_string())?;
+            if let Some(limit) = up_to {
+                ops.retain(|op| op.seq <= limit);
+            }
             if ops.is_empty() {
                 return Ok(replayed);
             }
