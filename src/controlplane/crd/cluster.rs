@@ -35,7 +35,8 @@ use crate::config::{HealthConfig, ScatterConfig, UnavailableShardPolicy};
     .message("every replica group needs at least one node"))]
 #[serde(rename_all = "camelCase")]
 pub struct MiroirClusterSpec {
-    /// Number of shards documents are hashed into. Cannot change once set.
+    /// Number of shards documents are hashed into; 1260 unless there is a reason to differ
+    /// (docs/hashing.md). Cannot change once set.
     #[schemars(range(min = 1, max = 65536))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("shards is immutable"))]
     pub shards: u32,
