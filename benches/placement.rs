@@ -142,7 +142,7 @@ fn main() {
     let uuid = uuid_ids();
 
     println!("## Default placement: {s} shards, RF = 1, nodes node-1.., {DOCS} documents with ids \"0\"..\"{}\"\n", DOCS - 1);
-    println!("| N | shards per node (min–max) | largest / mean (documents) | adding node N+1 moves | × optimal 1/(N+1) | draining node-1 moves × what it held |");
+    println!("| N | shards per node (min–max) | largest / mean (documents) | adding node N+1 moves | × optimal 1/(N+1) | draining node-1 (N → N−1) moves × what it held |");
     println!("|---|---|---|---|---|---|");
     let docs = shard_docs(&seq, s);
     for n in 3..=8 {
@@ -160,7 +160,7 @@ fn main() {
     }
 
     println!("\n## Worst case over namings node-1.. / meili-0.., sequential / UUID-like ids, RF 1 / 2 ({s} shards)\n");
-    println!("| N | largest / mean (documents) | adding node N+1: × optimal | draining a node: × what it held |");
+    println!("| N | largest / mean (documents) | adding node N+1: × optimal | draining the first node (N → N−1): × what it held |");
     println!("|---|---|---|---|");
     let namings: [Naming; 2] = [node_naming, meili_naming];
     let id_sets = [shard_docs(&seq, s), shard_docs(&uuid, s)];
@@ -180,7 +180,7 @@ fn main() {
     }
 
     println!("\n## Shard count trade-off: worst over N = 3..8 and 24 namings (RF = 1, sequential ids)\n");
-    println!("| shards | rule | largest / mean (worst) | adding a node: × optimal (worst) | draining a node: × what it held (worst) |");
+    println!("| shards | rule | largest / mean (worst) | adding a node: × optimal (worst) | draining the first node: × what it held (worst) |");
     println!("|---|---|---|---|---|");
     // node-1.., meili-0.. and 22 more, prefixes derived from a hash (reproducible).
     let mut prefixes: Vec<String> = vec!["node-".into(), "meili-".into()];

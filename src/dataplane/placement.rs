@@ -17,9 +17,9 @@
 //!
 //! Without the capacity, step 2 is plain rendezvous on per-node ranks (the holder of a shard is
 //! the member that ranks it best): adding a node moves only shards *to* it. Ranks, unlike raw
-//! weights, give every node exactly one shard at each rank, which makes the load of the nodes
-//! about twice as even (variance) as with raw weights; the capacity, a little above the mean,
-//! trims what is left, and moves few shards doing so because few nodes reach it.
+//! weights, give every node exactly one claim per round, so loads drift apart only through
+//! collisions; the capacity, a little above the mean, trims what is left, and moves few shards
+//! doing so because few nodes reach it (measurements in docs/hashing.md).
 
 use super::hash::hrw_weight;
 
