@@ -43,16 +43,7 @@ impl Proxy {
     /// then enforces the node's byte budget. Called before the write is acknowledged.
     pub(crate) async fn record_missed(&self, index: Option<&str>, part: WritePart) -> ApiResult<()> {
         let node = part.call.node_id.clone();
-        let op = NewMissedOp {
-            index_uid: index.map(str::to_string),
-            shards: part.shards,
-            method: part.call.method.to_string(),
-            path: part.call.path.to_string(),
-            content_type: part.call.content_type.map(str::to_string),
-            body: part.call.body.unwrap_or_default(),
-            task_uid: None,
-            created_at: time::OffsetDateTime::now_utc(),
-        };
+        let op = part.into_op(index);
         let bytes = op.body.len() as u64;
         let lock = self.inner.sync.lock_of(&node);
         let _held = lock.lock().await;

@@ -36,6 +36,23 @@ pub struct WritePart {
     pub queued: bool,
 }
 
+impl WritePart {
+    /// The part as a stored operation (a missed write, or a migration's queued one): sent
+    /// again later exactly as it would have been sent now.
+    pub fn into_op(self, index: Option<&str>) -> crate::store::NewMissedOp {
+        crate::store::NewMissedOp {
+            index_uid: index.map(str::to_string),
+            shards: self.shards,
+            method: self.call.method.to_string(),
+            path: self.call.path.to_string(),
+            content_type: self.call.content_type.map(str::to_string),
+            body: self.call.body.unwrap_or_default(),
+            task_uid: None,
+            created_at: time::OffsetDateTime::now_utc(),
+        }
+    }
+}
+
 /// What one node answered (or why it could not).
 #[derive(Debug)]
 pub struct CallOutcome {

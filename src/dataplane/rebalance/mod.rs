@@ -43,7 +43,7 @@ use super::Proxy;
 use crate::error::{ApiError, ApiResult, Code};
 use crate::model::IndexUid;
 use crate::node::NodePath;
-use crate::store::{NewMissedOp, StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult};
 
 pub use executor::spawn;
 
@@ -209,17 +209,8 @@ impl Proxy {
     /// Appends a write part to the running migration's queue for its node (durably; called
     /// before the write is acknowledged).
     pub(crate) async fn queue_for_migration(&self, migration: &str, index: Option<&str>, part: WritePart) -> ApiResult<()> {
-        let op = NewMissedOp {
-            index_uid: index.map(str::to_string),
-            shards: part.shards,
-            method: part.call.method.to_string(),
-            path: part.call.path.to_string(),
-            content_type: part.call.content_type.map(str::to_string),
-            body: part.call.body.unwrap_or_default(),
-            task_uid: None,
-            created_at: now(),
-        };
-        self.store().append_missed(&plan::queue_name(migration, &part.call.node_id), op).await.map_err(store_error)?;
+        let queue = plan::queue_name(migration, &part.call.node_id);
+        self.store().append_missed(&queue, part.into_op(index)).await.map_err(store_error)?;
         Ok(())
     }
 
