@@ -123,6 +123,15 @@ impl Proxy {
         }
     }
 
+    /// [`Proxy::settle`], then (with several processes) the grace for writes they had
+    /// already started under the previous phase.
+    async fn settle_with_grace(&self, m: &Migration) {
+        self.settle(m).await;
+        if self.store().backend() != "sqlite" {
+            tokio::time::sleep(Duration::from_millis(self.options().rebalance.cutover_grace_ms)).await;
+        }
+    }
+
     async fn advance(&self, m: &Migration, from: Phase, to: Phase) -> Result<(), String> {
         self.update_placement(|state| {
             let mig = expect_phase(state, &m.id, from)?;
@@ -175,10 +184,7 @@ impl Proxy {
         // (they hold the gate); other processes read the plan within two poll intervals, and
         // finish the writes they began before within the grace.
         drop(self.inner.rebalance.gate.clone().write_owned().await);
-        self.settle(m).await;
-        if self.store().backend() != "sqlite" {
-            tokio::time::sleep(Duration::from_millis(self.options().rebalance.cutover_grace_ms)).await;
-        }
+        self.settle_with_grace(m).await;
         let indexes = self.source_indexes(state, routing).await?;
         let lister = state.topology.nodes.iter().find(|n| self.serves_reads(&n.id)).map(|n| n.id.clone()).ok_or("no source")?;
         let lister_addr = self.address(routing, &lister)?;
@@ -385,10 +391,7 @@ impl Proxy {
     async fn clean_phase(&self, m: &Migration, routing: &RoutingTable) -> Result<(), String> {
         // Other processes stop writing to the old holders once they read this phase; the
         // writes they started before finish within the grace.
-        self.settle(m).await;
-        if self.store().backend() != "sqlite" {
-            tokio::time::sleep(Duration::from_millis(self.options().rebalance.cutover_grace_ms)).await;
-        }
+        self.settle_with_grace(m).await;
         let mut drops: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
         for mv in &m.moves {
             for n in &mv.drop {
