@@ -949,4 +949,68 @@ mod tests {
         assert_eq!(v, json!({"results": [{"uid": 5}, {"uid": 4}], "total": 9, "limit": 2, "from": 5, "next": 3}));
         assert_eq!(task_list_view(vec![], 0, 20, None)["from"], Value::Null);
     }
+
+    /// The bookkeeping of a cancelation, without nodes (no topology: node tasks cannot be
+    /// asked, so their outcome is written into the store as a refresh would).
+    #[tokio::test]
+    async fn cancelation_finishes_and_counts_what_it_canceled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(dir.path().join("m.db")).await.unwrap();
+        let proxy = Proxy::new(crate::dataplane::ProxyOptions::default(), std::sync::Arc::new(store));
+        let store = proxy.store();
+        let new = |kind: &str| NewTask {
+            index_uid: Some("movies".into()),
+            kind: kind.into(),
+            status: TaskStatus::Enqueued,
+            enqueued_at: OffsetDateTime::now_utc(),
+            details: json!({"receivedDocuments": 1, "indexedDocuments": null}),
+            error: None,
+            node_tasks: vec![NodeTask { node_id: "n".into(), task_uid: 1 }],
+            custom_metadata: None,
+            targets: vec![],
+        };
+        let mut targets = Vec::new();
+        for _ in 0..4 {
+            let mut t = store.create_task(new("documentAdditionOrUpdate")).await.unwrap();
+            t.status = TaskStatus::Processing;
+            store.update_task(&t).await.unwrap();
+            targets.push(t);
+        }
+        let details = json!({"matchedTasks": 4, "canceledTasks": null, "originalFilter": "?uids=0,1,2,3"});
+        let cancel = proxy.new_task("taskCancelation", None, details, vec![], OffsetDateTime::now_utc(), targets.iter().map(|t| t.uid).collect()).await.unwrap();
+        // Targets still running: the cancelation is processing, not done.
+        let c = proxy.get_task(cancel.uid).await.unwrap();
+        assert_eq!((c.status, c.finished_at), (TaskStatus::Processing, None));
+        assert!(c.started_at.is_some());
+        // Outcomes: canceled by this cancelation (marked), canceled before it could mark it,
+        // finished before the cancelation reached it, canceled by another cancelation.
+        let outcomes = [(TaskStatus::Canceled, Some(cancel.uid)), (TaskStatus::Canceled, None), (TaskStatus::Succeeded, Some(cancel.uid)), (TaskStatus::Canceled, Some(99))];
+        for (t, (status, by)) in targets.iter_mut().zip(outcomes) {
+            t.status = status;
+            t.canceled_by = by;
+            t.started_at = Some(t.enqueued_at);
+            t.finished_at = Some(OffsetDateTime::now_utc());
+            store.update_task(t).await.unwrap();
+        }
+        let c = proxy.get_task(cancel.uid).await.unwrap();
+        assert_eq!(c.status, TaskStatus::Succeeded);
+        assert!(c.finished_at.is_some());
+        assert_eq!(c.details, json!({"matchedTasks": 4, "canceledTasks": 2, "originalFilter": "?uids=0,1,2,3"}));
+        let mut views = Vec::new();
+        for t in &targets {
+            views.push(task_view(&store.get_task(t.uid).await.unwrap().unwrap()));
+        }
+        let by: Vec<Value> = views.iter().map(|v| v["canceledBy"].clone()).collect();
+        assert_eq!(by, [json!(cancel.uid), json!(cancel.uid), Value::Null, json!(99)]);
+        // Terminal now: reading again changes nothing.
+        assert_eq!(proxy.get_task(cancel.uid).await.unwrap(), c);
+        // `canceledBy` finds exactly what it canceled.
+        let f = TaskFilter { canceled_by: vec![cancel.uid], ..Default::default() };
+        let found: Vec<u64> = store.find_tasks(&f).await.unwrap().iter().map(|t| t.uid).collect();
+        assert_eq!(found, vec![targets[1].uid, targets[0].uid]);
+        // A cancelation with nothing to cancel finishes at once.
+        let empty = proxy.new_task("taskCancelation", None, json!({"matchedTasks": 0, "canceledTasks": null, "originalFilter": "?uids=77"}), vec![], OffsetDateTime::now_utc(), vec![]).await.unwrap();
+        let e = proxy.get_task(empty.uid).await.unwrap();
+        assert_eq!((e.status, e.details["canceledTasks"].clone()), (TaskStatus::Succeeded, json!(0)));
+    }
 }
