@@ -232,9 +232,13 @@ async fn tasks_and_batches_like_one_meilisearch() {
 
     // Writes canceled right away: however far they got, the cancelation finishes, counts
     // exactly the tasks it canceled, and those (only those) say `canceledBy` = its uid.
+    // (On real Meilisearch some of them are usually canceled; the test node holds one lock
+    // while it processes a task, so there every write has finished by the time Miroir asks.
+    // The bookkeeping itself is covered deterministically by the unit test
+    // `cancelation_finishes_and_counts_what_it_canceled`.)
     let mut batch = Vec::new();
     for i in 0..6 {
-        let docs: Vec<Value> = (0..3000).map(|j| json!({"id": 100_000 + i * 3000 + j, "title": format!("title {j} of batch {i}")})).collect();
+        let docs: Vec<Value> = (0..2000).map(|j| json!({"id": 100_000 + i * 2000 + j, "title": format!("title {j} of batch {i}")})).collect();
         batch.push(accepted(&http, Method::POST, "/indexes/movies/documents", &json!(docs)).await["taskUid"].as_u64().unwrap());
     }
     let list = batch.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
