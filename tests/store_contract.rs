@@ -1691,7 +1691,8 @@ async fn custom_metadata_and_targets_round_trip(s: Store) {
 async fn progress_filters_on_record_fields(s: Store) {
     use TaskStatus::*;
     // (status, started (s), finished (s), canceled_by)
-    let rows: &[(TaskStatus, Option<i64>, Option<i64>, Option<u64>)] = &[
+    type Row = (TaskStatus, Option<i64>, Option<i64>, Option<u64>);
+    let rows: &[Row] = &[
         (Succeeded, Some(1), Some(2), None),  // 0
         (Canceled, Some(3), Some(4), Some(5)), // 1
         (Enqueued, None, None, Some(5)),       // 2: marked by a cancelation, not canceled (yet)

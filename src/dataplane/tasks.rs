@@ -729,6 +729,10 @@ impl Proxy {
         if filter.statuses.is_empty() {
             return Ok(task_list_view(vec![], 0, q.limit, None));
         }
+        // Which batches exist depends on progress: judge it as the nodes say it is now.
+        if !q.filters_on_progress() {
+            self.refresh_unfinished().await?;
+        }
         let page = self.page_tasks(&filter, q).await?;
         let mut views = Vec::with_capacity(page.results.len());
         for t in page.results {
