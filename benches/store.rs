@@ -41,6 +41,8 @@ fn task(i: usize) -> NewTask {
         details: json!({"receivedDocuments": 1000, "indexedDocuments": null}),
         error: None,
         node_tasks: (0..3).map(|n| NodeTask { node_id: format!("node-{n}"), task_uid: i as u64 }).collect(),
+        custom_metadata: None,
+        targets: vec![],
     }
 }
 

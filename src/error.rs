@@ -168,6 +168,7 @@ codes! {
     InvalidTaskBeforeFinishedAt => ("invalid_task_before_finished_at", StatusCode::BAD_REQUEST, InvalidRequest),
     InvalidTaskAfterFinishedAt => ("invalid_task_after_finished_at", StatusCode::BAD_REQUEST, InvalidRequest),
     MissingTaskFilters => ("missing_task_filters", StatusCode::BAD_REQUEST, InvalidRequest),
+    BatchNotFound => ("batch_not_found", StatusCode::NOT_FOUND, InvalidRequest),
     // --- generic
     Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR, ErrorType::Internal),
     NotImplemented => ("miroir_not_implemented", StatusCode::NOT_IMPLEMENTED, InvalidRequest),

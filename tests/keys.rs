@@ -483,6 +483,8 @@ fn routes() -> Vec<Route> {
         r(Method::POST, "/tasks/cancel?uids=999999", "tasks.cancel", None),
         r(Method::DELETE, "/tasks?uids=999999", "tasks.delete", None),
         r(Method::GET, "/batches", "tasks.get", None),
+        r(Method::GET, "/batches/0", "tasks.get", None),
+        r(Method::POST, "/tasks/compact", "tasks.compact", None),
         r(Method::GET, "/keys", "keys.get", None),
         r(Method::GET, "/keys/00000000-0000-4000-8000-000000000000", "keys.get", None),
         r(Method::POST, "/keys", "keys.create", Some(json!({"actions": ["search"], "indexes": ["*"], "expiresAt": null}))),

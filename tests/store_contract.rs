@@ -36,6 +36,8 @@ fn new_task(index: Option<&str>, kind: &str, status: TaskStatus, enqueued_at: Of
         details: json!({"kind": kind}),
         error: None,
         node_tasks: vec![NodeTask { node_id: "n1".into(), task_uid: 7 }],
+        custom_metadata: None,
+        targets: vec![],
     }
 }
 
@@ -98,6 +100,8 @@ contract!(
     placement_compare_and_set_versions,
     placement_state_round_trips_byte_exact,
     placement_no_lost_update_under_concurrency,
+    custom_metadata_and_targets_round_trip,
+    progress_filters_on_record_fields,
 );
 
 // ---------------------------------------------------------------- contract cases
@@ -296,6 +300,7 @@ fn filter_grid() -> Vec<TaskFilter> {
                             index_uids: ix.clone(),
                             before_enqueued_at: *before,
                             after_enqueued_at: *after,
+                            ..Default::default()
                         });
                     }
                 }
@@ -1657,5 +1662,99 @@ mod redis_only {
         )
         .await;
         assert!(matches!(r, Ok(Err(StoreError::Unavailable(_)))), "{r:?}");
+    }
+}
+
+// ---------------------------------------------------------------- tasks: customMetadata, progress filters
+
+async fn custom_metadata_and_targets_round_trip(s: Store) {
+    let mut nt = new_task(Some("movies"), "documentAdditionOrUpdate", TaskStatus::Enqueued, BASE);
+    nt.custom_metadata = Some("release: \"v2\" ünï,*".into());
+    let t = s.create_task(nt.clone()).await.unwrap();
+    assert_eq!(t.custom_metadata, nt.custom_metadata);
+    assert_eq!(s.get_task(t.uid).await.unwrap().unwrap().custom_metadata, nt.custom_metadata);
+    let mut c = new_task(None, "taskCancelation", TaskStatus::Enqueued, at(1));
+    c.targets = vec![t.uid, 99];
+    let c = s.create_task(c).await.unwrap();
+    let mut got = s.get_task(c.uid).await.unwrap().unwrap();
+    assert_eq!(got.targets, vec![t.uid, 99]);
+    assert_eq!(got.custom_metadata, None);
+    got.targets.clear();
+    s.update_task(&got).await.unwrap();
+    assert_eq!(s.get_task(c.uid).await.unwrap().unwrap(), got);
+    let listed = s.list_tasks(&TaskFilter::default(), &paging(10, None, false)).await.unwrap();
+    assert_eq!(listed.results.iter().find(|x| x.uid == t.uid).unwrap().custom_metadata, nt.custom_metadata);
+}
+
+/// `batchUids`, `canceledBy` and the started/finished bounds live in the record, not in the
+/// backends' indexes: both backends must filter and page them like the indexed ones.
+async fn progress_filters_on_record_fields(s: Store) {
+    use TaskStatus::*;
+    // (status, started (s), finished (s), canceled_by)
+    type Row = (TaskStatus, Option<i64>, Option<i64>, Option<u64>);
+    let rows: &[Row] = &[
+        (Succeeded, Some(1), Some(2), None),  // 0
+        (Canceled, Some(3), Some(4), Some(5)), // 1
+        (Enqueued, None, None, Some(5)),       // 2: marked by a cancelation, not canceled (yet)
+        (Processing, Some(5), None, None),     // 3
+        (Failed, Some(6), Some(8), None),      // 4
+        (Canceled, None, Some(7), Some(9)),    // 5: canceled before it started
+        (Canceled, Some(7), Some(9), Some(5)), // 6
+    ];
+    let mut all = Vec::new();
+    for (i, (status, started, finished, by)) in rows.iter().enumerate() {
+        let t = s.create_task(new_task(Some(if i % 2 == 0 { "movies" } else { "books" }), "documentAdditionOrUpdate", Enqueued, at(i as i64))).await.unwrap();
+        let mut u = t.clone();
+        u.status = *status;
+        u.started_at = started.map(at);
+        u.finished_at = finished.map(at);
+        u.canceled_by = *by;
+        s.update_task(&u).await.unwrap();
+        all.push(u);
+    }
+    let find = |f: TaskFilter| {
+        let s = s.clone();
+        async move { uids(&s.find_tasks(&f).await.unwrap()) }
+    };
+    let none = Vec::<u64>::new();
+    // A task is its own batch once started: enqueued tasks are in no batch.
+    assert_eq!(find(TaskFilter { batch_uids: vec![0, 2, 3, 77], ..Default::default() }).await, vec![3, 0]);
+    // Only canceled tasks match `canceledBy`.
+    assert_eq!(find(TaskFilter { canceled_by: vec![5], ..Default::default() }).await, vec![6, 1]);
+    assert_eq!(find(TaskFilter { canceled_by: vec![9, 5], ..Default::default() }).await, vec![6, 5, 1]);
+    assert_eq!(find(TaskFilter { canceled_by: vec![1234], ..Default::default() }).await, none);
+    // Exclusive bounds; a task without the date never matches a bound on it.
+    assert_eq!(find(TaskFilter { after_started_at: Some(at(3)), ..Default::default() }).await, vec![6, 4, 3]);
+    assert_eq!(find(TaskFilter { before_started_at: Some(at(3)), ..Default::default() }).await, vec![0]);
+    assert_eq!(
+        find(TaskFilter { after_started_at: Some(at(1)), before_started_at: Some(at(7)), ..Default::default() }).await,
+        vec![4, 3, 1]
+    );
+    assert_eq!(find(TaskFilter { before_finished_at: Some(at(8)), ..Default::default() }).await, vec![5, 1, 0]);
+    assert_eq!(find(TaskFilter { after_finished_at: Some(at(7)), ..Default::default() }).await, vec![6, 4]);
+    // Combined with indexed conditions.
+    assert_eq!(
+        find(TaskFilter { index_uids: vec!["books".into()], after_finished_at: Some(at(3)), ..Default::default() }).await,
+        vec![5, 1]
+    );
+    assert_eq!(
+        find(TaskFilter { statuses: vec![Canceled], canceled_by: vec![5], uids: vec![6], ..Default::default() }).await,
+        vec![6]
+    );
+    // Paging over the filtered set: `total`, `next`, `from` and `reverse` as for indexed filters.
+    let f = TaskFilter { after_started_at: Some(at(0)), ..Default::default() }; // 6, 4, 3, 1, 0
+    let p = s.list_tasks(&f, &paging(2, None, false)).await.unwrap();
+    assert_eq!((uids(&p.results), p.total, p.next), (vec![6, 4], 5, Some(3)));
+    let p = s.list_tasks(&f, &paging(2, Some(3), false)).await.unwrap();
+    assert_eq!((uids(&p.results), p.total, p.next), (vec![3, 1], 5, Some(0)));
+    let p = s.list_tasks(&f, &paging(2, Some(0), false)).await.unwrap();
+    assert_eq!((uids(&p.results), p.total, p.next), (vec![0], 5, None));
+    let p = s.list_tasks(&f, &paging(3, None, true)).await.unwrap();
+    assert_eq!((uids(&p.results), p.total, p.next), (vec![0, 1, 3], 5, Some(4)));
+    let p = s.list_tasks(&f, &paging(3, Some(2), true)).await.unwrap();
+    assert_eq!((uids(&p.results), p.total, p.next), (vec![3, 4, 6], 5, None));
+    // Records come back whole.
+    for t in s.find_tasks(&f).await.unwrap() {
+        assert_eq!(Some(&t), all.iter().find(|x| x.uid == t.uid));
     }
 }

@@ -39,13 +39,32 @@ pub fn store_error(e: StoreError) -> ApiError {
 
 /// The summarized task answered with 202.
 pub fn summarized(t: &TaskRecord) -> Value {
-    json!({
+    let mut v = json!({
         "taskUid": t.uid,
         "indexUid": t.index_uid,
         "status": t.status.as_str(),
         "type": t.kind,
         "enqueuedAt": rfc3339(t.enqueued_at),
-    })
+    });
+    if let (Some(m), Some(o)) = (&t.custom_metadata, v.as_object_mut()) {
+        o.insert("customMetadata".into(), json!(m));
+    }
+    v
+}
+
+tokio::task_local! {
+    /// `customMetadata` of the write request being served: the HTTP layer sets it around the
+    /// write, and every Miroir task created inside records it (the nodes never see it).
+    pub static CUSTOM_METADATA: Option<String>;
+}
+
+/// Runs `fut` (a write) so that the tasks it creates carry `meta`.
+pub async fn with_custom_metadata<F: std::future::Future>(meta: Option<String>, fut: F) -> F::Output {
+    CUSTOM_METADATA.scope(meta, fut).await
+}
+
+fn current_custom_metadata() -> Option<String> {
+    CUSTOM_METADATA.try_with(Clone::clone).ok().flatten()
 }
 
 /// The full task object, in Meilisearch's field order.
@@ -54,19 +73,70 @@ pub fn task_view(t: &TaskRecord) -> Value {
         (Some(s), Some(f)) => Value::String(iso_duration(f - s)),
         _ => Value::Null,
     };
-    json!({
+    let mut v = json!({
         "uid": t.uid,
-        "batchUid": if t.status == TaskStatus::Enqueued { Value::Null } else { json!(t.uid) },
+        "batchUid": batch_uid(t),
         "indexUid": t.index_uid,
         "status": t.status.as_str(),
         "type": t.kind,
-        "canceledBy": t.canceled_by,
+        // Set on a task a cancelation targets, shown once the task is canceled.
+        "canceledBy": if t.status == TaskStatus::Canceled { json!(t.canceled_by) } else { Value::Null },
         "details": t.details,
         "error": t.error,
         "duration": duration,
         "enqueuedAt": rfc3339(t.enqueued_at),
         "startedAt": t.started_at.map(rfc3339),
         "finishedAt": t.finished_at.map(rfc3339),
+    });
+    if let (Some(m), Some(o)) = (&t.custom_metadata, v.as_object_mut()) {
+        o.insert("customMetadata".into(), json!(m));
+    }
+    v
+}
+
+/// A Miroir task is processed as its own batch: batch uid = task uid, once it has started.
+pub fn batch_uid(t: &TaskRecord) -> Option<u64> {
+    (t.status != TaskStatus::Enqueued).then_some(t.uid)
+}
+
+/// Task kinds that are not about one index (their batches are never grouped by index).
+const GLOBAL_KINDS: &[&str] = &[
+    "indexSwap", "taskCancelation", "taskDeletion", "dumpCreation", "snapshotCreation", "export", "upgradeDatabase",
+    "networkTopologyChange",
+];
+
+/// The batch object of a started task, in Meilisearch's `BatchView` field order.
+pub fn batch_view(t: &TaskRecord) -> Value {
+    let started = t.started_at.unwrap_or(t.enqueued_at);
+    let mut status = Map::new();
+    status.insert(t.status.as_str().into(), json!(1));
+    let mut types = Map::new();
+    types.insert(t.kind.clone(), json!(1));
+    let mut index_uids = Map::new();
+    if let Some(i) = &t.index_uid {
+        index_uids.insert(i.clone(), json!(1));
+    }
+    let strategy = match &t.index_uid {
+        Some(i) if !GLOBAL_KINDS.contains(&t.kind.as_str()) => format!("batched all enqueued tasks for index `{i}`"),
+        _ => format!(
+            "created batch containing only task with id {} of type `{}` that cannot be batched with any other task.",
+            t.uid, t.kind
+        ),
+    };
+    json!({
+        "uid": t.uid,
+        "progress": null,
+        "details": if t.details.is_null() { json!({}) } else { t.details.clone() },
+        "stats": {
+            "totalNbTasks": 1,
+            "status": status,
+            "types": types,
+            "indexUids": index_uids,
+        },
+        "duration": t.finished_at.map(|f| iso_duration(f - started)),
+        "startedAt": rfc3339(started),
+        "finishedAt": t.finished_at.map(rfc3339),
+        "batchStrategy": strategy,
     })
 }
 
@@ -121,9 +191,8 @@ pub fn aggregate(task: &TaskRecord, node_views: &[(String, Value)], group_of: &H
             .find(|(_, v)| v.get("status").and_then(Value::as_str) == Some("failed"))
             .and_then(|(_, v)| v.get("error").cloned());
     }
-    if status == TaskStatus::Canceled {
-        out.canceled_by = node_views.iter().find_map(|(_, v)| v.get("canceledBy").and_then(Value::as_u64));
-    }
+    // `canceled_by` is in Miroir's uid space: the node's cancelation uid means nothing to the
+    // client. It is set by the Miroir cancelation that targets the task (see `cancel_tasks`).
     out.details = aggregate_details(task, node_views, group_of, rf, status);
     out
 }
@@ -186,6 +255,18 @@ impl Proxy {
         node_tasks: Vec<NodeTask>,
         enqueued_at: OffsetDateTime,
     ) -> ApiResult<TaskRecord> {
+        self.new_task(kind, index_uid, details, node_tasks, enqueued_at, vec![]).await
+    }
+
+    async fn new_task(
+        &self,
+        kind: &str,
+        index_uid: Option<&str>,
+        details: Value,
+        node_tasks: Vec<NodeTask>,
+        enqueued_at: OffsetDateTime,
+        targets: Vec<u64>,
+    ) -> ApiResult<TaskRecord> {
         self.inner
             .store
             .create_task(NewTask {
@@ -196,6 +277,8 @@ impl Proxy {
                 details,
                 error: None,
                 node_tasks,
+                custom_metadata: current_custom_metadata(),
+                targets,
             })
             .await
             .map_err(store_error)
@@ -211,35 +294,49 @@ impl Proxy {
         error: &ApiError,
     ) -> ApiResult<TaskRecord> {
         let now = OffsetDateTime::now_utc();
-        let rec = self
-            .inner
-            .store
-            .create_task(NewTask {
-                index_uid: index_uid.map(str::to_string),
-                kind: kind.to_string(),
-                status: TaskStatus::Enqueued,
-                enqueued_at: now,
-                details: details.clone(),
-                error: None,
-                node_tasks: vec![],
-            })
-            .await
-            .map_err(store_error)?;
+        let rec = self.new_task(kind, index_uid, details, vec![], now, vec![]).await?;
         let mut failed = rec.clone();
         failed.status = TaskStatus::Failed;
         failed.started_at = Some(now);
         failed.finished_at = Some(OffsetDateTime::now_utc());
         failed.error = Some(error.body());
-        self.inner.store.update_task(&failed).await.map_err(store_error)?;
+        self.save_task(&rec, &failed).await?;
         Ok(rec)
+    }
+
+    /// The one place where a task's new state is stored, so the one place where a Miroir task
+    /// becomes terminal (`before` is the state it was read in). Anything that must happen
+    /// once a task has finished (e.g. webhooks) belongs here.
+    pub(crate) async fn save_task(&self, before: &TaskRecord, after: &TaskRecord) -> ApiResult<()> {
+        if before == after {
+            return Ok(());
+        }
+        self.inner.store.update_task(after).await.map_err(store_error)?;
+        if after.status.is_terminal() && !before.status.is_terminal() {
+            tracing::debug!(uid = after.uid, kind = %after.kind, status = after.status.as_str(), "miroir task finished");
+        }
+        Ok(())
     }
 
     /// Reads a task, refreshing its status from the nodes when it is not terminal yet.
     pub(crate) async fn refreshed_task(&self, task: TaskRecord) -> ApiResult<TaskRecord> {
-        if task.status.is_terminal() || task.node_tasks.is_empty() {
+        if task.status.is_terminal() {
             return Ok(task);
         }
-        let Some(routing) = self.routing() else { return Ok(task) };
+        if task.kind == "taskCancelation" {
+            return self.refreshed_cancelation(task).await;
+        }
+        let next = self.node_progress(&task).await?;
+        self.save_task(&task, &next).await?;
+        Ok(next)
+    }
+
+    /// The task as its node tasks say it is now (nothing stored).
+    async fn node_progress(&self, task: &TaskRecord) -> ApiResult<TaskRecord> {
+        if task.status.is_terminal() || task.node_tasks.is_empty() {
+            return Ok(task.clone());
+        }
+        let Some(routing) = self.routing() else { return Ok(task.clone()) };
         // Node tasks of nodes that have left the topology (removed or drained after a
         // migration moved their shards away, data and queued writes included) cannot be
         // asked any more: the task is judged by the node tasks of the nodes still there, and
@@ -252,7 +349,6 @@ impl Proxy {
             let now = OffsetDateTime::now_utc();
             done.started_at = done.started_at.or(Some(now));
             done.finished_at = Some(now);
-            self.inner.store.update_task(&done).await.map_err(store_error)?;
             return Ok(done);
         }
         let judged = TaskRecord { node_tasks: present, ..task.clone() };
@@ -271,16 +367,128 @@ impl Proxy {
             routing.topology.nodes.iter().map(|n| (n.id.clone(), n.replica_group)).collect();
         let mut next = aggregate(&judged, &views, &group_of, routing.topology.replication_factor);
         next.node_tasks = task.node_tasks.clone();
-        if next != task {
-            self.inner.store.update_task(&next).await.map_err(store_error)?;
-        }
         Ok(next)
+    }
+
+    /// A `taskCancelation` is done once the node cancelations behind it are, and every Miroir
+    /// task it targets has finished (canceled, or finished before the cancelation reached it).
+    /// It then succeeds with `canceledTasks` = the targets it canceled.
+    async fn refreshed_cancelation(&self, task: TaskRecord) -> ApiResult<TaskRecord> {
+        let nodes = self.node_progress(&task).await?;
+        let mut next = nodes.clone();
+        if !task.node_tasks.is_empty() && !nodes.status.is_terminal() {
+            self.save_task(&task, &next).await?;
+            return Ok(next);
+        }
+        let mut canceled = 0u64;
+        let mut running = false;
+        for uid in &task.targets {
+            let Some(t) = self.inner.store.get_task(*uid).await.map_err(store_error)? else { continue };
+            let mut t = if t.kind == "taskCancelation" { t } else { self.refresh_target(t).await? };
+            if !t.status.is_terminal() {
+                running = true;
+                continue;
+            }
+            if t.status == TaskStatus::Canceled {
+                // A target canceled before this cancelation could mark it is still its doing.
+                if t.canceled_by.is_none() {
+                    let before = t.clone();
+                    t.canceled_by = Some(task.uid);
+                    self.save_task(&before, &t).await?;
+                }
+                if t.canceled_by == Some(task.uid) {
+                    canceled += 1;
+                }
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        next.started_at = next.started_at.or(Some(now));
+        if running {
+            next.status = TaskStatus::Processing;
+            next.finished_at = None;
+        } else {
+            next.status = TaskStatus::Succeeded;
+            next.error = None;
+            next.finished_at = Some(now);
+            if let Some(d) = next.details.as_object_mut() {
+                d.insert("canceledTasks".into(), json!(canceled));
+            }
+        }
+        self.save_task(&task, &next).await?;
+        Ok(next)
+    }
+
+    /// `refreshed_task` for a task that is not a cancelation (no recursion).
+    async fn refresh_target(&self, task: TaskRecord) -> ApiResult<TaskRecord> {
+        if task.status.is_terminal() {
+            return Ok(task);
+        }
+        let next = self.node_progress(&task).await?;
+        self.save_task(&task, &next).await?;
+        Ok(next)
+    }
+
+    /// Cancels the unfinished Miroir tasks among `matched`: their node tasks are canceled on
+    /// every node, and one `taskCancelation` Miroir task records it (marking its targets so
+    /// they report `canceledBy` once canceled).
+    pub(crate) async fn cancel_tasks(&self, matched: Vec<TaskRecord>, details: Value, enqueued_at: OffsetDateTime) -> ApiResult<TaskRecord> {
+        let routing = self.routing_or_error()?;
+        let mut per_node: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+        let mut targets = Vec::new();
+        for t in matched {
+            if matches!(t.kind.as_str(), "taskCancelation" | "taskDeletion") {
+                continue;
+            }
+            let t = self.refreshed_task(t).await?;
+            if t.status.is_terminal() || t.node_tasks.is_empty() {
+                continue;
+            }
+            for nt in &t.node_tasks {
+                per_node.entry(nt.node_id.clone()).or_default().push(nt.task_uid);
+            }
+            targets.push(t.uid);
+        }
+        let calls: Vec<super::fanout::NodeCall> = per_node
+            .into_iter()
+            .map(|(node, uids)| super::fanout::NodeCall {
+                node_id: node,
+                method: Method::POST,
+                path: crate::node::NodePath::route("/tasks/cancel")
+                    .query("uids", uids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
+                content_type: None,
+                body: None,
+            })
+            .collect();
+        let outcomes = if calls.is_empty() { vec![] } else { self.call_nodes(&routing, calls).await };
+        let node_tasks = super::write::node_tasks(&outcomes);
+        let task = self.new_task("taskCancelation", None, details, node_tasks, enqueued_at, targets.clone()).await?;
+        for uid in targets {
+            if let Some(t) = self.inner.store.get_task(uid).await.map_err(store_error)? {
+                if t.canceled_by.is_none() && (!t.status.is_terminal() || t.status == TaskStatus::Canceled) {
+                    let mut marked = t.clone();
+                    marked.canceled_by = Some(task.uid);
+                    self.save_task(&t, &marked).await?;
+                }
+            }
+        }
+        Ok(task)
     }
 
     pub(crate) async fn get_task(&self, uid: u64) -> ApiResult<TaskRecord> {
         let t = self.inner.store.get_task(uid).await.map_err(store_error)?;
         let t = t.ok_or_else(|| ApiError::new(Code::TaskNotFound, format!("Task `{uid}` not found.")))?;
         self.refreshed_task(t).await
+    }
+
+    /// Refreshes every unfinished task first, so that filters on progress (statuses, dates,
+    /// batches, cancelations) judge what the nodes say now, not what was last read.
+    pub(crate) async fn refresh_unfinished(&self) -> ApiResult<()> {
+        let filter = TaskFilter { statuses: vec![TaskStatus::Enqueued, TaskStatus::Processing], ..Default::default() };
+        let pending = self.inner.store.find_tasks(&filter).await.map_err(store_error)?;
+        for t in pending {
+            self.refreshed_task(t).await?;
+        }
+        Ok(())
     }
 }
 
@@ -346,7 +554,6 @@ pub fn parse_task_query(params: &[(String, String)], raw_query: &str, allow_pagi
             None => ordered.push((k, v)),
         }
     }
-    let mut unimplemented = None;
     for (k, v) in ordered {
         if !accepted.contains(&k) {
             return Err(crate::model::deserr::unknown_param(k, accepted));
@@ -365,10 +572,14 @@ pub fn parse_task_query(params: &[(String, String)], raw_query: &str, allow_pagi
                     q.filter.uids = uids.into_iter().map(u64::from).collect();
                 }
             }
-            "batchUids" | "canceledBy" => {
-                let code = if k == "batchUids" { Code::InvalidBatchUids } else { Code::InvalidTaskCanceledBy };
-                if star_list(k, v, code, positive_integer)?.is_some_and(|l| !l.is_empty()) {
-                    unimplemented.get_or_insert(k);
+            "batchUids" => {
+                if let Some(uids) = star_list(k, v, Code::InvalidBatchUids, positive_integer)? {
+                    q.filter.batch_uids = uids.into_iter().map(u64::from).collect();
+                }
+            }
+            "canceledBy" => {
+                if let Some(uids) = star_list(k, v, Code::InvalidTaskCanceledBy, positive_integer)? {
+                    q.filter.canceled_by = uids.into_iter().map(u64::from).collect();
                 }
             }
             "statuses" => {
@@ -413,22 +624,21 @@ pub fn parse_task_query(params: &[(String, String)], raw_query: &str, allow_pagi
                     let t = parse_date_param(v, k.starts_with("after")).ok_or_else(|| {
                         ApiError::new(code, format!("Invalid value in parameter `{k}`: `{v}` is an invalid date-time. It should follow the YYYY-MM-DD or RFC 3339 date-time format."))
                     })?;
-                    match k {
-                        "beforeEnqueuedAt" => q.filter.before_enqueued_at = Some(t),
-                        "afterEnqueuedAt" => q.filter.after_enqueued_at = Some(t),
-                        _ => {
-                            unimplemented.get_or_insert(k);
-                        }
-                    }
+                    let slot = match k {
+                        "beforeEnqueuedAt" => &mut q.filter.before_enqueued_at,
+                        "afterEnqueuedAt" => &mut q.filter.after_enqueued_at,
+                        "beforeStartedAt" => &mut q.filter.before_started_at,
+                        "afterStartedAt" => &mut q.filter.after_started_at,
+                        "beforeFinishedAt" => &mut q.filter.before_finished_at,
+                        _ => &mut q.filter.after_finished_at,
+                    };
+                    *slot = Some(t);
                 }
             }
         }
         if !matches!(k, "limit" | "from" | "reverse") {
             q.has_filter = true;
         }
-    }
-    if let Some(k) = unimplemented {
-        return Err(ApiError::not_implemented(&format!("The task filter `{k}`")));
     }
     Ok(q)
 }
@@ -466,9 +676,10 @@ pub const TASK_TYPES: &[&str] = &[
     "dsrClear",
 ];
 
-/// `GET /tasks` body.
-pub fn task_list_view(results: Vec<Value>, total: u64, limit: usize, from: Option<u64>, next: Option<u64>) -> Value {
-    let from = from.or_else(|| results.first().and_then(|t| t.get("uid")).and_then(Value::as_u64));
+/// `GET /tasks` (and `GET /batches`) body: `from` is the first result's uid, as Meilisearch
+/// answers it (not the `from` asked for).
+pub fn task_list_view(results: Vec<Value>, total: u64, limit: usize, next: Option<u64>) -> Value {
+    let from = results.first().and_then(|t| t.get("uid")).and_then(Value::as_u64);
     let mut m = Map::new();
     m.insert("results".into(), Value::Array(results));
     m.insert("total".into(), json!(total));
@@ -478,20 +689,67 @@ pub fn task_list_view(results: Vec<Value>, total: u64, limit: usize, from: Optio
     Value::Object(m)
 }
 
+impl TaskQuery {
+    /// Whether the filter looks at how far tasks have got (which a refresh may change).
+    pub fn filters_on_progress(&self) -> bool {
+        let f = &self.filter;
+        !f.statuses.is_empty() || f.has_unindexed()
+    }
+}
+
 impl Proxy {
+    /// The page of tasks `q` asks for, each refreshed.
     pub(crate) async fn list_tasks(&self, q: &TaskQuery) -> ApiResult<Value> {
-        let page = self
-            .inner
-            .store
-            .list_tasks(&q.filter, &TaskPaging { limit: q.limit, from: q.from, reverse: q.reverse })
-            .await
-            .map_err(store_error)?;
+        let page = self.page_tasks(&q.filter, q).await?;
         let mut views = Vec::with_capacity(page.results.len());
         for t in page.results {
             views.push(task_view(&self.refreshed_task(t).await?));
         }
-        let from = if views.is_empty() { None } else { q.from };
-        Ok(task_list_view(views, page.total, q.limit, from, page.next))
+        Ok(task_list_view(views, page.total, q.limit, page.next))
+    }
+
+    async fn page_tasks(&self, filter: &TaskFilter, q: &TaskQuery) -> ApiResult<crate::store::TaskPage> {
+        if q.filters_on_progress() {
+            self.refresh_unfinished().await?;
+        }
+        let paging = TaskPaging { limit: q.limit, from: q.from, reverse: q.reverse };
+        self.inner.store.list_tasks(filter, &paging).await.map_err(store_error)
+    }
+
+    /// `GET /batches`: the batches of the started tasks matching `q` (one task, one batch).
+    pub(crate) async fn list_batches(&self, q: &TaskQuery) -> ApiResult<Value> {
+        let mut filter = q.filter.clone();
+        // A batch exists once its task has started: an `enqueued` status matches no batch.
+        let started = [TaskStatus::Processing, TaskStatus::Succeeded, TaskStatus::Failed, TaskStatus::Canceled];
+        filter.statuses = if filter.statuses.is_empty() {
+            started.to_vec()
+        } else {
+            filter.statuses.iter().copied().filter(|s| *s != TaskStatus::Enqueued).collect()
+        };
+        if filter.statuses.is_empty() {
+            return Ok(task_list_view(vec![], 0, q.limit, None));
+        }
+        // Which batches exist depends on progress: judge it as the nodes say it is now.
+        if !q.filters_on_progress() {
+            self.refresh_unfinished().await?;
+        }
+        let page = self.page_tasks(&filter, q).await?;
+        let mut views = Vec::with_capacity(page.results.len());
+        for t in page.results {
+            views.push(batch_view(&self.refreshed_task(t).await?));
+        }
+        Ok(task_list_view(views, page.total, q.limit, page.next))
+    }
+
+    /// `GET /batches/{uid}`.
+    pub(crate) async fn get_batch(&self, uid: u64) -> ApiResult<TaskRecord> {
+        let not_found = || ApiError::new(Code::BatchNotFound, format!("Batch `{uid}` not found."));
+        let t = self.inner.store.get_task(uid).await.map_err(store_error)?.ok_or_else(not_found)?;
+        let t = self.refreshed_task(t).await?;
+        if t.status == TaskStatus::Enqueued {
+            return Err(not_found());
+        }
+        Ok(t)
     }
 }
 
@@ -512,6 +770,8 @@ mod tests {
             error: None,
             canceled_by: None,
             node_tasks: nodes.iter().enumerate().map(|(i, n)| NodeTask { node_id: n.to_string(), task_uid: i as u64 }).collect(),
+            custom_metadata: None,
+            targets: vec![],
         }
     }
 
@@ -566,5 +826,195 @@ mod tests {
     fn bad_status_filter_message() {
         let e = parse_task_query(&[("statuses".into(), "nope".into())], "statuses=nope", true).unwrap_err();
         assert_eq!(e.body()["message"], "Invalid value in parameter `statuses`: `nope` is not a valid task status. Available statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`.");
+    }
+
+    fn parse(q: &str, paging: bool) -> ApiResult<TaskQuery> {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        parse_task_query(&pairs, q, paging)
+    }
+
+    fn message(e: ApiError) -> (String, String) {
+        let b = e.body();
+        (b["code"].as_str().unwrap().to_string(), b["message"].as_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn every_filter_of_meilisearch_parses() {
+        let q = parse("batchUids=1,2&canceledBy=7&beforeStartedAt=2026-01-02&afterStartedAt=2026-01-01T10:00:00Z&beforeFinishedAt=2026-01-03T00:00:00%2B01:00&afterFinishedAt=2026-01-01&reverse=true&from=3&limit=4", true).unwrap();
+        assert_eq!(q.filter.batch_uids, vec![1, 2]);
+        assert_eq!(q.filter.canceled_by, vec![7]);
+        assert_eq!(q.filter.before_started_at, Some(time::macros::datetime!(2026-01-02 0:00 UTC)));
+        assert_eq!(q.filter.after_started_at, Some(time::macros::datetime!(2026-01-01 10:00 UTC)));
+        assert_eq!(q.filter.before_finished_at, Some(time::macros::datetime!(2026-01-02 23:00 UTC)));
+        // A day as an `after` bound means after that whole day.
+        assert_eq!(q.filter.after_finished_at, Some(time::macros::datetime!(2026-01-02 0:00 UTC)));
+        assert_eq!((q.reverse, q.from, q.limit), (true, Some(3), 4));
+        assert!(q.filter.has_unindexed());
+        // `*` is "no filter" for every filter, dates included, and still counts as a filter
+        // for DELETE / cancel.
+        for k in FILTER_PARAMS {
+            let q = parse(&format!("{k}=*"), false).unwrap();
+            assert_eq!(q.filter, TaskFilter::default(), "{k}");
+            assert!(q.has_filter, "{k}");
+        }
+        let q = parse("uids=1,*", false).unwrap();
+        assert_eq!(q.filter, TaskFilter::default());
+        // every task type of 1.50, any case
+        for t in ["dsrUpdate", "dsrClear", "export", "upgradeDatabase", "indexCompaction", "networkTopologyChange", "DOCUMENTEDITION"] {
+            assert_eq!(parse(&format!("types={t}"), true).unwrap().filter.types.len(), 1, "{t}");
+        }
+        assert!(!parse("limit=3&from=2&reverse=false", false).is_ok_and(|q| q.has_filter));
+    }
+
+    #[test]
+    fn filter_errors_like_meilisearch() {
+        let cases = [
+            ("batchUids=abc", "invalid_batch_uids", "Invalid value in parameter `batchUids`: could not parse `abc` as a positive integer"),
+            ("batchUids=1,x", "invalid_batch_uids", "Invalid value in parameter `batchUids[1]`: could not parse `x` as a positive integer"),
+            ("canceledBy=-1", "invalid_task_canceled_by", "Invalid value in parameter `canceledBy`: could not parse `-1` as a positive integer"),
+            ("beforeStartedAt=yesterday", "invalid_task_before_started_at", "Invalid value in parameter `beforeStartedAt`: `yesterday` is an invalid date-time. It should follow the YYYY-MM-DD or RFC 3339 date-time format."),
+            ("afterFinishedAt=2026-13-01", "invalid_task_after_finished_at", "Invalid value in parameter `afterFinishedAt`: `2026-13-01` is an invalid date-time. It should follow the YYYY-MM-DD or RFC 3339 date-time format."),
+            ("types=nope", "invalid_task_types", "Invalid value in parameter `types`: `nope` is not a valid task type. Available types are `documentAdditionOrUpdate`, `documentEdition`, `documentDeletion`, `settingsUpdate`, `indexCreation`, `indexDeletion`, `indexUpdate`, `indexSwap`, `taskCancelation`, `taskDeletion`, `dumpCreation`, `snapshotCreation`, `export`, `upgradeDatabase`, `indexCompaction`, `networkTopologyChange`, `dsrUpdate`, `dsrClear`."),
+        ];
+        for (q, code, msg) in cases {
+            assert_eq!(message(parse(q, true).unwrap_err()), (code.to_string(), msg.to_string()), "{q}");
+        }
+        let (code, msg) = message(parse("limit=2", false).unwrap_err());
+        assert_eq!(code, "bad_request");
+        assert!(msg.starts_with("Unknown parameter `limit`: expected one of `uids`, `batchUids`, `canceledBy`"), "{msg}");
+    }
+
+    #[test]
+    fn views_carry_custom_metadata_last_and_canceled_by_once_canceled() {
+        let mut t = rec("documentAdditionOrUpdate", json!({"receivedDocuments": 1, "indexedDocuments": null}), &["a"]);
+        t.canceled_by = Some(3);
+        let v = task_view(&t);
+        assert_eq!(v["canceledBy"], Value::Null, "a mark is not shown before the task is canceled");
+        assert_eq!(v["batchUid"], Value::Null);
+        assert!(v.get("customMetadata").is_none(), "absent, not null, without metadata");
+        assert!(summarized(&t).get("customMetadata").is_none());
+        t.custom_metadata = Some("deploy-42".into());
+        t.status = TaskStatus::Canceled;
+        t.started_at = Some(t.enqueued_at);
+        t.finished_at = Some(t.enqueued_at + time::Duration::milliseconds(5));
+        let v = task_view(&t);
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["uid", "batchUid", "indexUid", "status", "type", "canceledBy", "details", "error", "duration", "enqueuedAt", "startedAt", "finishedAt", "customMetadata"]);
+        assert_eq!((v["canceledBy"].clone(), v["batchUid"].clone(), v["customMetadata"].clone()), (json!(3), json!(7), json!("deploy-42")));
+        let s = summarized(&t);
+        let keys: Vec<&str> = s.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["taskUid", "indexUid", "status", "type", "enqueuedAt", "customMetadata"]);
+    }
+
+    #[test]
+    fn node_cancelation_uids_never_leak() {
+        let groups: HashMap<String, u32> = [("a".into(), 0)].into_iter().collect();
+        let mut t = rec("documentAdditionOrUpdate", json!({"receivedDocuments": 1, "indexedDocuments": null}), &["a"]);
+        let mut node = node_task("canceled", json!({}));
+        node["canceledBy"] = json!(41);
+        let c = aggregate(&t, &[("a".into(), node.clone())], &groups, 1);
+        assert_eq!((c.status, c.canceled_by), (TaskStatus::Canceled, None));
+        t.canceled_by = Some(2);
+        let c = aggregate(&t, &[("a".into(), node)], &groups, 1);
+        assert_eq!((c.status, c.canceled_by), (TaskStatus::Canceled, Some(2)));
+        assert_eq!(c.details["indexedDocuments"], 0);
+    }
+
+    #[test]
+    fn batch_view_like_meilisearch() {
+        let mut t = rec("documentAdditionOrUpdate", json!({"receivedDocuments": 2, "indexedDocuments": 2}), &["a"]);
+        t.status = TaskStatus::Succeeded;
+        t.started_at = Some(time::macros::datetime!(2026-11-26 00:59:23.19595018 UTC));
+        t.finished_at = Some(time::macros::datetime!(2026-11-26 00:59:23.201114491 UTC));
+        let b = batch_view(&t);
+        let keys: Vec<&str> = b.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["uid", "progress", "details", "stats", "duration", "startedAt", "finishedAt", "batchStrategy"]);
+        assert_eq!(
+            b["stats"],
+            json!({"totalNbTasks": 1, "status": {"succeeded": 1}, "types": {"documentAdditionOrUpdate": 1}, "indexUids": {"movies": 1}})
+        );
+        let stat_keys: Vec<&str> = b["stats"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(stat_keys, ["totalNbTasks", "status", "types", "indexUids"]);
+        assert_eq!(b["duration"], "PT0.005164311S");
+        assert_eq!(b["details"], t.details);
+        assert_eq!(b["batchStrategy"], "batched all enqueued tasks for index `movies`");
+        t.kind = "taskDeletion".into();
+        t.index_uid = None;
+        t.details = Value::Null;
+        let b = batch_view(&t);
+        assert_eq!(b["details"], json!({}));
+        assert_eq!(b["stats"]["indexUids"], json!({}));
+        assert_eq!(b["batchStrategy"], "created batch containing only task with id 7 of type `taskDeletion` that cannot be batched with any other task.");
+    }
+
+    #[test]
+    fn list_from_is_the_first_result() {
+        let v = task_list_view(vec![json!({"uid": 5}), json!({"uid": 4})], 9, 2, Some(3));
+        assert_eq!(v, json!({"results": [{"uid": 5}, {"uid": 4}], "total": 9, "limit": 2, "from": 5, "next": 3}));
+        assert_eq!(task_list_view(vec![], 0, 20, None)["from"], Value::Null);
+    }
+
+    /// The bookkeeping of a cancelation, without nodes (no topology: node tasks cannot be
+    /// asked, so their outcome is written into the store as a refresh would).
+    #[tokio::test]
+    async fn cancelation_finishes_and_counts_what_it_canceled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(dir.path().join("m.db")).await.unwrap();
+        let proxy = Proxy::new(crate::dataplane::ProxyOptions::default(), std::sync::Arc::new(store));
+        let store = proxy.store();
+        let new = |kind: &str| NewTask {
+            index_uid: Some("movies".into()),
+            kind: kind.into(),
+            status: TaskStatus::Enqueued,
+            enqueued_at: OffsetDateTime::now_utc(),
+            details: json!({"receivedDocuments": 1, "indexedDocuments": null}),
+            error: None,
+            node_tasks: vec![NodeTask { node_id: "n".into(), task_uid: 1 }],
+            custom_metadata: None,
+            targets: vec![],
+        };
+        let mut targets = Vec::new();
+        for _ in 0..4 {
+            let mut t = store.create_task(new("documentAdditionOrUpdate")).await.unwrap();
+            t.status = TaskStatus::Processing;
+            store.update_task(&t).await.unwrap();
+            targets.push(t);
+        }
+        let details = json!({"matchedTasks": 4, "canceledTasks": null, "originalFilter": "?uids=0,1,2,3"});
+        let cancel = proxy.new_task("taskCancelation", None, details, vec![], OffsetDateTime::now_utc(), targets.iter().map(|t| t.uid).collect()).await.unwrap();
+        // Targets still running: the cancelation is processing, not done.
+        let c = proxy.get_task(cancel.uid).await.unwrap();
+        assert_eq!((c.status, c.finished_at), (TaskStatus::Processing, None));
+        assert!(c.started_at.is_some());
+        // Outcomes: canceled by this cancelation (marked), canceled before it could mark it,
+        // finished before the cancelation reached it, canceled by another cancelation.
+        let outcomes = [(TaskStatus::Canceled, Some(cancel.uid)), (TaskStatus::Canceled, None), (TaskStatus::Succeeded, Some(cancel.uid)), (TaskStatus::Canceled, Some(99))];
+        for (t, (status, by)) in targets.iter_mut().zip(outcomes) {
+            t.status = status;
+            t.canceled_by = by;
+            t.started_at = Some(t.enqueued_at);
+            t.finished_at = Some(OffsetDateTime::now_utc());
+            store.update_task(t).await.unwrap();
+        }
+        let c = proxy.get_task(cancel.uid).await.unwrap();
+        assert_eq!(c.status, TaskStatus::Succeeded);
+        assert!(c.finished_at.is_some());
+        assert_eq!(c.details, json!({"matchedTasks": 4, "canceledTasks": 2, "originalFilter": "?uids=0,1,2,3"}));
+        let mut views = Vec::new();
+        for t in &targets {
+            views.push(task_view(&store.get_task(t.uid).await.unwrap().unwrap()));
+        }
+        let by: Vec<Value> = views.iter().map(|v| v["canceledBy"].clone()).collect();
+        assert_eq!(by, [json!(cancel.uid), json!(cancel.uid), Value::Null, json!(99)]);
+        // Terminal now: reading again changes nothing.
+        assert_eq!(proxy.get_task(cancel.uid).await.unwrap(), c);
+        // `canceledBy` finds exactly what it canceled.
+        let f = TaskFilter { canceled_by: vec![cancel.uid], ..Default::default() };
+        let found: Vec<u64> = store.find_tasks(&f).await.unwrap().iter().map(|t| t.uid).collect();
+        assert_eq!(found, vec![targets[1].uid, targets[0].uid]);
+        // A cancelation with nothing to cancel finishes at once.
+        let empty = proxy.new_task("taskCancelation", None, json!({"matchedTasks": 0, "canceledTasks": null, "originalFilter": "?uids=77"}), vec![], OffsetDateTime::now_utc(), vec![]).await.unwrap();
+        let e = proxy.get_task(empty.uid).await.unwrap();
+        assert_eq!((e.status, e.details["canceledTasks"].clone()), (TaskStatus::Succeeded, json!(0)));
     }
 }

@@ -27,6 +27,7 @@ pub fn route_action(method: &Method, path: &str) -> Option<(&'static str, Option
         ("GET", ["", "tasks"]) => "tasks.get",
         ("DELETE", ["", "tasks"]) => "tasks.delete",
         ("POST", ["", "tasks", "cancel"]) => "tasks.cancel",
+        ("POST", ["", "tasks", "compact"]) => "tasks.compact",
         ("GET", ["", "tasks", _]) => "tasks.get",
         ("GET", ["", "batches"] | ["", "batches", _]) => "tasks.get",
         ("GET", ["", "keys"] | ["", "keys", _]) => "keys.get",

@@ -14,6 +14,7 @@ use crate::model::search::BrowseQuery;
 use crate::dataplane::fanout::DEGRADED_HEADER;
 use crate::dataplane::merge::{strip_reserved, RESERVED_PREFIX};
 use crate::dataplane::payload::{format_from_content_type, parse_documents};
+use crate::dataplane::tasks::with_custom_metadata;
 use crate::dataplane::write::DocumentWrite;
 use crate::dataplane::Proxy;
 use crate::error::{ApiError, ApiResult, Code};
@@ -57,35 +58,46 @@ async fn write(proxy: Proxy, params: RouteParams, q: Option<String>, headers: He
         }
     }
     let primary_key = query.iter().find(|(k, _)| k == "primaryKey").map(|(_, v)| v.clone());
-    Ok(accepted(proxy.write_documents(DocumentWrite { uid, method, documents, primary_key }).await?))
+    let meta = custom_metadata(&query);
+    Ok(accepted(with_custom_metadata(meta, proxy.write_documents(DocumentWrite { uid, method, documents, primary_key })).await?))
 }
 
-pub async fn delete_one(State(proxy): State<Proxy>, params: RouteParams) -> ApiResult<Response> {
+/// `customMetadata` of a document write (Meilisearch 1.50): kept with the Miroir task and
+/// shown on it; the nodes never see it.
+fn custom_metadata(query: &[(String, String)]) -> Option<String> {
+    query.iter().rev().find(|(k, _)| k == "customMetadata").map(|(_, v)| v.clone())
+}
+
+pub async fn delete_one(State(proxy): State<Proxy>, params: RouteParams, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let uid = params.index_uid()?;
+    let meta = custom_metadata(&query_pairs(&q));
     // The id goes to the nodes in a JSON body, never in a URL.
-    Ok(accepted(proxy.delete_ids(&uid, vec![Value::String(params.raw_document_id().to_string())]).await?))
+    Ok(accepted(with_custom_metadata(meta, proxy.delete_ids(&uid, vec![Value::String(params.raw_document_id().to_string())])).await?))
 }
 
-pub async fn delete_batch(State(proxy): State<Proxy>, params: RouteParams, JsonBytes(bytes): JsonBytes) -> ApiResult<Response> {
+pub async fn delete_batch(State(proxy): State<Proxy>, params: RouteParams, RawQuery(q): RawQuery, JsonBytes(bytes): JsonBytes) -> ApiResult<Response> {
     // Meilisearch reads this body with serde, not deserr: its data errors say so.
     parse_json(&bytes)?;
     let ids: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| ApiError::new(Code::BadRequest, format!("Json deserialize error: {e}")))?;
     let uid = params.index_uid()?;
-    Ok(accepted(proxy.delete_ids(&uid, ids).await?))
+    let meta = custom_metadata(&query_pairs(&q));
+    Ok(accepted(with_custom_metadata(meta, proxy.delete_ids(&uid, ids)).await?))
 }
 
-pub async fn delete_by_filter(State(proxy): State<Proxy>, params: RouteParams, JsonBody(body): JsonBody) -> ApiResult<Response> {
+pub async fn delete_by_filter(State(proxy): State<Proxy>, params: RouteParams, RawQuery(q): RawQuery, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let uid = params.index_uid()?;
     let filter = body.get("filter").cloned();
     let details = json!({"providedIds": 0, "deletedDocuments": null, "originalFilter": filter.map(|f| f.to_string())});
     let path = NodePath::index(&uid).then("documents").then("delete");
-    Ok(accepted(proxy.broadcast_write(Method::POST, &path, Some(&body), Some(&uid), details).await?))
+    let meta = custom_metadata(&query_pairs(&q));
+    Ok(accepted(with_custom_metadata(meta, proxy.broadcast_write(Method::POST, &path, Some(&body), Some(&uid), details)).await?))
 }
 
-pub async fn delete_all(State(proxy): State<Proxy>, params: RouteParams) -> ApiResult<Response> {
+pub async fn delete_all(State(proxy): State<Proxy>, params: RouteParams, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let uid = params.index_uid()?;
     let path = NodePath::index(&uid).then("documents");
-    Ok(accepted(proxy.broadcast_write(Method::DELETE, &path, None, Some(&uid), json!({"deletedDocuments": null})).await?))
+    let meta = custom_metadata(&query_pairs(&q));
+    Ok(accepted(with_custom_metadata(meta, proxy.broadcast_write(Method::DELETE, &path, None, Some(&uid), json!({"deletedDocuments": null}))).await?))
 }
 
 pub async fn get_one(State(proxy): State<Proxy>, params: RouteParams, RawQuery(q): RawQuery) -> ApiResult<Response> {

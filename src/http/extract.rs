@@ -63,11 +63,19 @@ impl RouteParams {
         SettingRoute::from_segment(self.get("setting")).ok_or_else(|| ApiError::new(Code::NotFound, "Not found."))
     }
 
-    /// `{uid}` of `/tasks/{uid}`.
+    /// `{uid}` of `/tasks/{uid}` (a `u32`, as Meilisearch's task ids).
     pub fn task_uid(&self) -> ApiResult<u64> {
         let s = self.get("uid");
-        s.parse().map_err(|_| {
-            ApiError::new(Code::InvalidTaskUids, format!("Invalid value in parameter `taskUid`: could not parse `{s}` as a positive integer"))
+        s.parse::<u32>().map(u64::from).map_err(|_| {
+            ApiError::new(Code::InvalidTaskUids, format!("Task uid `{s}` is invalid. It should only contain numeric characters."))
+        })
+    }
+
+    /// `{uid}` of `/batches/{uid}`.
+    pub fn batch_uid(&self) -> ApiResult<u64> {
+        let s = self.get("uid");
+        s.parse::<u32>().map(u64::from).map_err(|_| {
+            ApiError::new(Code::InvalidBatchUids, format!("Batch uid `{s}` is invalid. It should only contain numeric characters."))
         })
     }
 }

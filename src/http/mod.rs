@@ -5,6 +5,7 @@
 
 mod admin;
 mod auth;
+mod batches;
 mod documents;
 mod extract;
 mod indexes;
@@ -56,6 +57,7 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/stats", get(stats::global_stats))
         .route("/tasks", get(tasks::list).delete(tasks::delete))
         .route("/tasks/cancel", post(tasks::cancel))
+        .route("/tasks/compact", post(tasks::compact))
         .route("/tasks/{uid}", get(tasks::get))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{key}", get(keys::get).patch(keys::update).delete(keys::delete))
@@ -70,8 +72,8 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/swap-indexes", any(unsupported))
         .route("/dumps", any(unsupported))
         .route("/snapshots", any(unsupported))
-        .route("/batches", any(unsupported))
-        .route("/batches/{uid}", any(unsupported))
+        .route("/batches", get(batches::list))
+        .route("/batches/{uid}", get(batches::get))
         .route("/experimental-features", any(unsupported))
         .route("/export", any(unsupported))
         .route("/network", any(unsupported))

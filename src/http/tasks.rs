@@ -1,22 +1,16 @@
 //! `/tasks`: Miroir's own task uids, aggregated from the node tasks behind each.
 
-use std::collections::BTreeMap;
-
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::{json_response, query_pairs, RouteParams};
-use crate::dataplane::fanout::NodeCall;
-use crate::dataplane::tasks::{parse_task_query, store_error, summarized, task_view};
-use crate::dataplane::write::node_tasks;
 use crate::auth::AuthContext;
+use crate::dataplane::tasks::{parse_task_query, store_error, summarized, task_view};
 use crate::dataplane::Proxy;
 use crate::error::{ApiError, ApiResult, Code};
-use crate::node::NodePath;
 
 const FILTERS: &str = "`uids`, `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, `afterEnqueuedAt`, `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, `afterFinishedAt`";
 
@@ -46,6 +40,9 @@ pub async fn delete(State(proxy): State<Proxy>, auth: AuthContext, RawQuery(q): 
         return Err(ApiError::new(Code::MissingTaskFilters, format!("Query parameters to filter the tasks to delete are missing. Available query parameters are: {FILTERS}.")));
     }
     let store = proxy.store();
+    if tq.filters_on_progress() {
+        proxy.refresh_unfinished().await?;
+    }
     let mut matched = store.find_tasks(&tq.filter).await.map_err(store_error)?;
     matched.retain(|t| auth.task_visible(t.index_uid.as_deref(), &t.kind));
     let mut finished = Vec::new();
@@ -64,7 +61,7 @@ pub async fn delete(State(proxy): State<Proxy>, auth: AuthContext, RawQuery(q): 
     done.started_at = Some(now);
     done.finished_at = Some(time::OffsetDateTime::now_utc());
     done.details = json!({"matchedTasks": matched.len(), "deletedTasks": deleted, "originalFilter": tq.original});
-    store.update_task(&done).await.map_err(store_error)?;
+    proxy.save_task(&task, &done).await?;
     // Meilisearch answers 200 (not 202) here.
     Ok(json_response(StatusCode::OK, summarized(&task)))
 }
@@ -75,31 +72,22 @@ pub async fn cancel(State(proxy): State<Proxy>, auth: AuthContext, RawQuery(q): 
         return Err(ApiError::new(Code::MissingTaskFilters, format!("Query parameters to filter the tasks to cancel are missing. Available query parameters are: {FILTERS}.")));
     }
     let enqueued_at = time::OffsetDateTime::now_utc();
-    let routing = proxy.routing_or_error()?;
+    if tq.filters_on_progress() {
+        proxy.refresh_unfinished().await?;
+    }
     let mut matched = proxy.store().find_tasks(&tq.filter).await.map_err(store_error)?;
     matched.retain(|t| auth.task_visible(t.index_uid.as_deref(), &t.kind));
-    // Cancel the node tasks behind every matched, unfinished Miroir task.
-    let mut per_node: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for t in &matched {
-        let t = proxy.refreshed_task(t.clone()).await?;
-        if !t.status.is_terminal() {
-            for nt in &t.node_tasks {
-                per_node.entry(nt.node_id.clone()).or_default().push(nt.task_uid);
-            }
-        }
-    }
-    let calls: Vec<NodeCall> = per_node
-        .into_iter()
-        .map(|(node, uids)| NodeCall {
-            node_id: node,
-            method: Method::POST,
-            path: NodePath::route("/tasks/cancel").query("uids", uids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
-            content_type: None,
-            body: None,
-        })
-        .collect();
-    let outcomes = proxy.call_nodes(&routing, calls).await;
     let details = json!({"matchedTasks": matched.len(), "canceledTasks": null, "originalFilter": tq.original});
-    let task = proxy.create_task("taskCancelation", None, details, node_tasks(&outcomes), enqueued_at).await?;
+    let task = proxy.cancel_tasks(matched, details, enqueued_at).await?;
+    // Meilisearch answers 200 (not 202) here.
     Ok(json_response(StatusCode::OK, summarized(&task)))
+}
+
+/// `POST /tasks/compact` (Meilisearch 1.50, behind the `taskQueueCompactionRoute` experimental
+/// feature) compacts the node's own task database and then keeps the node's write transaction
+/// open until the node is restarted ("you must restart your instance"): sent to every node it
+/// would freeze the whole cluster. Miroir's task queue is its task store, which is not
+/// compacted on request: not implemented, on purpose.
+pub async fn compact() -> ApiError {
+    ApiError::not_implemented("`POST /tasks/compact` (task queue compaction would stop every node until it is restarted)")
 }

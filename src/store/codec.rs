@@ -22,6 +22,10 @@ struct TaskBodyRef<'a> {
     error: &'a Option<Value>,
     canceled_by: Option<u64>,
     node_tasks: &'a [NodeTask],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom_metadata: &'a Option<String>,
+    #[serde(skip_serializing_if = "<[u64]>::is_empty")]
+    targets: &'a [u64],
 }
 
 #[derive(Deserialize)]
@@ -39,6 +43,11 @@ struct TaskBody {
     error: Option<Value>,
     canceled_by: Option<u64>,
     node_tasks: Vec<NodeTask>,
+    /// Absent in records written before Miroir kept it.
+    #[serde(default)]
+    custom_metadata: Option<String>,
+    #[serde(default)]
+    targets: Vec<u64>,
 }
 
 /// JSON of the record without its uid.
@@ -54,6 +63,8 @@ pub(crate) fn encode_task(t: &TaskRecord) -> Result<String, StoreError> {
         error: &t.error,
         canceled_by: t.canceled_by,
         node_tasks: &t.node_tasks,
+        custom_metadata: &t.custom_metadata,
+        targets: &t.targets,
     };
     serde_json::to_string(&body).map_err(|e| StoreError::Other(format!("cannot encode task {}: {e}", t.uid)))
 }
@@ -73,6 +84,8 @@ pub(crate) fn decode_task(uid: u64, json: &str) -> Result<TaskRecord, StoreError
         error: b.error,
         canceled_by: b.canceled_by,
         node_tasks: b.node_tasks,
+        custom_metadata: b.custom_metadata,
+        targets: b.targets,
     })
 }
 
@@ -185,10 +198,16 @@ mod tests {
             error: Some(serde_json::json!({"code": "x"})),
             canceled_by: Some(u64::MAX),
             node_tasks: vec![NodeTask { node_id: "a".into(), task_uid: u64::MAX }],
+            custom_metadata: Some("ünï \"meta\"".into()),
+            targets: vec![1, 5],
         };
         let json = encode_task(&t).unwrap();
         assert!(!json.contains("\"uid\""));
         assert_eq!(decode_task(42, &json).unwrap(), t);
+        // Records written before `customMetadata`/`targets` existed still read.
+        let old = r#"{"index_uid":null,"kind":"taskDeletion","status":"succeeded","enqueued_at":"2026-11-26T00:59:23Z","started_at":null,"finished_at":null,"details":null,"error":null,"canceled_by":null,"node_tasks":[]}"#;
+        let o = decode_task(1, old).unwrap();
+        assert_eq!((o.custom_metadata, o.targets), (None, vec![]));
     }
 
     #[test]

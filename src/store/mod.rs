@@ -94,6 +94,12 @@ pub struct TaskRecord {
     pub canceled_by: Option<u64>,
     /// The node tasks this task fans out to.
     pub node_tasks: Vec<NodeTask>,
+    /// `customMetadata` the client attached to the write (Meilisearch 1.50), as given.
+    #[serde(default)]
+    pub custom_metadata: Option<String>,
+    /// For a `taskCancelation`: the uids of the Miroir tasks it cancels (internal, never shown).
+    #[serde(default)]
+    pub targets: Vec<u64>,
 }
 
 /// A task to create; the store allocates `uid`.
@@ -106,6 +112,10 @@ pub struct NewTask {
     pub details: Value,
     pub error: Option<Value>,
     pub node_tasks: Vec<NodeTask>,
+    /// `customMetadata` of the request, if any.
+    pub custom_metadata: Option<String>,
+    /// For a `taskCancelation`: the Miroir tasks it cancels.
+    pub targets: Vec<u64>,
 }
 
 impl NewTask {
@@ -123,6 +133,8 @@ impl NewTask {
             error: self.error,
             canceled_by: None,
             node_tasks: self.node_tasks,
+            custom_metadata: self.custom_metadata,
+            targets: self.targets,
         }
     }
 }
@@ -137,6 +149,72 @@ pub struct TaskFilter {
     pub index_uids: Vec<String>,
     pub before_enqueued_at: Option<OffsetDateTime>,
     pub after_enqueued_at: Option<OffsetDateTime>,
+    /// Batches the task was processed in. A Miroir task is its own batch (uid = task uid) once
+    /// it has started: `batchUids` matches started tasks whose uid is listed.
+    pub batch_uids: Vec<u64>,
+    /// `taskCancelation` uids: matches canceled tasks whose `canceled_by` is listed.
+    pub canceled_by: Vec<u64>,
+    /// Exclusive bounds on `startedAt` / `finishedAt`; a task without the date never matches.
+    pub before_started_at: Option<OffsetDateTime>,
+    pub after_started_at: Option<OffsetDateTime>,
+    pub before_finished_at: Option<OffsetDateTime>,
+    pub after_finished_at: Option<OffsetDateTime>,
+}
+
+impl TaskFilter {
+    /// Whether the filter has conditions on fields the backends do not index (they live in the
+    /// record's JSON): those are checked on the decoded records ([`TaskFilter::matches_unindexed`]).
+    pub fn has_unindexed(&self) -> bool {
+        !self.batch_uids.is_empty()
+            || !self.canceled_by.is_empty()
+            || self.before_started_at.is_some()
+            || self.after_started_at.is_some()
+            || self.before_finished_at.is_some()
+            || self.after_finished_at.is_some()
+    }
+
+    /// The conditions the backends index (uids, statuses, types, index uids, enqueue dates).
+    pub fn indexed_part(&self) -> TaskFilter {
+        TaskFilter {
+            uids: self.uids.clone(),
+            statuses: self.statuses.clone(),
+            types: self.types.clone(),
+            index_uids: self.index_uids.clone(),
+            before_enqueued_at: self.before_enqueued_at,
+            after_enqueued_at: self.after_enqueued_at,
+            ..Default::default()
+        }
+    }
+
+    /// The unindexed conditions, on one record (the indexed ones are not checked here).
+    pub fn matches_unindexed(&self, t: &TaskRecord) -> bool {
+        fn within(v: Option<OffsetDateTime>, before: Option<OffsetDateTime>, after: Option<OffsetDateTime>) -> bool {
+            if before.is_none() && after.is_none() {
+                return true;
+            }
+            v.is_some_and(|v| before.is_none_or(|b| v < b) && after.is_none_or(|a| v > a))
+        }
+        (self.batch_uids.is_empty() || (t.status != TaskStatus::Enqueued && self.batch_uids.contains(&t.uid)))
+            && (self.canceled_by.is_empty()
+                || (t.status == TaskStatus::Canceled && t.canceled_by.is_some_and(|c| self.canceled_by.contains(&c))))
+            && within(t.started_at, self.before_started_at, self.after_started_at)
+            && within(t.finished_at, self.before_finished_at, self.after_finished_at)
+    }
+}
+
+/// One page of `tasks` (every task matching a filter, newest first), as `list_tasks` pages.
+pub(crate) fn page_of(mut tasks: Vec<TaskRecord>, paging: &TaskPaging) -> TaskPage {
+    let total = tasks.len() as u64;
+    if paging.reverse {
+        tasks.reverse();
+    }
+    let mut results: Vec<TaskRecord> = tasks
+        .into_iter()
+        .filter(|t| paging.from.is_none_or(|f| if paging.reverse { t.uid >= f } else { t.uid <= f }))
+        .take(paging.limit.saturating_add(1))
+        .collect();
+    let next = if results.len() > paging.limit { results.pop().map(|t| t.uid) } else { None };
+    TaskPage { results, total, next }
 }
 
 /// Paging of `GET /tasks`: newest first unless `reverse`; `from` is the uid to start at.

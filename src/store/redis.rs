@@ -822,11 +822,17 @@ impl TaskStore for RedisStore {
     }
 
     async fn list_tasks(&self, filter: &TaskFilter, paging: &TaskPaging) -> StoreResult<TaskPage> {
+        if filter.has_unindexed() {
+            // Conditions on fields of the record's JSON: filter the decoded records.
+            return Ok(super::page_of(self.find_tasks(filter).await?, paging));
+        }
         self.list(filter, paging.limit, paging.from, paging.reverse).await
     }
 
     async fn find_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<TaskRecord>> {
-        Ok(self.list(filter, MAX_LIMIT, None, false).await?.results)
+        let mut found = self.list(&filter.indexed_part(), MAX_LIMIT, None, false).await?.results;
+        found.retain(|t| filter.matches_unindexed(t));
+        Ok(found)
     }
 
     async fn delete_tasks(&self, uids: &[u64]) -> StoreResult<u64> {
@@ -1140,6 +1146,8 @@ mod tests {
             error: None,
             canceled_by: None,
             node_tasks: vec![],
+            custom_metadata: None,
+            targets: vec![],
         }
     }
 

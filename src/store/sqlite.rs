@@ -332,6 +332,10 @@ impl TaskStore for SqliteStore {
     }
 
     async fn list_tasks(&self, filter: &TaskFilter, paging: &TaskPaging) -> StoreResult<TaskPage> {
+        if filter.has_unindexed() {
+            // Conditions on fields of the record's JSON: filter the decoded records.
+            return Ok(super::page_of(self.find_tasks(filter).await?, paging));
+        }
         let (where_sql, args) = filter_sql(filter);
         let paging = paging.clone();
         self.with(move |c| {
@@ -358,10 +362,13 @@ impl TaskStore for SqliteStore {
 
     async fn find_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<TaskRecord>> {
         let (where_sql, args) = filter_sql(filter);
-        self.with(move |c| {
-            read_tasks(c, &format!("SELECT uid, body FROM tasks WHERE {where_sql} ORDER BY uid DESC"), args)
-        })
-        .await
+        let mut found = self
+            .with(move |c| {
+                read_tasks(c, &format!("SELECT uid, body FROM tasks WHERE {where_sql} ORDER BY uid DESC"), args)
+            })
+            .await?;
+        found.retain(|t| filter.matches_unindexed(t));
+        Ok(found)
     }
 
     async fn delete_tasks(&self, uids: &[u64]) -> StoreResult<u64> {

@@ -118,7 +118,7 @@ meilisearch_codes! {
     InvalidTaskBeforeFinishedAt = "invalid_task_before_finished_at" / 400,
     InvalidTaskAfterFinishedAt = "invalid_task_after_finished_at" / 400,
     InvalidTaskCanceledBy = "invalid_task_canceled_by" / 400,
-    InvalidTaskBatchUids = "invalid_task_batch_uids" / 400,
+    InvalidTaskBatchUids = "invalid_batch_uids" / 400,
     MissingTaskFilters = "missing_task_filters" / 400,
     // What this node does not do says so (it is never a silent success).
     NotImplemented = "not_implemented_by_test_node" / 501,

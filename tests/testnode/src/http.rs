@@ -1044,7 +1044,7 @@ impl TaskFilter {
 async fn get_task(AxState(node): S, Path(uid): Path<String>) -> ApiResult<Response> {
     let not_found = || ApiError::new(Code::TaskNotFound, format!("Task `{uid}` not found."));
     let n: u32 = uid.parse().map_err(|_| {
-        ApiError::new(Code::InvalidTaskUids, format!("Invalid value in parameter `taskUid`: could not parse `{uid}` as a positive integer"))
+        ApiError::new(Code::InvalidTaskUids, format!("Task uid `{uid}` is invalid. It should only contain numeric characters."))
     })?;
     let st = node.lock();
     Ok(ok(st.tasks.get(&n).ok_or_else(not_found)?.to_json()))
