@@ -299,6 +299,15 @@ impl MultiSearch {
     /// Rules Meilisearch checks once the request is parsed: `federationOptions` only in a
     /// federated search.
     pub fn check(&self) -> Result<(), crate::error::ApiError> {
+        if self.federation.is_some() {
+            // Each query's `showPerformanceDetails` (even `false`): the federation has its own.
+            if let Some(i) = self.queries.iter().position(|q| q.show_performance_details.is_some()) {
+                return Err(crate::error::ApiError::new(
+                    crate::error::Code::InvalidMultiSearchQueryShowPerformanceDetails,
+                    format!("Inside `.queries[{i}]`: Using `.showPerformanceDetails` is not allowed in federated queries.\n - Hint: remove `showPerformanceDetails` from the query or remove `federation` from the request"),
+                ));
+            }
+        }
         if self.federation.is_none() {
             if let Some(i) = self.queries.iter().position(|q| q.federation_options.is_some()) {
                 return Err(crate::error::ApiError::new(
