@@ -285,6 +285,15 @@ async fn read_routes_answer_as_one_node() {
         }
     }
 
+    // Meilisearch's own checks of the GET form, worded by Meilisearch.
+    for (params, code) in [("q=a&hybridSemanticRatio=0.5", "invalid_search_hybrid_query"), ("q=a&vector=0.1,0.2", "missing_search_hybrid")] {
+        let (s, b) = miroir.get(&format!("/indexes/products/search?{params}")).await;
+        checks += 1;
+        if s != 400 || b["code"] != code {
+            failures.push(format!("GET search?{params}: {s} {b}, expected {code}"));
+        }
+    }
+
     // ---------------------------------------------------------------- performance details
     for (what, path, body) in [
         ("POST search", "/indexes/products/search", json!({"q": "amber", "showPerformanceDetails": true, "showRankingScoreDetails": true})),
@@ -338,6 +347,21 @@ async fn read_routes_answer_as_one_node() {
         checks += 1;
         if s1 != s2 || a != b {
             failures.push(format!("federated, query showPerformanceDetails={flag}: {s1} {a} vs {s2} {b}"));
+        }
+    }
+
+    // The federation's own details.
+    let body = json!({"federation": {"showPerformanceDetails": true}, "queries": [{"indexUid": "products", "q": "river"}, {"indexUid": "products", "q": "amber"}]});
+    let (s1, a) = one.post("/multi-search", &body).await;
+    let (s2, b) = miroir.post("/multi-search", &body).await;
+    checks += 1;
+    if (s1, s2) != (200, 200) {
+        failures.push(format!("federation.showPerformanceDetails: {s1} vs {s2}: {a} / {b}"));
+    } else {
+        for (who, v) in [("node", &a), ("miroir", &b)] {
+            if let Err(e) = check_performance_details(v) {
+                failures.push(format!("federation.showPerformanceDetails ({who}): {e}"));
+            }
         }
     }
 

@@ -355,5 +355,13 @@ pub fn params_to_object(params: &[(String, String)]) -> ApiResult<Map<String, Va
         };
         obj.insert(key, value);
     }
+    // Meilisearch's `SearchQueryGet` → `SearchQuery` checks, once every parameter parsed.
+    let given = |n: &str| params.iter().any(|(k, _)| k == n);
+    if given("hybridSemanticRatio") && !given("hybridEmbedder") {
+        return Err(ApiError::new(Code::InvalidSearchHybridQuery, "`hybridEmbedder` is mandatory when `hybridSemanticRatio` is present"));
+    }
+    if given("vector") && !given("hybridEmbedder") {
+        return Err(ApiError::new(Code::MissingSearchHybrid, "`hybridEmbedder` is mandatory when `vector` is present"));
+    }
     Ok(obj)
 }
