@@ -440,6 +440,18 @@ mod tests {
     }
 
     #[test]
+    fn only_the_federation_may_ask_for_performance_details() {
+        let check = |v: Value| parse::<MultiSearch>(v).unwrap().check();
+        assert!(check(json!({"queries": [{"indexUid": "a", "showPerformanceDetails": true}]})).is_ok());
+        assert!(check(json!({"federation": {"showPerformanceDetails": true}, "queries": [{"indexUid": "a"}]})).is_ok());
+        for flag in [true, false] {
+            let e = check(json!({"federation": {}, "queries": [{"indexUid": "a"}, {"indexUid": "a", "showPerformanceDetails": flag}]})).unwrap_err();
+            assert_eq!(e.code_name(), "invalid_multi_search_query_show_performance_details");
+            assert!(e.body()["message"].as_str().unwrap().starts_with("Inside `.queries[1]`: Using `.showPerformanceDetails` is not allowed"));
+        }
+    }
+
+    #[test]
     fn facet_search_ignores_unknown_fields_and_requires_a_facet() {
         assert!(parse::<FacetSearchQuery>(json!({"facetName": "genre", "whatever": 1})).is_ok());
         assert_eq!(err::<FacetSearchQuery>(json!({"facetQuery": "a"})), ("missing_facet_search_facet_name".into(), "Missing field `facetName`".into()));
