@@ -142,6 +142,7 @@ codes! {
     InvalidMultiSearchFacetsByIndex => ("invalid_multi_search_facets_by_index", StatusCode::BAD_REQUEST, InvalidRequest),
     InvalidMultiSearchMergeFacets => ("invalid_multi_search_merge_facets", StatusCode::BAD_REQUEST, InvalidRequest),
     InvalidMultiSearchMaxValuesPerFacet => ("invalid_multi_search_max_values_per_facet", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidMultiSearchQueryShowPerformanceDetails => ("invalid_multi_search_query_show_performance_details", StatusCode::BAD_REQUEST, InvalidRequest),
     // --- documents (request validation)
     InvalidDocumentOffset => ("invalid_document_offset", StatusCode::BAD_REQUEST, InvalidRequest),
     InvalidDocumentLimit => ("invalid_document_limit", StatusCode::BAD_REQUEST, InvalidRequest),

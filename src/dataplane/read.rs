@@ -271,8 +271,9 @@ impl Proxy {
         let ctx = index_context(self, &routing, uid).await?;
         let plan = merge::plan_node_search(client, &ctx);
         let (answers, missing) = self.scatter_restricted(&routing, &NodePath::index(uid).then("search"), client, &plan).await?;
+        let performance = merge::merge_performance_details(&answers);
         let mut body = merge::merge_search(client, &ctx, answers)?;
-        body.as_object_mut().expect("object").insert("requestUid".into(), json!(request_uid()));
+        merge::finish_search_answer(&mut body, &request_uid(), performance);
         Ok(ReadAnswer { body, missing_shards: missing })
     }
 
@@ -343,10 +344,16 @@ impl Proxy {
                 let routing = self.routing().ok_or_else(no_topology)?;
                 let mut fq = Vec::with_capacity(queries_maps.len());
                 let mut missing = Vec::new();
+                // `federation.showPerformanceDetails`: each node's sub-search reports its steps.
+                let show_performance = federation.get("showPerformanceDetails") == Some(&Value::Bool(true));
+                let mut performance: Vec<Value> = Vec::new();
                 for (i, q) in queries_maps.iter().enumerate() {
                     let uid = index_of(i, q)?;
                     let ctx = index_context(self, &routing, &uid).await.map_err(|e| inside(i, e))?;
-                    let plan = merge::plan_federated_node_search(&federation, &queries_maps, i, &ctx);
+                    let mut plan = merge::plan_federated_node_search(&federation, &queries_maps, i, &ctx);
+                    if show_performance {
+                        plan.insert("showPerformanceDetails".into(), json!(true));
+                    }
                     let path = NodePath::index(&uid).then("search");
                     let body_for = |_: &str, shards: &[u32], only: bool| {
                         let mut b = plan.clone();
@@ -368,11 +375,13 @@ impl Proxy {
                     };
                     self.check_missing(&miss)?;
                     missing.extend(miss);
-                    fq.push(merge::FederatedQuery {
-                        query: q.clone(),
-                        ctx,
-                        node_responses: answers.into_iter().map(|(_, _, b)| b).collect(),
-                    });
+                    let mut node_responses: Vec<Value> = answers.into_iter().map(|(_, _, b)| b).collect();
+                    for r in node_responses.iter_mut() {
+                        if let Some(p) = r.as_object_mut().and_then(|o| o.shift_remove("performanceDetails")) {
+                            performance.push(json!({"performanceDetails": p}));
+                        }
+                    }
+                    fq.push(merge::FederatedQuery { query: q.clone(), ctx, node_responses });
                 }
                 let mut body = merge::merge_federated(&federation, fq)?;
                 let mut uids: Vec<&str> = queries_maps.iter().filter_map(|q| q.get("indexUid").and_then(Value::as_str)).collect();
@@ -387,7 +396,8 @@ impl Proxy {
                     let total = self.federated_union_count(&routing, &queries_maps).await?;
                     set_total(&mut body, total);
                 }
-                body.as_object_mut().expect("object").insert("requestUid".into(), json!(request_uid()));
+                let performance = if show_performance { merge::merge_performance_details(&performance).or_else(|| Some(json!({}))) } else { None };
+                merge::finish_search_answer(&mut body, &request_uid(), performance);
                 missing.sort_unstable();
                 missing.dedup();
                 Ok(ReadAnswer { body, missing_shards: missing })
@@ -421,6 +431,9 @@ impl Proxy {
         let offset = request.get("offset").and_then(Value::as_u64).unwrap_or(0);
         let limit = request.get("limit").and_then(Value::as_u64).unwrap_or(20);
         let path = NodePath::index(uid).then("documents").then("fetch");
+        if let Some(Value::Array(sort)) = request.get("sort").filter(|s| s.as_array().is_some_and(|a| !a.is_empty())) {
+            return self.list_sorted_documents(&routing, &path, request, sort, offset, limit).await;
+        }
         // 1. exact per-node totals of the covered shards (stable cover: same order every page)
         let count_for = |_: &str, shards: &[u32], only: bool| {
             let mut b = request.clone();
@@ -466,6 +479,45 @@ impl Proxy {
             }
         }
         let body = merge::merge_document_pages(offset, limit, &totals, pages)?;
+        Ok(ReadAnswer { body, missing_shards: missing })
+    }
+
+    /// A listing with `sort`: every node of a covering set returns its first `offset + limit`
+    /// documents in the sort order (the fields the criteria read added to `fields`), merged
+    /// by the same criteria.
+    async fn list_sorted_documents(
+        &self,
+        routing: &RoutingTable,
+        path: &NodePath,
+        request: &Map<String, Value>,
+        sort: &[Value],
+        offset: u64,
+        limit: u64,
+    ) -> ApiResult<ReadAnswer> {
+        let criteria = merge::DocumentSort::parse(sort);
+        let widened = criteria.as_deref().map(|c| merge::sort_widened_fields(request, c)).unwrap_or_default();
+        let body_for = |_: &str, shards: &[u32], only: bool| {
+            let mut b = request.clone();
+            b.insert("offset".into(), json!(0));
+            b.insert("limit".into(), json!(offset.saturating_add(limit)));
+            if let Some(Value::Array(fields)) = b.get_mut("fields") {
+                fields.extend(widened.iter().cloned().map(Value::String));
+            }
+            set_filter(&mut b, shard_filter(request.get("filter"), shards, only));
+            Value::Object(b)
+        };
+        let (answers, missing) = match self.scatter(routing, path, false, &body_for).await {
+            Ok(x) => x,
+            Err(e) => return Err(self.client_view_of_error(routing, path, &Value::Object(request.clone()), e).await),
+        };
+        self.check_missing(&missing)?;
+        // Every node accepted the criteria, so they parse; if not, a node words the error.
+        let Some(criteria) = criteria else {
+            let r = self.read_any(routing, Method::POST, path, Some(&Value::Object(request.clone()))).await?;
+            return Err(if r.is_success() { ApiError::internal("Miroir could not read a `sort` that the nodes accepted.") } else { passthrough(r.status, &r.body) });
+        };
+        let pages = answers.into_iter().map(|(_, _, b)| b).collect();
+        let body = merge::merge_sorted_document_pages(offset, limit, &criteria, &widened, pages)?;
         Ok(ReadAnswer { body, missing_shards: missing })
     }
 

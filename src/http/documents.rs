@@ -122,7 +122,7 @@ pub async fn get_one(State(proxy): State<Proxy>, params: RouteParams, RawQuery(q
 pub async fn list(State(proxy): State<Proxy>, params: RouteParams, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let query = query_pairs(&q);
     let uid = params.index_uid()?;
-    let Some(body) = params_to_body(&query, &["fields", "ids"], &["offset", "limit"], &[], &["retrieveVectors"], &["filter"]) else {
+    let Some(body) = params_to_body(&query, &["fields", "ids", "sort"], &["offset", "limit"], &[], &["retrieveVectors"], &["filter"]) else {
         return node_answers_get(&proxy, NodePath::index(&uid).then("documents").client_query(query)).await;
     };
     Ok(read_response(proxy.list_documents(&uid, &body).await?))

@@ -79,6 +79,8 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/network", any(unsupported))
         .route("/indexes/{uid}/documents/edit", any(unsupported))
         .route("/indexes/{uid}/similar", any(unsupported))
+        .route("/indexes/{uid}/fields", any(unsupported))
+        .route("/render-template", any(unsupported))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(proxy.clone(), auth::auth))
         .layer(cors_layer())

@@ -24,8 +24,7 @@ const SEARCH_STRINGS: &[&str] = &["q", "filter", "distinct", "cropMarker", "high
 /// for the client's own GET, so the client gets Meilisearch's query-parameter wording.
 pub async fn search_get(State(proxy): State<Proxy>, auth: AuthContext, params: RouteParams, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let query = query_pairs(&q);
-    let body = params_to_body(&query, SEARCH_LISTS, SEARCH_INTS, SEARCH_FLOATS, SEARCH_BOOLS, SEARCH_STRINGS)
-        .filter(|b| parse::<SearchQuery>(Value::Object(b.clone())).is_ok());
+    let body = search_params_to_body(&query).filter(|b| parse::<SearchQuery>(Value::Object(b.clone())).is_ok());
     let uid = params.index_uid()?;
     match body {
         Some(mut b) => {
@@ -59,10 +58,95 @@ pub async fn multi_search(State(proxy): State<Proxy>, auth: AuthContext, JsonBod
     Ok(read_response(proxy.multi_search(&body).await?))
 }
 
+/// GET parameters whose POST form is not one field of the same name (1.50's `SearchQueryGet`
+/// → `SearchQuery` conversion): `hybridEmbedder` + `hybridSemanticRatio` → `hybrid`,
+/// `vector` (comma list of floats), `personalizeUserContext` → `personalize.userContext`.
+const SEARCH_GET_SPECIAL: &[&str] = &["hybridEmbedder", "hybridSemanticRatio", "vector", "personalizeUserContext", "useNetwork"];
+
+/// The POST body of a GET search, or `None` when a parameter is unknown, malformed or
+/// inconsistent (a node then answers the client's GET with Meilisearch's own error).
+pub(crate) fn search_params_to_body(query: &[(String, String)]) -> Option<Map<String, Value>> {
+    let (special, plain): (Vec<(String, String)>, Vec<(String, String)>) =
+        query.iter().cloned().partition(|(k, _)| SEARCH_GET_SPECIAL.contains(&k.as_str()));
+    let mut body = params_to_body(&plain, SEARCH_LISTS, SEARCH_INTS, SEARCH_FLOATS, SEARCH_BOOLS, SEARCH_STRINGS)?;
+    // Like serde's query parsing, a repeated parameter is an error: let the node say so.
+    let get = |name: &str| -> Option<Option<&str>> {
+        let mut it = special.iter().filter(|(k, _)| k == name);
+        let first = it.next().map(|(_, v)| v.as_str());
+        if it.next().is_some() {
+            return None;
+        }
+        Some(first)
+    };
+    let embedder = get("hybridEmbedder")?;
+    let ratio = get("hybridSemanticRatio")?;
+    let vector = get("vector")?;
+    match (embedder, ratio) {
+        (None, None) => {}
+        (None, Some(_)) => return None,
+        (Some(e), r) => {
+            let mut hybrid = Map::new();
+            if let Some(r) = r {
+                let f: f32 = r.parse().ok()?;
+                if !(0.0..=1.0).contains(&f) {
+                    return None;
+                }
+                hybrid.insert("semanticRatio".into(), serde_json::json!(f));
+            }
+            hybrid.insert("embedder".into(), Value::String(e.to_string()));
+            body.insert("hybrid".into(), Value::Object(hybrid));
+        }
+    }
+    if let Some(v) = vector {
+        if embedder.is_none() {
+            return None;
+        }
+        let floats: Option<Vec<Value>> =
+            v.split(',').filter(|s| !s.is_empty()).map(|s| s.trim().parse::<f32>().ok().map(|f| serde_json::json!(f))).collect();
+        body.insert("vector".into(), Value::Array(floats?));
+    }
+    if let Some(u) = get("personalizeUserContext")? {
+        body.insert("personalize".into(), serde_json::json!({"userContext": u}));
+    }
+    if let Some(u) = get("useNetwork")? {
+        body.insert("useNetwork".into(), Value::Bool(u.parse().ok()?));
+    }
+    Some(body)
+}
+
 /// A body the typed parse accepted is an object.
 fn object(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
         _ => Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(q: &str) -> Option<Value> {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        search_params_to_body(&pairs).map(Value::Object)
+    }
+
+    #[test]
+    fn get_search_parameters_become_the_post_body() {
+        assert_eq!(
+            body("q=a&hybridEmbedder=default&hybridSemanticRatio=0.5&vector=1,2.5&retrieveVectors=true").unwrap(),
+            json!({"q": "a", "retrieveVectors": true, "hybrid": {"semanticRatio": 0.5, "embedder": "default"}, "vector": [1.0, 2.5]})
+        );
+        assert_eq!(body("hybridEmbedder=e").unwrap(), json!({"hybrid": {"embedder": "e"}}));
+        assert_eq!(body("personalizeUserContext=likes%20cats").unwrap(), json!({"personalize": {"userContext": "likes cats"}}));
+        assert_eq!(body("useNetwork=false&showPerformanceDetails=true").unwrap(), json!({"showPerformanceDetails": true, "useNetwork": false}));
+        // Meilisearch's own errors are the node's to word.
+        assert!(body("hybridSemanticRatio=0.5").is_none());
+        assert!(body("vector=1,2").is_none());
+        assert!(body("hybridEmbedder=e&hybridSemanticRatio=1.5").is_none());
+        assert!(body("hybridEmbedder=e&vector=1,x").is_none());
+        assert!(body("useNetwork=maybe").is_none());
+        assert!(body("nope=1").is_none());
     }
 }

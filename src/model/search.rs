@@ -299,6 +299,15 @@ impl MultiSearch {
     /// Rules Meilisearch checks once the request is parsed: `federationOptions` only in a
     /// federated search.
     pub fn check(&self) -> Result<(), crate::error::ApiError> {
+        if self.federation.is_some() {
+            // Each query's `showPerformanceDetails` (even `false`): the federation has its own.
+            if let Some(i) = self.queries.iter().position(|q| q.show_performance_details.is_some()) {
+                return Err(crate::error::ApiError::new(
+                    crate::error::Code::InvalidMultiSearchQueryShowPerformanceDetails,
+                    format!("Inside `.queries[{i}]`: Using `.showPerformanceDetails` is not allowed in federated queries.\n - Hint: remove `showPerformanceDetails` from the query or remove `federation` from the request"),
+                ));
+            }
+        }
         if self.federation.is_none() {
             if let Some(i) = self.queries.iter().position(|q| q.federation_options.is_some()) {
                 return Err(crate::error::ApiError::new(
@@ -428,6 +437,18 @@ mod tests {
         );
         assert_eq!(err::<MultiSearch>(json!({})), ("bad_request".into(), "Missing field `queries`".into()));
         assert_eq!(err::<MultiSearch>(json!({"queries": [], "federation": {"facetsByIndex": {"bad uid": []}}})).0, "invalid_multi_search_facets_by_index");
+    }
+
+    #[test]
+    fn only_the_federation_may_ask_for_performance_details() {
+        let check = |v: Value| parse::<MultiSearch>(v).unwrap().check();
+        assert!(check(json!({"queries": [{"indexUid": "a", "showPerformanceDetails": true}]})).is_ok());
+        assert!(check(json!({"federation": {"showPerformanceDetails": true}, "queries": [{"indexUid": "a"}]})).is_ok());
+        for flag in [true, false] {
+            let e = check(json!({"federation": {}, "queries": [{"indexUid": "a"}, {"indexUid": "a", "showPerformanceDetails": flag}]})).unwrap_err();
+            assert_eq!(e.code_name(), "invalid_multi_search_query_show_performance_details");
+            assert!(e.body()["message"].as_str().unwrap().starts_with("Inside `.queries[1]`: Using `.showPerformanceDetails` is not allowed"));
+        }
     }
 
     #[test]

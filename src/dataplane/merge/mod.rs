@@ -33,11 +33,11 @@ mod search;
 mod stats;
 
 pub use context::{FacetOrder, IndexContext, NODE_MAX_VALUES_PER_FACET_FLOOR};
-pub use documents::{merge_document_pages, plan_document_pages};
+pub use documents::{compare_documents, merge_document_pages, merge_sorted_document_pages, plan_document_pages, sort_widened_fields, DocumentSort};
 pub use facets::{merge_facet_distributions, merge_facet_search, merge_facet_stats};
 pub use federated::{merge_federated, plan_federated_node_search, FederatedQuery};
 pub use rank::compare_hits;
-pub use search::{merge_search, multi_search_result, plan_node_search};
+pub use search::{finish_search_answer, merge_performance_details, merge_search, multi_search_result, plan_node_search};
 pub use stats::{merge_index_stats, NodeIndexStats};
 
 use serde_json::{Map, Value};

@@ -390,12 +390,66 @@ pub fn merge_search(
     }
     if let Some(first) = first {
         for (k, v) in first {
-            if !out.contains_key(k) && k != "requestUid" && !PAGINATION_ANSWER_FIELDS.contains(&k.as_str()) {
+            if !out.contains_key(k) && !AFTER_REQUEST_UID.contains(&k.as_str()) && !PAGINATION_ANSWER_FIELDS.contains(&k.as_str()) {
                 out.insert(k.clone(), v.clone());
             }
         }
     }
     Ok(Value::Object(out))
+}
+
+/// Fields of a search answer that Meilisearch writes after `requestUid` (the caller appends
+/// them after its own `requestUid`).
+const AFTER_REQUEST_UID: [&str; 3] = ["requestUid", "metadata", "performanceDetails"];
+
+/// A duration as Meilisearch prints it (`{:.2?}` of a `Duration`: `812.00ns`, `15.43µs`,
+/// `1.20ms`, `2.00s`), in nanoseconds.
+pub(crate) fn parse_duration(s: &str) -> Option<f64> {
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    let scale = match unit {
+        "ns" => 1.0,
+        "µs" | "us" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        _ => return None,
+    };
+    Some(n * scale)
+}
+
+/// `performanceDetails` of one merged read: every step any node reported, in the order the
+/// nodes first list them, each with the slowest node's duration (the nodes run in
+/// parallel, so the slowest one is what the client waited for). `None` when no node sent
+/// any (the client did not ask).
+pub fn merge_performance_details<'a>(answers: impl IntoIterator<Item = &'a Value>) -> Option<Value> {
+    let mut out: Map<String, Value> = Map::new();
+    let mut any = false;
+    for a in answers {
+        let Some(details) = a.get("performanceDetails").and_then(Value::as_object) else { continue };
+        any = true;
+        for (step, d) in details {
+            let slower = match (out.get(step).and_then(Value::as_str).and_then(parse_duration), d.as_str().and_then(parse_duration)) {
+                (None, _) => true,
+                (Some(cur), Some(new)) => new > cur,
+                (Some(_), None) => false,
+            };
+            if slower {
+                out.insert(step.clone(), d.clone());
+            }
+        }
+    }
+    any.then_some(Value::Object(out))
+}
+
+/// Appends `requestUid` and, after it as Meilisearch orders them, the merged
+/// `performanceDetails` of the node answers.
+pub fn finish_search_answer(body: &mut Value, request_uid: &str, performance: Option<Value>) {
+    let Some(o) = body.as_object_mut() else { return };
+    o.insert("requestUid".into(), json!(request_uid));
+    if let Some(p) = performance {
+        o.insert("performanceDetails".into(), p);
+    }
 }
 
 /// One result of a non-federated `POST /multi-search`: the merged answer with `indexUid`

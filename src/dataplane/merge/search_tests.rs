@@ -516,3 +516,25 @@ fn recorded_multi_search_result_shape() {
     want["processingTimeMs"] = json!(got["processingTimeMs"]);
     assert_eq!(serde_json::to_string(&got).unwrap(), serde_json::to_string(&want).unwrap());
 }
+
+#[test]
+fn performance_details_keep_the_slowest_node_per_step() {
+    use super::{finish_search_answer, merge_performance_details, parse_duration};
+    assert_eq!(parse_duration("812.00ns"), Some(812.0));
+    assert_eq!(parse_duration("15.43µs"), Some(15430.0));
+    assert_eq!(parse_duration("1.20ms"), Some(1_200_000.0));
+    assert_eq!(parse_duration("2.00s"), Some(2e9));
+    assert_eq!(parse_duration("fast"), None);
+    let a = json!({"performanceDetails": {"search > keyword ranking": "1.50ms", "search": "2.00ms"}});
+    let b = json!({"performanceDetails": {"search > keyword ranking": "900.00µs", "search > facet distribution": "3.00µs", "search": "2.10ms"}});
+    let merged = merge_performance_details([&a, &b]).unwrap();
+    assert_eq!(
+        serde_json::to_string(&merged).unwrap(),
+        r#"{"search > keyword ranking":"1.50ms","search":"2.10ms","search > facet distribution":"3.00µs"}"#
+    );
+    assert!(merge_performance_details([&json!({"hits": []})]).is_none());
+    let mut body = json!({"hits": [], "query": ""});
+    finish_search_answer(&mut body, "u", Some(merged));
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["hits", "query", "requestUid", "performanceDetails"]);
+}

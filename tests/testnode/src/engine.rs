@@ -12,7 +12,7 @@
 //! insertion order, as in Meilisearch. Exact as long as no document matches through what is
 //! not implemented: n-grams and split words (`sun flower` ↔ `sunflower`), multi-word
 //! synonyms, non-Latin segmentation (CJK, …), custom separators and dictionary. Hybrid and
-//! vector search, `showPerformanceDetails`, `personalize`, `useNetwork` answer 501.
+//! vector search, `personalize`, `useNetwork` answer 501; `showPerformanceDetails` reports measured steps.
 
 mod cache;
 mod facets;
@@ -223,6 +223,114 @@ fn parse_sort(list: &[String], s: &settings::EngineSettings, uid: &str) -> ApiRe
         out.push(rank::SortCrit::Field { field: body.to_string(), asc });
     }
     Ok(out)
+}
+
+/// The `sort` of `GET /documents` / `POST /documents/fetch` (milli's `recursive_sort`):
+/// errors carry `invalid_document_sort` and no index prefix; no `sort` ranking rule needed.
+pub fn parse_document_sort(list: &[String], settings_value: &Value) -> ApiResult<Vec<rank::SortCrit>> {
+    let s = settings::EngineSettings::from_value(settings_value);
+    let mut sortable = s.sortable.clone();
+    sortable.sort();
+    sortable.dedup();
+    let not_sortable = |attr: &str| {
+        let msg = if sortable.is_empty() {
+            format!("Attribute `{attr}` is not sortable. This index does not have configured sortable attributes.")
+        } else {
+            format!("Attribute `{attr}` is not sortable. Available sortable attributes are: `{}`.", sortable.join(", "))
+        };
+        ApiError::new(Code::InvalidDocumentSort, msg)
+    };
+    let mut out = Vec::new();
+    // Syntax first (milli parses every criterion before checking any attribute).
+    let mut parsed = Vec::new();
+    for expr in list {
+        let (body, asc) = if let Some(b) = expr.strip_suffix(":asc") {
+            (b, true)
+        } else if let Some(b) = expr.strip_suffix(":desc") {
+            (b, false)
+        } else {
+            return Err(ApiError::new(
+                Code::InvalidDocumentSort,
+                format!("Invalid syntax for the sort parameter: expected expression ending by `:asc` or `:desc`, found `{expr}`."),
+            ));
+        };
+        if let Some(args) = body.strip_prefix("_geoPoint(").and_then(|r| r.strip_suffix(')')) {
+            let nums: Vec<Option<f64>> = args.split(',').map(|a| a.trim().parse().ok()).collect();
+            let (Some(Some(lat)), Some(Some(lng)), 2) = (nums.first().copied(), nums.get(1).copied(), nums.len()) else {
+                return Err(ApiError::new(
+                    Code::InvalidDocumentSort,
+                    format!("Invalid syntax for the geo parameter: expected expression formated like `_geoPoint(latitude, longitude)` and ending by `:asc` or `:desc`, found `{expr}`."),
+                ));
+            };
+            parsed.push(rank::SortCrit::Geo { point: [lat, lng], asc });
+            continue;
+        }
+        for reserved in ["_geoRadius", "_geoBoundingBox", "_geoDistance", "_geo"] {
+            if body.starts_with(reserved) && (body == reserved || body.starts_with(&format!("{reserved}("))) {
+                return Err(ApiError::new(
+                    Code::InvalidDocumentSort,
+                    format!("`{reserved}` is a reserved keyword and thus can't be used as a sort expression. Use the _geoPoint(latitude, longitude) built-in rule to sort on _geo field coordinates."),
+                ));
+            }
+        }
+        parsed.push(rank::SortCrit::Field { field: body.to_string(), asc });
+    }
+    for c in parsed {
+        match &c {
+            rank::SortCrit::Field { field, .. } if !s.sortable.iter().any(|a| settings::path_matches(a, field)) => return Err(not_sortable(field)),
+            rank::SortCrit::Geo { .. } if !s.sortable.iter().any(|a| a == "_geo") => return Err(not_sortable("_geo")),
+            _ => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// Orders documents as milli's `recursive_sort`: per criterion, documents with number values
+/// first, then string values, each in the criterion's direction, then those without a value;
+/// `_geoPoint` by distance, documents without `_geo` last. Ties keep the internal order.
+pub fn sort_documents(docs: &mut [(u32, &Map<String, Value>)], crits: &[rank::SortCrit]) {
+    use std::cmp::Ordering;
+    let key = |d: &Map<String, Value>| -> Vec<Value> {
+        crits
+            .iter()
+            .map(|c| match c {
+                rank::SortCrit::Field { field, asc } => rank::sort_value(d, field, *asc),
+                rank::SortCrit::Geo { point, .. } => {
+                    rank::geo_of(d).map(|g| json!(rank::geo_distance(*point, g))).unwrap_or(Value::Null)
+                }
+            })
+            .collect()
+    };
+    let mut keyed: Vec<(Vec<Value>, (u32, &Map<String, Value>))> = docs.iter().map(|&(i, d)| (key(d), (i, d))).collect();
+    keyed.sort_by(|(ka, (ia, _)), (kb, (ib, _))| {
+        for (c, (a, b)) in crits.iter().zip(ka.iter().zip(kb.iter())) {
+            let asc = match c {
+                rank::SortCrit::Field { asc, .. } | rank::SortCrit::Geo { asc, .. } => *asc,
+            };
+            let o = match (a, b) {
+                (Value::Null, Value::Null) => Ordering::Equal,
+                (Value::Null, _) => Ordering::Greater,
+                (_, Value::Null) => Ordering::Less,
+                (Value::Number(_), Value::String(_)) => Ordering::Less,
+                (Value::String(_), Value::Number(_)) => Ordering::Greater,
+                _ => {
+                    let o = rank::compare_values(a, b);
+                    if asc {
+                        o
+                    } else {
+                        o.reverse()
+                    }
+                }
+            };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        ia.cmp(ib)
+    });
+    for (slot, (_, v)) in docs.iter_mut().zip(keyed) {
+        *slot = v;
+    }
 }
 
 fn facet_error(s: &settings::EngineSettings, attr: &str) -> ApiError {
@@ -518,6 +626,7 @@ fn facet_objects(s: &settings::EngineSettings, facets: &[String], docs: &[&Map<S
 pub fn search(index: &IndexSnapshot<'_>, query: &SearchQuery) -> ApiResult<Value> {
     let started = Instant::now();
     let r = rank_query(index, query)?;
+    let ranked = started.elapsed();
     let p = &r.params;
     if let Some(f) = &p.facets {
         check_facets(&r.settings, f).map_err(|e| prefix_error(&format!("Index `{}`: ", index.uid), e))?;
@@ -542,6 +651,7 @@ pub fn search(index: &IndexSnapshot<'_>, query: &SearchQuery) -> ApiResult<Value
         .take(limit)
         .map(|(d, e, s)| render_hit(&r, d, e, *s, None))
         .collect();
+    let formatted = started.elapsed();
 
     let mut out = Map::new();
     out.insert("hits".into(), Value::Array(hits));
@@ -565,6 +675,18 @@ pub fn search(index: &IndexSnapshot<'_>, query: &SearchQuery) -> ApiResult<Value
         out.insert("facetDistribution".into(), dist);
         out.insert("facetStats".into(), stats);
     }
+    if p.show_performance_details {
+        // Meilisearch's shape: step path → `{:.2?}` of its duration, the whole search last.
+        let mut steps = Map::new();
+        let ranking = if p.q.as_deref().unwrap_or_default().is_empty() { "search > placeholder ranking" } else { "search > keyword ranking" };
+        steps.insert(ranking.into(), json!(format!("{ranked:.2?}")));
+        steps.insert("search > format".into(), json!(format!("{:.2?}", formatted - ranked)));
+        if p.facets.is_some() {
+            steps.insert("search > facet distribution".into(), json!(format!("{:.2?}", started.elapsed() - formatted)));
+        }
+        steps.insert("search".into(), json!(format!("{:.2?}", started.elapsed())));
+        out.insert("performanceDetails".into(), Value::Object(steps));
+    }
     Ok(Value::Object(out))
 }
 
@@ -584,7 +706,7 @@ fn inside(position: usize, e: ApiError) -> ApiError {
 pub fn federated_search(inputs: &[(IndexSnapshot<'_>, SearchQuery)], federation: &Value) -> ApiResult<Value> {
     let started = Instant::now();
     let fed = expect_object(federation, ".federation")?;
-    params::check_unknown(fed, &["limit", "offset", "page", "hitsPerPage", "facetsByIndex", "mergeFacets"], ".federation")?;
+    params::check_unknown(fed, &["limit", "offset", "page", "hitsPerPage", "facetsByIndex", "mergeFacets", "showPerformanceDetails"], ".federation")?;
     let reader = params::Reader { obj: fed, prefix: ".federation".into() };
     let limit = reader.usize("limit", Code::InvalidSearchLimit)?;
     let offset = reader.usize("offset", Code::InvalidSearchOffset)?;
@@ -642,6 +764,12 @@ pub fn federated_search(inputs: &[(IndexSnapshot<'_>, SearchQuery)], federation:
             return Err(ApiError::new(
                 Code::InvalidMultiSearchQueryFacets,
                 format!("Inside `.queries[{i}]`: Using facet options is not allowed in federated queries.\n - Hint: remove `facets` from query #{i} or remove `federation` from the request\n - Hint: pass `federation.facetsByIndex.{}: {f}` for facets in federated search", index.uid),
+            ));
+        }
+        if query.raw.get("showPerformanceDetails").is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::new(
+                Code::InvalidMultiSearchQueryShowPerformanceDetails,
+                format!("Inside `.queries[{i}]`: Using `.showPerformanceDetails` is not allowed in federated queries.\n - Hint: remove `showPerformanceDetails` from the query or remove `federation` from the request"),
             ));
         }
         let r = rank_query(index, query).map_err(|e| inside(i, e))?;
@@ -762,6 +890,10 @@ pub fn federated_search(inputs: &[(IndexSnapshot<'_>, SearchQuery)], federation:
                 out.insert("facetStats".into(), stats);
             }
         }
+    }
+    if reader.bool("showPerformanceDetails", Code::InvalidSearchShowPerformanceDetails)? == Some(true) {
+        let d = format!("{:.2?}", started.elapsed());
+        out.insert("performanceDetails".into(), json!({"federating results > execute local search": d, "federating results": d}));
     }
     Ok(Value::Object(out))
 }

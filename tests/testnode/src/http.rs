@@ -624,15 +624,45 @@ struct FetchParams {
     fields: Option<Vec<String>>,
     filter: Option<Value>,
     ids: Option<Vec<String>>,
+    sort: Option<Vec<String>>,
+}
+
+/// A GET `sort` as Meilisearch's `fix_sort_query_parameters` reads it: outer quotes dropped,
+/// split on commas outside `_geoPoint(…)`, items trimmed.
+fn split_sort(raw: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    let (mut depth, mut cur) = (0i32, String::new());
+    for c in raw.trim_matches('"').chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    items.push(cur.trim().to_string());
+    items
 }
 
 fn fetch(node: &Node, uid: &str, p: FetchParams) -> ApiResult<Response> {
     let st = node.lock();
     let ix = st.indexes.get(uid).ok_or_else(|| index_not_found(uid))?;
+    let sort = match &p.sort {
+        Some(list) => Some(engine::parse_document_sort(list, &ix.settings)?),
+        None => None,
+    };
     let mut docs = filtered_docs(ix, p.filter.as_ref(), FilterUse::Documents)?;
     if let Some(ids) = &p.ids {
         let wanted: std::collections::HashSet<u32> = ids.iter().filter_map(|id| ix.ids.get(id).copied()).collect();
         docs.retain(|(internal, _)| wanted.contains(internal));
+    }
+    if let Some(crits) = &sort {
+        engine::sort_documents(&mut docs, crits);
     }
     let total = docs.len();
     let results: Vec<Value> = docs
@@ -653,9 +683,6 @@ async fn list_documents(AxState(node): S, Path(uid): Path<String>, RawQuery(q): 
             ApiError::new(Code::InvalidDocumentRetrieveVectors, format!("Invalid value in parameter `retrieveVectors`: could not parse `{v}` as a boolean, expected either `true` or `false`"))
         })?;
     }
-    if param(&pairs, "sort").is_some() {
-        return Err(ApiError::not_implemented("sorting documents in the test node"));
-    }
     let split = |s: &str| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect::<Vec<_>>();
     let p = FetchParams {
         offset: parse_usize_param(&pairs, "offset", Code::InvalidDocumentOffset)?.unwrap_or(0),
@@ -663,6 +690,7 @@ async fn list_documents(AxState(node): S, Path(uid): Path<String>, RawQuery(q): 
         fields: param(&pairs, "fields").map(split),
         filter: param(&pairs, "filter").map(|f| serde_json::from_str(f).unwrap_or_else(|_| Value::String(f.to_string()))),
         ids: param(&pairs, "ids").map(split),
+        sort: param(&pairs, "sort").map(split_sort),
     };
     fetch(&node, &uid, p)
 }
@@ -673,9 +701,6 @@ async fn fetch_documents(AxState(node): S, Path(uid): Path<String>, headers: Hea
     path_uid(&uid)?;
     let obj = expect_object(&body)?;
     check_fields(obj, &["offset", "limit", "fields", "retrieveVectors", "filter", "ids", "sort"])?;
-    if obj.get("sort").is_some_and(|v| !v.is_null()) {
-        return Err(ApiError::not_implemented("sorting documents in the test node"));
-    }
     let uint = |name: &str, code: Code, default: usize| -> ApiResult<usize> {
         match obj.get(name) {
             None | Some(Value::Null) => Ok(default),
@@ -705,6 +730,7 @@ async fn fetch_documents(AxState(node): S, Path(uid): Path<String>, headers: Hea
         fields: strings("fields", Code::InvalidDocumentFields)?,
         filter: obj.get("filter").filter(|v| !v.is_null()).cloned(),
         ids: strings("ids", Code::InvalidDocumentIds)?,
+        sort: obj.get("sort").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()),
     };
     fetch(&node, &uid, p)
 }
@@ -724,7 +750,12 @@ fn snapshot<'a>(index: &'a Index, query: &SearchQuery) -> ApiResult<IndexSnapsho
 
 fn with_request_uid(mut v: Value, uid: &str) -> Value {
     if let Some(o) = v.as_object_mut() {
+        // `performanceDetails` comes after `requestUid` in Meilisearch's answers.
+        let perf = o.shift_remove("performanceDetails");
         o.insert("requestUid".to_string(), Value::String(uid.to_string()));
+        if let Some(p) = perf {
+            o.insert("performanceDetails".to_string(), p);
+        }
     }
     v
 }

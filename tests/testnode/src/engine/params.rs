@@ -90,8 +90,10 @@ pub struct Params {
     pub semantic: bool,
     /// `retrieveVectors`: without it, `_vectors` is left out of hits.
     pub retrieve_vectors: bool,
-    /// A parameter asking for something the engine lacks (`showPerformanceDetails`,
-    /// `personalize`, `useNetwork`): searching answers 501.
+    /// `showPerformanceDetails`: the answer ends with the measured step durations.
+    pub show_performance_details: bool,
+    /// A parameter asking for something the engine lacks (`personalize`, `useNetwork`):
+    /// searching answers 501.
     pub unsupported: Option<&'static str>,
 }
 
@@ -259,9 +261,8 @@ impl Params {
                 .unwrap_or(false),
             semantic,
             retrieve_vectors: r.bool("retrieveVectors", Code::InvalidSearchRetrieveVectors)?.unwrap_or(false),
-            unsupported: if r.get("showPerformanceDetails").is_some_and(|v| v != &Value::Bool(false)) {
-                Some("`showPerformanceDetails` in the test node")
-            } else if r.get("personalize").is_some() {
+            show_performance_details: r.get("showPerformanceDetails") == Some(&Value::Bool(true)),
+            unsupported: if r.get("personalize").is_some() {
                 Some("`personalize` in the test node")
             } else if r.get("useNetwork").is_some_and(|v| v != &Value::Bool(false)) {
                 Some("`useNetwork` in the test node")
@@ -353,6 +354,14 @@ pub fn params_to_object(params: &[(String, String)]) -> ApiResult<Map<String, Va
             _ => name.clone(),
         };
         obj.insert(key, value);
+    }
+    // Meilisearch's `SearchQueryGet` → `SearchQuery` checks, once every parameter parsed.
+    let given = |n: &str| params.iter().any(|(k, _)| k == n);
+    if given("hybridSemanticRatio") && !given("hybridEmbedder") {
+        return Err(ApiError::new(Code::InvalidSearchHybridQuery, "`hybridEmbedder` is mandatory when `hybridSemanticRatio` is present"));
+    }
+    if given("vector") && !given("hybridEmbedder") {
+        return Err(ApiError::new(Code::MissingSearchHybrid, "`hybridEmbedder` is mandatory when `vector` is present"));
     }
     Ok(obj)
 }

@@ -521,7 +521,7 @@ pub fn lookup<'a>(doc: &'a Map<String, Value>, path: &str) -> Option<&'a Value> 
 /// The bucket a document falls in for a sort rule: milli walks the number values, then the
 /// string values (by their facet key), in the rule's direction; a document with several
 /// values lands in the first bucket that holds one of them.
-fn sort_value(doc: &Map<String, Value>, field: &str, asc: bool) -> Value {
+pub fn sort_value(doc: &Map<String, Value>, field: &str, asc: bool) -> Value {
     fn collect(v: &Value, out: &mut Vec<Value>) {
         match v {
             Value::Number(n) => out.push(json!(n.as_f64().unwrap_or(0.0))),
