@@ -54,7 +54,7 @@ pub fn task_view(t: &TaskRecord) -> Value {
         (Some(s), Some(f)) => Value::String(iso_duration(f - s)),
         _ => Value::Null,
     };
-    json!({
+    let mut view = json!({
         "uid": t.uid,
         "batchUid": if t.status == TaskStatus::Enqueued { Value::Null } else { json!(t.uid) },
         "indexUid": t.index_uid,
@@ -67,7 +67,14 @@ pub fn task_view(t: &TaskRecord) -> Value {
         "enqueuedAt": rfc3339(t.enqueued_at),
         "startedAt": t.started_at.map(rfc3339),
         "finishedAt": t.finished_at.map(rfc3339),
-    })
+    });
+    // Meilisearch leaves `details` out of tasks that have none (`snapshotCreation`).
+    if t.details.is_null() {
+        if let Some(o) = view.as_object_mut() {
+            o.shift_remove("details");
+        }
+    }
+    view
 }
 
 /// Removes Miroir's own attributes from settings-shaped details.
@@ -168,6 +175,11 @@ fn aggregate_details(
                     }
                 }
                 return d;
+            }
+        }
+        "dumpCreation" => {
+            if status.is_terminal() {
+                return super::backup::finished_details(task, status);
             }
         }
         _ => {}

@@ -14,6 +14,8 @@ mod search;
 mod settings;
 mod stats;
 mod tasks;
+mod webhooks;
+mod backup;
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -66,15 +68,25 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/_miroir/nodes/{id}", axum::routing::delete(nodes::remove))
         .route("/_miroir/nodes/{id}/drain", post(nodes::drain))
         .route("/_miroir/rebalance", get(nodes::status))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/webhooks/{uuid}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
+        .route("/_miroir/backups", get(backup::list))
+        .route("/_miroir/backups/{uid}", get(backup::get))
         // Meilisearch routes Miroir does not support (yet): a clear 501, not a 404.
         .route("/swap-indexes", any(unsupported))
-        .route("/dumps", any(unsupported))
-        .route("/snapshots", any(unsupported))
+        .route("/dumps", post(backup::dump))
+        .route("/snapshots", post(backup::snapshot))
         .route("/batches", any(unsupported))
         .route("/batches/{uid}", any(unsupported))
         .route("/experimental-features", any(unsupported))
-        .route("/export", any(unsupported))
-        .route("/network", any(unsupported))
+        .route("/export", any(backup::export))
+        .route("/network", any(backup::network))
+        .route("/logs/stream", any(backup::logs))
+        .route("/logs/stderr", any(backup::logs))
+        .route("/chats", any(backup::chats))
+        .route("/chats/{workspace}", any(backup::chats))
+        .route("/chats/{workspace}/settings", any(backup::chats))
+        .route("/chats/{workspace}/chat/completions", any(backup::chats))
         .route("/indexes/{uid}/documents/edit", any(unsupported))
         .route("/indexes/{uid}/similar", any(unsupported))
         .fallback(not_found)
