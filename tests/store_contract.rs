@@ -1364,7 +1364,10 @@ mod sqlite_only {
         {
             let conn = rusqlite::Connection::open(&path).unwrap();
             // Back to schema 4 (0005 only adds this table; later migrations must be undone here too).
-            conn.execute_batch("DROP TABLE placement; PRAGMA user_version = 4;").unwrap();
+            conn.execute_batch(
+                "DROP TABLE placement; DROP TABLE webhooks; DROP TABLE webhook_events; DROP TABLE webhook_deliveries; DROP TABLE backups; PRAGMA user_version = 4;",
+            )
+            .unwrap();
         }
         let s = SqliteStore::open(&path).await.unwrap();
         let conn = rusqlite::Connection::open(&path).unwrap();

@@ -231,6 +231,16 @@ async fn finished_tasks_are_notified_without_polling() {
         .send_json(Method::POST, "/webhooks", &json!({"url": receiver.url, "headers": {"Authorization": "Bearer a-secret-token", "X-Custom": "yes"}}))
         .await;
     assert_eq!(s, 201, "{b}");
+    // The webhook of Miroir's own configuration (`MIROIR_TASK_WEBHOOK_URL`), as Meilisearch
+    // lists its `--task-webhook-url` one: nil uuid, not editable, first.
+    let from_config = Receiver::start(true).await;
+    cluster.proxy.set_config_webhook(Some(from_config.url.clone()), Some("Bearer a-secret-token".into()));
+    let (_, list) = http.get("/webhooks").await;
+    assert_eq!(
+        list["results"][0],
+        json!({"uuid": "00000000-0000-0000-0000-000000000000", "isEditable": false, "url": from_config.url, "headers": {"Authorization": "Bearer a-XXXX..."}})
+    );
+    assert_eq!(list["results"].as_array().unwrap().len(), 2);
 
     // A write nobody polls: its end still reaches the receiver.
     let (s, task) = http.post("/indexes/movies/documents", &json!([{"id": 1, "title": "a"}, {"id": 2, "title": "b"}])).await;
@@ -246,6 +256,9 @@ async fn finished_tasks_are_notified_without_polling() {
     assert_eq!(s, 200);
     assert_eq!(r.tasks[0], view, "the notification is the task object");
     assert_eq!(view["status"], "succeeded");
+    let c = from_config.wait_for("the addition, on the config's webhook", |r| carries(r, uid)).await;
+    assert_eq!(c.headers["authorization"], "Bearer a-secret-token");
+    assert_eq!(c.tasks[0], view);
 
     // A failed task is notified too, with its error.
     let (s, task) = http.post("/indexes/movies/documents", &json!([{"id": "not valid!", "title": "c"}])).await;
@@ -259,7 +272,7 @@ async fn finished_tasks_are_notified_without_polling() {
     // Deleting the webhook stops notifications: a later task reaches nobody (checked once a
     // task after it has been notified to a second webhook).
     let (_, list) = http.get("/webhooks").await;
-    let first = list["results"][0]["uuid"].as_str().unwrap().to_string();
+    let first = list["results"][1]["uuid"].as_str().unwrap().to_string();
     let second = Receiver::start(true).await;
     assert_eq!(http.post("/webhooks", &json!({"url": second.url})).await.0, 201);
     assert_eq!(http.request(Method::DELETE, &format!("/webhooks/{first}"), None, None).await.0, 204);
