@@ -9,6 +9,8 @@
 mod common;
 #[path = "common/miroir_process.rs"]
 mod miroir_process;
+#[path = "common/store_fixtures.rs"]
+mod store_fixtures;
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -322,4 +324,39 @@ async fn notifications_survive_a_miroir_crash() {
     // The webhook itself survived too.
     let (_, list) = http.get("/webhooks").await;
     assert_eq!(list["results"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_miroirs_on_one_redis_notify_each_task_once() {
+    let cluster = Cluster::start(Spec { shards: 4, replication_factor: 1, groups: vec![2] }).await;
+    let cleanup = store_fixtures::RedisCleanup::new(store_fixtures::fresh_prefix());
+    let (_ha, a) = cluster.miroir_on_redis(&store_fixtures::redis_url(), &cleanup.prefix).await;
+    let (_hb, b) = cluster.miroir_on_redis(&store_fixtures::redis_url(), &cleanup.prefix).await;
+    let receiver = Receiver::start(true).await;
+    assert_eq!(a.post("/webhooks", &json!({"url": receiver.url})).await.0, 201);
+    let (_, list) = b.get("/webhooks").await;
+    assert_eq!(list["results"].as_array().unwrap().len(), 1, "one set for every Miroir on the store");
+
+    // Writes through both; clients poll through both (both see every task end).
+    let mut uids = Vec::new();
+    for i in 0..6u64 {
+        let http = if i % 2 == 0 { &a } else { &b };
+        let (s, t) = http.post("/indexes/shared/documents", &json!([{"id": i}])).await;
+        assert_eq!(s, 202, "{t}");
+        uids.push(t["taskUid"].as_u64().unwrap());
+    }
+    for u in &uids {
+        a.wait_task(*u).await;
+        b.wait_task(*u).await;
+    }
+    for u in &uids {
+        receiver.wait_for("every task", |r| carries(r, *u)).await;
+    }
+    let (_, last) = a.post("/indexes/shared/documents", &json!([{"id": 100}])).await;
+    let last = last["taskUid"].as_u64().unwrap();
+    receiver.wait_for("the last task", |r| carries(r, last)).await;
+    for u in uids.iter().chain([&last]) {
+        let n = receiver.received().iter().filter(|r| carries(r, *u)).count();
+        assert_eq!(n, 1, "task {u} notified {n} times by two processes (the receiver accepted each)");
+    }
 }
