@@ -47,6 +47,12 @@ async fn a_cluster_dump_restores_every_document() {
     assert_eq!(s, 202, "{t}");
     http.wait_task(t["taskUid"].as_u64().unwrap()).await;
 
+    // Task-store state a restored cluster needs: an API key and a webhook.
+    let (s, key) = http.post("/keys", &json!({"actions": ["search", "documents.get"], "indexes": ["movies"], "expiresAt": null, "name": "reader"})).await;
+    assert_eq!(s, 201, "{key}");
+    let (s, hook) = http.post("/webhooks", &json!({"url": "http://127.0.0.1:9/hook", "headers": {"X-Team": "search"}})).await;
+    assert_eq!(s, 201, "{hook}");
+
     // The dump: one Miroir task, answered as Meilisearch answers `POST /dumps`.
     let (s, summary) = http.post("/dumps", &json!(null)).await;
     assert_eq!(s, 202, "{summary}");
@@ -111,6 +117,19 @@ async fn a_cluster_dump_restores_every_document() {
     let topology = Topology { shards: 8, replication_factor: 1, replica_groups: 1, nodes: specs };
     let back = Cluster::start_on_nodes(restored, topology, common::test_options()).await;
     let bhttp = back.http();
+    // The task-store part, from the manifest.
+    let badmin = bhttp.with_key(common::ADMIN_KEY);
+    assert_eq!(badmin.post("/_miroir/restore", &json!({"nope": 1})).await.0, 400);
+    let (s, r) = badmin.post("/_miroir/restore", &m).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["restored"]["webhooks"], 1);
+    let old_key = bhttp.with_key(key["key"].as_str().unwrap());
+    let (s, b) = old_key.get("/indexes/movies/documents/7").await;
+    assert_eq!((s, &b["title"]), (200, &json!("film 7")), "the old key works again: {b}");
+    assert_eq!(old_key.get("/indexes/books/documents/1").await.0, 403, "with its old index scope");
+    let (_, hooks) = bhttp.get("/webhooks").await;
+    assert_eq!(hooks["results"][0]["uuid"], hook["uuid"]);
+    assert_eq!(hooks["results"][0]["headers"], json!({"X-Team": "search"}));
     assert_eq!(all_ids(&bhttp, "movies").await, (0..DOCS).collect::<BTreeSet<_>>());
     assert_eq!(all_ids(&bhttp, "books").await, [1, 2].into_iter().collect::<BTreeSet<_>>());
     let (s, one) = bhttp.get("/indexes/movies/documents/42").await;

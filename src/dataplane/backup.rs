@@ -217,6 +217,43 @@ impl Proxy {
         Ok(Some(m))
     }
 
+    /// Writes the task-store part of a backup manifest (`store`) into this Miroir's store, for
+    /// a cluster restored from the backup: the API keys (replacing every key: with the same
+    /// master key they are the same key values again), the webhook set (replaced), and the
+    /// index-settings overlays. Returns how many of each.
+    pub(crate) async fn restore_store(&self, manifest: &Value) -> ApiResult<Value> {
+        let bad = |m: String| ApiError::new(Code::BadRequest, m);
+        let part = manifest.get("store").and_then(Value::as_object).ok_or_else(|| {
+            bad("The body must be a backup manifest (as `GET /_miroir/backups/{uid}` answers it): its `store` object is missing.".into())
+        })?;
+        let keys: Vec<crate::store::ApiKeyRecord> = serde_json::from_value(part.get("apiKeys").cloned().unwrap_or(json!([])))
+            .map_err(|e| bad(format!("`store.apiKeys` cannot be read: {e}")))?;
+        let webhooks: super::webhooks::Webhooks = serde_json::from_value(part.get("webhooks").cloned().unwrap_or(json!({})))
+            .map_err(|e| bad(format!("`store.webhooks` cannot be read: {e}")))?;
+        let settings = match part.get("indexSettings") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => return Err(bad("`store.indexSettings` must be an object".into())),
+        };
+        let store = self.store();
+        for k in store.list_api_keys().await.map_err(store_error)? {
+            store.delete_api_key(k.uid).await.map_err(store_error)?;
+        }
+        for k in &keys {
+            store.insert_api_key(k).await.map_err(store_error)?;
+        }
+        loop {
+            let (version, _) = self.runtime_webhooks().await?;
+            if self.put_runtime_webhooks(version, &webhooks).await? {
+                break;
+            }
+        }
+        for (uid, s) in &settings {
+            store.put_index_settings(uid, s).await.map_err(store_error)?;
+        }
+        Ok(json!({ "apiKeys": keys.len(), "webhooks": webhooks.len(), "indexSettings": settings.len() }))
+    }
+
     /// Every backup's uid, oldest first.
     pub(crate) async fn backup_uids(&self) -> ApiResult<Vec<String>> {
         self.store().list_backups().await.map_err(store_error)

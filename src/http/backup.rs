@@ -23,6 +23,12 @@ pub async fn snapshot(State(proxy): State<Proxy>) -> ApiResult<Response> {
     Ok(json_response(StatusCode::ACCEPTED, summarized(&task)))
 }
 
+/// `POST /_miroir/restore` (admin key): the body is a backup manifest; its task-store part is
+/// written into this Miroir's store (see `docs/backup.md`).
+pub async fn restore(State(proxy): State<Proxy>, super::JsonBody(manifest): super::JsonBody) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "restored": proxy.restore_store(&manifest).await? })))
+}
+
 pub async fn list(State(proxy): State<Proxy>) -> ApiResult<Json<Value>> {
     Ok(Json(json!({ "results": proxy.backup_uids().await? })))
 }

@@ -72,6 +72,7 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/webhooks/{uuid}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
         .route("/_miroir/backups", get(backup::list))
         .route("/_miroir/backups/{uid}", get(backup::get))
+        .route("/_miroir/restore", post(backup::restore))
         // Meilisearch routes Miroir does not support (yet): a clear 501, not a 404.
         .route("/swap-indexes", any(unsupported))
         .route("/dumps", post(backup::dump))
