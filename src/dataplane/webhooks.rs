@@ -48,6 +48,8 @@ const PAGE: usize = 100;
 const MAX_PAGES: usize = 20;
 const MAX_ATTEMPTS: u32 = 15;
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// With no webhook, how often the cursor is moved to the newest task.
+const IDLE_JUMP: Duration = Duration::from_secs(5);
 
 /// One webhook: its URL and the headers sent with every notification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -183,10 +185,11 @@ impl Proxy {
         let h = holder.clone();
         let join = tokio::spawn(async move {
             let client = reqwest::Client::builder().timeout(SEND_TIMEOUT).build().expect("http client");
+            let mut idle_jump: Option<std::time::Instant> = None;
             loop {
                 match proxy.inner.store.try_acquire_lease(WEBHOOK_LEASE, &h, LEASE_TTL).await {
                     Ok(true) => {
-                        if let Err(e) = proxy.observe_finished_tasks().await {
+                        if let Err(e) = proxy.observe_finished_tasks(&mut idle_jump).await {
                             tracing::warn!(error = %e, "webhooks: cannot scan the finished tasks");
                         }
                         if let Err(e) = proxy.deliver_due(&client).await {
@@ -209,10 +212,20 @@ impl Proxy {
     /// configured now. Unfinished tasks are refreshed from the nodes (a few at a time) when
     /// someone listens; with no webhook at all, nobody is told anything and the cursor jumps
     /// to the newest task.
-    async fn observe_finished_tasks(&self) -> ApiResult<()> {
+    async fn observe_finished_tasks(&self, idle_jump: &mut Option<std::time::Instant>) -> ApiResult<()> {
         use futures::StreamExt;
         let store = self.inner.store.clone();
         let hooks = self.all_webhooks().await?;
+        if hooks.is_empty() {
+            // Nobody listens: only keep the cursor near the newest task, now and then (a
+            // listing counts the tasks).
+            if idle_jump.is_some_and(|t| t.elapsed() < IDLE_JUMP) {
+                return Ok(());
+            }
+            *idle_jump = Some(std::time::Instant::now());
+        } else {
+            *idle_jump = None;
+        }
         let cursor = store.get_cdc_cursor(CURSOR.0, CURSOR.1).await.map_err(store_error)?.unwrap_or(0);
         if hooks.is_empty() {
             let newest = store
