@@ -187,6 +187,15 @@ codes! {
     MiroirNodeExists => ("miroir_node_exists", StatusCode::CONFLICT, InvalidRequest),
     MiroirInvalidTopology => ("miroir_invalid_topology", StatusCode::BAD_REQUEST, InvalidRequest),
     MiroirWritesPaused => ("miroir_writes_paused", StatusCode::SERVICE_UNAVAILABLE, System),
+    // --- webhooks
+    InvalidWebhooks => ("invalid_webhooks", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidWebhookUrl => ("invalid_webhook_url", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidWebhookHeaders => ("invalid_webhook_headers", StatusCode::BAD_REQUEST, InvalidRequest),
+    ImmutableWebhook => ("immutable_webhook", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidWebhookUuid => ("invalid_webhook_uuid", StatusCode::BAD_REQUEST, InvalidRequest),
+    WebhookNotFound => ("webhook_not_found", StatusCode::NOT_FOUND, InvalidRequest),
+    ImmutableWebhookUuid => ("immutable_webhook_uuid", StatusCode::BAD_REQUEST, InvalidRequest),
+    ImmutableWebhookIsEditable => ("immutable_webhook_is_editable", StatusCode::BAD_REQUEST, InvalidRequest),
 }
 
 impl Code {

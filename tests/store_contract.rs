@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use miroir::store::{NewWebhookDelivery, WebhookDelivery};
 use miroir::store::{
     ApiKeyRecord, MirrorTable, MissedOp, MissedSummary, NewMissedOp, NewTask, NodeTask, StoreError, TaskFilter, TaskPaging, TaskRecord, TaskStatus, TaskStore, TtlKind,
 };
@@ -102,6 +103,11 @@ contract!(
     placement_no_lost_update_under_concurrency,
     custom_metadata_and_targets_round_trip,
     progress_filters_on_record_fields,
+    webhooks_compare_and_set_versions,
+    webhook_events_enqueue_once,
+    webhook_deliveries_due_retry_finish,
+    webhook_outbox_under_concurrency,
+    backup_manifests_round_trip,
 );
 
 // ---------------------------------------------------------------- contract cases
@@ -1141,6 +1147,122 @@ async fn placement_survives(before: Store, open_again: impl std::future::Future<
     assert_eq!(s.get_placement().await.unwrap(), Some((3, json!(2))));
 }
 
+// ---------------------------------------------------------------- webhooks and backups
+
+async fn webhooks_compare_and_set_versions(s: Store) {
+    let a = json!({"webhooks": {"6b1f0c33-1b8f-4d6e-9a43-2d0c8f3b9a10": {"url": "http://a/", "headers": {"z": "1", "a": "2"}}}});
+    let b = json!({"webhooks": {}});
+    assert_eq!(s.get_webhooks().await.unwrap(), None);
+    assert_eq!(s.put_webhooks(1, &a).await.unwrap(), None, "nothing stored: only version 0 matches");
+    assert_eq!(s.put_webhooks(0, &a).await.unwrap(), Some(1));
+    assert_eq!(s.put_webhooks(0, &b).await.unwrap(), None, "stale");
+    let (v, got) = s.get_webhooks().await.unwrap().unwrap();
+    assert_eq!(v, 1);
+    assert_eq!(serde_json::to_string(&got).unwrap(), serde_json::to_string(&a).unwrap(), "key order kept");
+    assert_eq!(s.put_webhooks(1, &b).await.unwrap(), Some(2));
+    assert_eq!(s.get_webhooks().await.unwrap(), Some((2, b)));
+    // Independent of the placement record.
+    assert_eq!(s.get_placement().await.unwrap(), None);
+}
+
+fn delivery(hook: &str, body: &[u8]) -> NewWebhookDelivery {
+    NewWebhookDelivery { webhook: hook.to_string(), body: body.to_vec() }
+}
+
+fn by_id(mut d: Vec<WebhookDelivery>) -> Vec<WebhookDelivery> {
+    d.sort_by_key(|d| d.id);
+    d
+}
+
+async fn webhook_events_enqueue_once(s: Store) {
+    let now = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    // Binary-safe bodies (gzip would be; NDJSON is not, but nothing may assume it).
+    let body = [0u8, 255, b'\n', 1, 2];
+    assert!(s.enqueue_webhook_event(7, &[delivery("h1", &body), delivery("h2", b"{}\n")]).await.unwrap());
+    assert!(!s.enqueue_webhook_event(7, &[delivery("h1", b"again")]).await.unwrap(), "a task's end is enqueued once");
+    // An event with no webhook is still recorded (nobody listened when the task ended).
+    assert!(s.enqueue_webhook_event(8, &[]).await.unwrap());
+    assert!(!s.enqueue_webhook_event(8, &[delivery("h1", b"late")]).await.unwrap());
+    let due = by_id(s.due_webhook_deliveries(now, 100).await.unwrap());
+    assert_eq!(due.len(), 2);
+    assert_eq!((due[0].task_uid, due[0].webhook.as_str(), &due[0].body[..], due[0].attempts), (7, "h1", &body[..], 0));
+    assert_eq!((due[1].task_uid, due[1].webhook.as_str(), &due[1].body[..]), (7, "h2", &b"{}\n"[..]));
+    assert!(due[0].id < due[1].id);
+    // Pruning forgets events below the cursor: they could be enqueued again (the caller never
+    // looks there again); those at or above stay.
+    assert_eq!(s.prune_webhook_events(8).await.unwrap(), 1);
+    assert!(!s.enqueue_webhook_event(8, &[]).await.unwrap());
+    assert!(s.enqueue_webhook_event(7, &[]).await.unwrap());
+    // Pruning leaves pending deliveries alone.
+    assert_eq!(s.due_webhook_deliveries(now, 100).await.unwrap().len(), 2);
+}
+
+async fn webhook_deliveries_due_retry_finish(s: Store) {
+    let now = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    for uid in 0..5u64 {
+        assert!(s.enqueue_webhook_event(uid, &[delivery("h", format!("{uid}").as_bytes())]).await.unwrap());
+    }
+    let due = s.due_webhook_deliveries(now, 3).await.unwrap();
+    assert_eq!(due.iter().map(|d| d.task_uid).collect::<Vec<_>>(), [0, 1, 2], "earliest first, at most the limit");
+    assert!(s.due_webhook_deliveries(now, 0).await.unwrap().is_empty());
+    // A failed attempt: due again later, attempts counted.
+    let later = now + time::Duration::minutes(5);
+    assert!(s.retry_webhook_delivery(due[0].id, 1, later).await.unwrap());
+    let again = s.due_webhook_deliveries(now, 100).await.unwrap();
+    assert_eq!(again.iter().map(|d| d.task_uid).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let all = s.due_webhook_deliveries(later, 100).await.unwrap();
+    assert_eq!(all.len(), 5);
+    let retried = all.iter().find(|d| d.task_uid == 0).unwrap();
+    assert_eq!(retried.attempts, 1);
+    assert_eq!(retried.next_attempt_at.unix_timestamp_nanos() / 1_000_000, later.unix_timestamp_nanos() / 1_000_000);
+    assert_eq!(all.last().unwrap().task_uid, 0, "the retried one is due last");
+    // Sent: gone; a second finish (another process sent it too) finds nothing.
+    assert!(s.finish_webhook_delivery(due[1].id).await.unwrap());
+    assert!(!s.finish_webhook_delivery(due[1].id).await.unwrap());
+    assert!(!s.retry_webhook_delivery(due[1].id, 2, now).await.unwrap(), "a finished delivery is not brought back");
+    let left = s.due_webhook_deliveries(later, 100).await.unwrap();
+    assert_eq!(left.iter().map(|d| d.task_uid).collect::<BTreeSet<_>>(), [0, 2, 3, 4].into_iter().collect());
+}
+
+async fn webhook_outbox_under_concurrency(s: Store) {
+    // Many observers of the same finished tasks: each task's deliveries enqueued exactly once.
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            let mut won = 0;
+            for uid in 0..20u64 {
+                if s.enqueue_webhook_event(uid, &[delivery("a", b"x"), delivery("b", b"y")]).await.unwrap() {
+                    won += 1;
+                }
+            }
+            won
+        }));
+    }
+    let mut total = 0;
+    for h in handles {
+        total += h.await.unwrap();
+    }
+    assert_eq!(total, 20);
+    let due = s.due_webhook_deliveries(OffsetDateTime::now_utc() + time::Duration::seconds(1), 1000).await.unwrap();
+    assert_eq!(due.len(), 40);
+    assert_eq!(due.iter().map(|d| d.id).collect::<BTreeSet<_>>().len(), 40, "ids unique");
+}
+
+async fn backup_manifests_round_trip(s: Store) {
+    assert_eq!(s.get_backup("20261203-113805123").await.unwrap(), None);
+    assert!(s.list_backups().await.unwrap().is_empty());
+    let m = json!({"uid": "20261203-113805123", "nodes": [{"nodeId": "n1", "dumpUid": null}], "z": 1, "a": 2});
+    s.put_backup("20261203-113805123", &m).await.unwrap();
+    s.put_backup("20261101-000000000", &json!({"older": true})).await.unwrap();
+    let got = s.get_backup("20261203-113805123").await.unwrap().unwrap();
+    assert_eq!(serde_json::to_string(&got).unwrap(), serde_json::to_string(&m).unwrap());
+    let m2 = json!({"uid": "20261203-113805123", "nodes": [{"nodeId": "n1", "dumpUid": "x"}]});
+    s.put_backup("20261203-113805123", &m2).await.unwrap();
+    assert_eq!(s.get_backup("20261203-113805123").await.unwrap(), Some(m2));
+    assert_eq!(s.list_backups().await.unwrap(), ["20261101-000000000", "20261203-113805123"]);
+}
+
 // ---------------------------------------------------------------- SQLite only
 
 mod sqlite_only {
@@ -1247,7 +1369,10 @@ mod sqlite_only {
         {
             let conn = rusqlite::Connection::open(&path).unwrap();
             // Back to schema 4 (0005 only adds this table; later migrations must be undone here too).
-            conn.execute_batch("DROP TABLE placement; PRAGMA user_version = 4;").unwrap();
+            conn.execute_batch(
+                "DROP TABLE placement; DROP TABLE webhooks; DROP TABLE webhook_events; DROP TABLE webhook_deliveries; DROP TABLE backups; PRAGMA user_version = 4;",
+            )
+            .unwrap();
         }
         let s = SqliteStore::open(&path).await.unwrap();
         let conn = rusqlite::Connection::open(&path).unwrap();

@@ -64,6 +64,20 @@ async fn reload(path: &Path, proxy: &Proxy) {
     }
 }
 
+/// Meilisearch's `--task-webhook-url` / `--task-webhook-authorization-header`, from
+/// `MIROIR_TASK_WEBHOOK_URL` / `MIROIR_TASK_WEBHOOK_AUTHORIZATION_HEADER`: a webhook listed with
+/// the nil uuid, not editable through the API, never stored.
+fn configure_task_webhook(proxy: &crate::dataplane::Proxy) -> anyhow::Result<()> {
+    let url = std::env::var("MIROIR_TASK_WEBHOOK_URL").ok().filter(|u| !u.is_empty());
+    if let Some(u) = &url {
+        // The value may carry credentials: only say that it is not a URL.
+        url::Url::parse(u).map_err(|e| anyhow::anyhow!("MIROIR_TASK_WEBHOOK_URL is not a URL: {e}"))?;
+    }
+    let auth = std::env::var("MIROIR_TASK_WEBHOOK_AUTHORIZATION_HEADER").ok().filter(|a| !a.is_empty());
+    proxy.set_config_webhook(url, auth);
+    Ok(())
+}
+
 /// As Meilisearch: production needs a master key of at least 16 bytes; development without
 /// one serves everyone, and says so loudly.
 pub fn check_master_key(env: ServerEnv, keys: &Keys) -> anyhow::Result<()> {
@@ -90,6 +104,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let mut signal = super::ShutdownSignal::listen();
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("listening for SIGHUP")?;
     let running = start(&cfg, keys).await?;
+    configure_task_webhook(&running.proxy)?;
     tracing::info!(addr = %running.server.addr, shards = cfg.shards, rf = cfg.replication_factor, groups = cfg.replica_groups, nodes = cfg.nodes.len(), store = ?cfg.task_store.backend, "miroir serving");
     let signal = loop {
         tokio::select! {

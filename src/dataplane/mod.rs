@@ -25,6 +25,8 @@ pub mod catchup;
 pub mod repair;
 pub mod antientropy;
 pub mod rebalance;
+pub mod webhooks;
+pub mod backup;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -119,6 +121,8 @@ pub(crate) struct ProxyInner {
     /// Per index uid (`""`: writes not about one index): held while a write is sent to the
     /// nodes, so every node receives this process's writes to an index in the same order.
     pub(crate) write_order: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The config's webhook and the notification worker's wake-up.
+    pub(crate) webhooks: webhooks::WebhookState,
 }
 
 impl Proxy {
@@ -137,6 +141,7 @@ impl Proxy {
                 anti_entropy: Default::default(),
                 rebalance: Default::default(),
                 write_order: Default::default(),
+                webhooks: Default::default(),
             }),
         }
     }

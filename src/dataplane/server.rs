@@ -29,6 +29,8 @@ pub struct ServerHandle {
     anti_entropy: JoinHandle<()>,
     rebalance: JoinHandle<()>,
     rebalance_holder: String,
+    webhooks: JoinHandle<()>,
+    webhooks_holder: String,
 }
 
 impl ServerHandle {
@@ -56,6 +58,11 @@ impl ServerHandle {
         if let Err(e) = self.proxy.store().release_lease(crate::dataplane::rebalance::REBALANCE_LEASE, &self.rebalance_holder).await {
             tracing::warn!(error = %e, "cannot release the rebalance lease");
         }
+        self.webhooks.abort();
+        let _ = (&mut self.webhooks).await;
+        if let Err(e) = self.proxy.store().release_lease(crate::dataplane::webhooks::WEBHOOK_LEASE, &self.webhooks_holder).await {
+            tracing::warn!(error = %e, "cannot release the webhooks lease");
+        }
     }
 
     /// Waits until the server stops by itself (it does not, unless it fails).
@@ -75,6 +82,7 @@ impl Drop for ServerHandle {
         self.sync.abort();
         self.anti_entropy.abort();
         self.rebalance.abort();
+        self.webhooks.abort();
     }
 }
 
@@ -105,6 +113,7 @@ pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -
     let (sync, sync_holder) = proxy.spawn_replica_sync();
     let anti_entropy = proxy.spawn_anti_entropy();
     let (rebalance, rebalance_holder) = crate::dataplane::rebalance::spawn(proxy.clone());
+    let (webhooks, webhooks_holder) = proxy.spawn_webhook_worker();
     // Meilisearch's default API keys, on the first start with a master key (the key routes
     // and the auth check create them too, should the store be unreachable now).
     let p = proxy.clone();
@@ -113,7 +122,20 @@ pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -
             tracing::warn!(error = %e, "cannot create the default API keys yet");
         }
     });
-    ServerHandle { addr, shutdown: Some(tx), join: Some(join), health, sync, anti_entropy, rebalance, rebalance_holder, proxy, sync_holder }
+    ServerHandle {
+        addr,
+        shutdown: Some(tx),
+        join: Some(join),
+        health,
+        sync,
+        anti_entropy,
+        rebalance,
+        rebalance_holder,
+        proxy,
+        sync_holder,
+        webhooks,
+        webhooks_holder,
+    }
 }
 
 /// Meilisearch normalises paths before routing (actix's `NormalizePath` with trailing slashes

@@ -88,6 +88,12 @@ pub fn task_view(t: &TaskRecord) -> Value {
         "startedAt": t.started_at.map(rfc3339),
         "finishedAt": t.finished_at.map(rfc3339),
     });
+    // Meilisearch leaves `details` out of tasks that have none (`snapshotCreation`).
+    if t.details.is_null() {
+        if let Some(o) = v.as_object_mut() {
+            o.shift_remove("details");
+        }
+    }
     if let (Some(m), Some(o)) = (&t.custom_metadata, v.as_object_mut()) {
         o.insert("customMetadata".into(), json!(m));
     }
@@ -237,6 +243,11 @@ fn aggregate_details(
                     }
                 }
                 return d;
+            }
+        }
+        "dumpCreation" => {
+            if status.is_terminal() {
+                return super::backup::finished_details(task, status);
             }
         }
         _ => {}

@@ -15,6 +15,8 @@ mod search;
 mod settings;
 mod stats;
 mod tasks;
+mod webhooks;
+mod backup;
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -68,15 +70,28 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/_miroir/nodes/{id}", axum::routing::delete(nodes::remove))
         .route("/_miroir/nodes/{id}/drain", post(nodes::drain))
         .route("/_miroir/rebalance", get(nodes::status))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/webhooks/{uuid}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
+        .route("/_miroir/backups", get(backup::list))
+        .route("/_miroir/backups/{uid}", get(backup::get))
+        .route("/_miroir/restore", post(backup::restore))
         // Meilisearch routes Miroir does not support (yet): a clear 501, not a 404.
         .route("/swap-indexes", any(unsupported))
-        .route("/dumps", any(unsupported))
-        .route("/snapshots", any(unsupported))
+        .route("/dumps", post(backup::dump))
+        .route("/snapshots", post(backup::snapshot))
         .route("/batches", get(batches::list))
         .route("/batches/{uid}", get(batches::get))
         .route("/experimental-features", any(unsupported))
-        .route("/export", any(unsupported))
-        .route("/network", any(unsupported))
+        .route("/export", any(backup::export))
+        .route("/network", any(backup::network))
+        .route("/network/control", any(backup::network))
+        .route("/logs/stream", any(backup::logs))
+        .route("/logs/stderr", any(backup::logs))
+        .route("/chats", any(backup::chats))
+        .route("/chats/{workspace}", any(backup::chats))
+        .route("/chats/{workspace}/settings", any(backup::chats))
+        .route("/chats/{workspace}/chat/completions", any(backup::chats))
+        .route("/tasks/{uid}/documents", any(unsupported))
         .route("/indexes/{uid}/documents/edit", any(unsupported))
         .route("/indexes/{uid}/similar", any(unsupported))
         .route("/indexes/{uid}/fields", any(unsupported))

@@ -355,6 +355,30 @@ pub struct MissedSummary {
     pub newest_seq: Option<u64>,
 }
 
+/// One delivery of a webhook notification to enqueue: which webhook, and the request body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewWebhookDelivery {
+    /// The webhook's uuid (hyphenated; the nil uuid is the one from Miroir's config).
+    pub webhook: String,
+    /// The request body before compression: NDJSON of the finished task objects.
+    pub body: Vec<u8>,
+}
+
+/// A pending webhook delivery (the outbox row), sent until the receiver answers 2xx.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookDelivery {
+    /// Allocated by the store, increasing in enqueue order.
+    pub id: u64,
+    /// The Miroir task whose end it reports.
+    pub task_uid: u64,
+    pub webhook: String,
+    pub body: Vec<u8>,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Not to be sent before (millisecond precision).
+    pub next_attempt_at: OffsetDateTime,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The backend cannot be reached (e.g. Redis down); clients get 503 and may retry.
@@ -473,4 +497,37 @@ pub trait TaskStore: Send + Sync + 'static {
     /// the new version, or `None` when another process changed it first (nothing written).
     /// Versions start at 1 and grow by one per successful put; they are never reused.
     async fn put_placement(&self, expected: u64, state: &Value) -> StoreResult<Option<u64>>;
+
+    // ---- webhooks (Meilisearch's `/webhooks`): the whole set is one JSON document, changed
+    // only by compare-and-set on its version exactly as the placement state, so that limits
+    // (at most 20 webhooks) hold when several processes change it at once.
+    /// The stored webhooks document and its version (`None`: never stored).
+    async fn get_webhooks(&self) -> StoreResult<Option<(u64, Value)>>;
+    /// Stores `webhooks` as version `expected + 1` if the stored version is `expected`
+    /// (`0`: nothing stored yet); `None` when another process changed it first.
+    async fn put_webhooks(&self, expected: u64, webhooks: &Value) -> StoreResult<Option<u64>>;
+
+    // ---- webhook delivery outbox. Every finished task is recorded once (its "event"); the
+    // deliveries of an event are enqueued in the same atomic step, so a task's end is neither
+    // lost nor enqueued twice, whichever process (or how many) observes it.
+    /// If no event was recorded for `task_uid` yet: records it and enqueues `deliveries` (due
+    /// now), atomically, and returns `true`. Otherwise writes nothing and returns `false`.
+    async fn enqueue_webhook_event(&self, task_uid: u64, deliveries: &[NewWebhookDelivery]) -> StoreResult<bool>;
+    /// Pending deliveries due at `now` (`next_attempt_at <= now`), earliest first, at most `limit`.
+    async fn due_webhook_deliveries(&self, now: OffsetDateTime, limit: usize) -> StoreResult<Vec<WebhookDelivery>>;
+    /// Records a failed attempt: the delivery is due again at `next_attempt_at`. `false` when
+    /// the delivery no longer exists (nothing written).
+    async fn retry_webhook_delivery(&self, id: u64, attempts: u32, next_attempt_at: OffsetDateTime) -> StoreResult<bool>;
+    /// Removes a delivery (sent, or given up); `false` when it did not exist.
+    async fn finish_webhook_delivery(&self, id: u64) -> StoreResult<bool>;
+    /// Forgets the events of tasks with uid `< below` (they will never be observed again: the
+    /// caller's scan starts at `below`); returns how many were forgotten.
+    async fn prune_webhook_events(&self, below: u64) -> StoreResult<u64>;
+
+    // ---- backup manifests (`POST /dumps`, `POST /snapshots`), keyed by the backup's uid
+    /// Inserts or replaces.
+    async fn put_backup(&self, uid: &str, manifest: &Value) -> StoreResult<()>;
+    async fn get_backup(&self, uid: &str) -> StoreResult<Option<Value>>;
+    /// Every manifest's uid, ascending.
+    async fn list_backups(&self) -> StoreResult<Vec<String>>;
 }

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError, Script};
 use serde_json::Value;
+use time::OffsetDateTime;
 
 use super::codec::{decode_api_key, encode_api_key, sort_api_keys, MissedMeta};
 use super::codec::{decode_json, decode_task, encode_json, encode_task, ms_to_datetime, now_ms, ttl_ms, unix_ns_key};
@@ -24,6 +25,7 @@ use super::{
     ApiKeyRecord, Lease, MirrorTable, MissedOp, MissedSummary, NewMissedOp, NewTask, StoreError, StoreResult, TaskFilter, TaskPage, TaskPaging, TaskRecord, TaskStore,
     TtlKind,
 };
+use super::{NewWebhookDelivery, WebhookDelivery};
 
 /// Keyspace version this build writes and understands (`<prefix>schema_version`).
 pub const SCHEMA_VERSION: i64 = 1;
@@ -516,6 +518,71 @@ return 1
     )
 });
 
+// ---- webhooks: a hash `webhooks` {version, state} written by PUT_PLACEMENT's script (the same
+// compare-and-set); the outbox: a sorted set `_index:webhook_events` (member and score: the
+// task uid), a counter `webhook_delivery_seq`, one hash `webhook_delivery:<id>` {task, webhook,
+// body, attempts, next} per pending delivery and a sorted set `_index:webhook_due` (score: next
+// attempt, unix ms; member: id).
+
+/// ARGV: events zset, seq key, delivery key prefix, due zset, task uid, now ms, then pairs
+/// (webhook, body). Returns 1 if the event was new (and the deliveries enqueued), else 0.
+static ENQUEUE_WEBHOOK_EVENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('ZADD', ARGV[1], 'NX', ARGV[5], ARGV[5]) == 0 then return 0 end
+local i = 7
+while i < #ARGV do
+  local id = string.format('%d', redis.call('INCR', ARGV[2]))
+  redis.call('HSET', ARGV[3] .. id, 'task', ARGV[5], 'webhook', ARGV[i], 'body', ARGV[i + 1], 'attempts', '0', 'next', ARGV[6])
+  redis.call('ZADD', ARGV[4], ARGV[6], id)
+  i = i + 2
+end
+return 1
+"#,
+    )
+});
+
+/// ARGV: due zset, delivery key prefix, now ms, limit. Returns {id, task, webhook, body,
+/// attempts, next, ...} of the due deliveries, earliest first.
+static DUE_WEBHOOK_DELIVERIES: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local ids = redis.call('ZRANGE', ARGV[1], '-inf', ARGV[3], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[4]))
+local out = {}
+for _, id in ipairs(ids) do
+  local row = redis.call('HMGET', ARGV[2] .. id, 'task', 'webhook', 'body', 'attempts', 'next')
+  if row[1] then
+    out[#out + 1] = id
+    for j = 1, 5 do out[#out + 1] = row[j] end
+  end
+end
+return out
+"#,
+    )
+});
+
+/// ARGV: due zset, delivery key, id, attempts, next ms. Returns 1 if the delivery exists.
+static RETRY_WEBHOOK_DELIVERY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', ARGV[2]) == 0 then return 0 end
+redis.call('HSET', ARGV[2], 'attempts', ARGV[4], 'next', ARGV[5])
+redis.call('ZADD', ARGV[1], ARGV[5], ARGV[3])
+return 1
+"#,
+    )
+});
+
+/// ARGV: due zset, delivery key, id. Returns 1 if the delivery existed.
+static FINISH_WEBHOOK_DELIVERY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('ZREM', ARGV[1], ARGV[3])
+return redis.call('DEL', ARGV[2])
+"#,
+    )
+});
+
 /// A lazily connecting manager with the store's time bounds.
 fn new_manager(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
     let config = ConnectionManagerConfig::new()
@@ -597,6 +664,21 @@ impl RedisStore {
     }
     fn placement_key(&self) -> String {
         self.key("placement")
+    }
+    fn webhooks_key(&self) -> String {
+        self.key("webhooks")
+    }
+    fn webhook_events_index(&self) -> String {
+        self.key("_index:webhook_events")
+    }
+    fn webhook_due_index(&self) -> String {
+        self.key("_index:webhook_due")
+    }
+    fn webhook_delivery_prefix(&self) -> String {
+        self.key("webhook_delivery:")
+    }
+    fn backups_key(&self) -> String {
+        self.key("backups")
     }
 
     /// Deletes the node's pending ops with seq <= `up_to` (all when `None`).
@@ -1126,6 +1208,132 @@ impl TaskStore for RedisStore {
         let wrote: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
         Ok((wrote == 1).then_some(next as u64))
     }
+
+    async fn get_webhooks(&self) -> StoreResult<Option<(u64, Value)>> {
+        let key = self.webhooks_key();
+        let mut c = self.conn();
+        let (version, state): (Option<String>, Option<String>) =
+            self.bounded(async move { redis::cmd("HMGET").arg(key).arg("version").arg("state").query_async(&mut c).await })
+                .await?;
+        match (version, state) {
+            (None, None) => Ok(None),
+            (Some(v), Some(state)) => Ok(Some((parse_u64(&v)?, decode_json(&state)?))),
+            _ => Err(StoreError::Other("stored webhooks are incomplete (version or state missing)".into())),
+        }
+    }
+
+    async fn put_webhooks(&self, expected: u64, webhooks: &Value) -> StoreResult<Option<u64>> {
+        let Some(next) = i64::try_from(expected).ok().and_then(|e| e.checked_add(1)) else { return Ok(None) };
+        let mut inv = PUT_PLACEMENT.prepare_invoke();
+        inv.key(self.webhooks_key()).arg(expected.to_string()).arg(next.to_string()).arg(encode_json(webhooks)?);
+        let mut c = self.conn();
+        let wrote: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        Ok((wrote == 1).then_some(next as u64))
+    }
+
+    async fn enqueue_webhook_event(&self, task_uid: u64, deliveries: &[NewWebhookDelivery]) -> StoreResult<bool> {
+        let mut inv = ENQUEUE_WEBHOOK_EVENT.prepare_invoke();
+        inv.arg(self.webhook_events_index())
+            .arg(self.key("webhook_delivery_seq"))
+            .arg(self.webhook_delivery_prefix())
+            .arg(self.webhook_due_index())
+            .arg(task_uid.to_string())
+            .arg(now_ms().to_string());
+        for d in deliveries {
+            inv.arg(&d.webhook).arg(&d.body[..]);
+        }
+        let mut c = self.conn();
+        let new: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(new == 1)
+    }
+
+    async fn due_webhook_deliveries(&self, now: OffsetDateTime, limit: usize) -> StoreResult<Vec<WebhookDelivery>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut inv = DUE_WEBHOOK_DELIVERIES.prepare_invoke();
+        inv.arg(self.webhook_due_index())
+            .arg(self.webhook_delivery_prefix())
+            .arg(unix_ms(now).to_string())
+            .arg(limit.min(MAX_LIMIT));
+        let mut c = self.conn();
+        let out: Vec<Vec<u8>> = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let mut rows = Vec::with_capacity(out.len() / 6);
+        for r in out.chunks_exact(6) {
+            rows.push(WebhookDelivery {
+                id: parse_u64(&text(&r[0]))?,
+                task_uid: parse_u64(&text(&r[1]))?,
+                webhook: text(&r[2]),
+                body: r[3].clone(),
+                attempts: parse_u64(&text(&r[4]))?.min(u32::MAX as u64) as u32,
+                next_attempt_at: ms_to_datetime(
+                    text(&r[5]).parse().map_err(|_| StoreError::Other("redis returned a non-integer attempt time".into()))?,
+                ),
+            });
+        }
+        Ok(rows)
+    }
+
+    async fn retry_webhook_delivery(&self, id: u64, attempts: u32, next_attempt_at: OffsetDateTime) -> StoreResult<bool> {
+        let mut inv = RETRY_WEBHOOK_DELIVERY.prepare_invoke();
+        inv.arg(self.webhook_due_index())
+            .arg(format!("{}{id}", self.webhook_delivery_prefix()))
+            .arg(id.to_string())
+            .arg(attempts.to_string())
+            .arg(unix_ms(next_attempt_at).to_string());
+        let mut c = self.conn();
+        let n: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(n == 1)
+    }
+
+    async fn finish_webhook_delivery(&self, id: u64) -> StoreResult<bool> {
+        let mut inv = FINISH_WEBHOOK_DELIVERY.prepare_invoke();
+        inv.arg(self.webhook_due_index()).arg(format!("{}{id}", self.webhook_delivery_prefix())).arg(id.to_string());
+        let mut c = self.conn();
+        let n: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(n == 1)
+    }
+
+    async fn prune_webhook_events(&self, below: u64) -> StoreResult<u64> {
+        if below == 0 {
+            return Ok(0);
+        }
+        let key = self.webhook_events_index();
+        let mut c = self.conn();
+        let max = format!("({below}");
+        let n: u64 = self.bounded(async move { redis::cmd("ZREMRANGEBYSCORE").arg(key).arg("-inf").arg(max).query_async(&mut c).await }).await?;
+        Ok(n)
+    }
+
+    async fn put_backup(&self, uid: &str, manifest: &Value) -> StoreResult<()> {
+        let key = self.backups_key();
+        let (uid, manifest) = (uid.to_string(), encode_json(manifest)?);
+        let mut c = self.conn();
+        let _: i64 = self.bounded(async move { c.hset(key, uid, manifest).await }).await?;
+        Ok(())
+    }
+
+    async fn get_backup(&self, uid: &str) -> StoreResult<Option<Value>> {
+        let key = self.backups_key();
+        let uid = uid.to_string();
+        let mut c = self.conn();
+        let m: Option<String> = self.bounded(async move { c.hget(key, uid).await }).await?;
+        m.map(|m| decode_json(&m)).transpose()
+    }
+
+    async fn list_backups(&self) -> StoreResult<Vec<String>> {
+        let key = self.backups_key();
+        let mut c = self.conn();
+        let mut uids: Vec<String> = self.bounded(async move { c.hkeys(key).await }).await?;
+        uids.sort();
+        Ok(uids)
+    }
+}
+
+/// Unix milliseconds of a time (the outbox's clock).
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000).clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 #[cfg(test)]

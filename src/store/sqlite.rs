@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
+use time::OffsetDateTime;
 
 use super::codec::{decode_api_key, encode_api_key, sort_api_keys};
 use super::codec::{decode_shards, decode_time, encode_shards, encode_time};
@@ -21,6 +22,7 @@ use super::{
     ApiKeyRecord, Lease, MirrorTable, MissedOp, MissedSummary, NewMissedOp, NewTask, StoreError, StoreResult, TaskFilter, TaskPage, TaskPaging, TaskRecord, TaskStore,
     TtlKind,
 };
+use super::{NewWebhookDelivery, WebhookDelivery};
 
 /// Schema migrations, applied in order; migration `i` (0-based) brings the schema to
 /// version `i + 1`, recorded in `PRAGMA user_version`.
@@ -30,6 +32,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_api_keys.sql"),
     include_str!("../../migrations/0004_missed_ops.sql"),
     include_str!("../../migrations/0005_placement.sql"),
+    // 0006 belongs to another branch; the lead orders the list when merging.
+    include_str!("../../migrations/0007_webhooks.sql"),
 ];
 
 /// Schema version this build writes and understands.
@@ -853,4 +857,147 @@ impl TaskStore for SqliteStore {
         })
         .await
     }
+
+    async fn get_webhooks(&self) -> StoreResult<Option<(u64, Value)>> {
+        self.with(move |c| {
+            let row: Option<(i64, String)> = c
+                .query_row("SELECT version, state FROM webhooks WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(sql_err)?;
+            row.map(|(version, state)| Ok((version as u64, decode_json(&state)?))).transpose()
+        })
+        .await
+    }
+
+    async fn put_webhooks(&self, expected: u64, webhooks: &Value) -> StoreResult<Option<u64>> {
+        let Some(next) = i64::try_from(expected).ok().and_then(|e| e.checked_add(1)) else { return Ok(None) };
+        let state = encode_json(webhooks)?;
+        self.with(move |c| {
+            // One statement per branch: the version check and the write are one atomic step.
+            let changed = if expected == 0 {
+                c.execute("INSERT INTO webhooks (id, version, state) VALUES (1, 1, ?) ON CONFLICT (id) DO NOTHING", params![state])
+            } else {
+                c.execute("UPDATE webhooks SET version = ?1, state = ?2 WHERE id = 1 AND version = ?3", params![next, state, next - 1])
+            }
+            .map_err(sql_err)?;
+            Ok((changed == 1).then_some(next as u64))
+        })
+        .await
+    }
+
+    async fn enqueue_webhook_event(&self, task_uid: u64, deliveries: &[NewWebhookDelivery]) -> StoreResult<bool> {
+        let uid = to_i64(task_uid)?;
+        let deliveries = deliveries.to_vec();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+            let new = tx
+                .execute("INSERT INTO webhook_events (task_uid) VALUES (?) ON CONFLICT (task_uid) DO NOTHING", params![uid])
+                .map_err(sql_err)?;
+            if new == 0 {
+                return Ok(false);
+            }
+            let now = now_ms();
+            for d in &deliveries {
+                tx.execute(
+                    "INSERT INTO webhook_deliveries (task_uid, webhook, body, attempts, next_attempt_at) VALUES (?, ?, ?, 0, ?)",
+                    params![uid, d.webhook, d.body, now],
+                )
+                .map_err(sql_err)?;
+            }
+            tx.commit().map_err(sql_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn due_webhook_deliveries(&self, now: OffsetDateTime, limit: usize) -> StoreResult<Vec<WebhookDelivery>> {
+        let now = unix_ms(now);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT id, task_uid, webhook, body, attempts, next_attempt_at FROM webhook_deliveries \
+                     WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+                )
+                .map_err(sql_err)?;
+            let rows = stmt
+                .query_map(params![now, limit], |r| {
+                    Ok(WebhookDelivery {
+                        id: r.get::<_, i64>(0)? as u64,
+                        task_uid: r.get::<_, i64>(1)? as u64,
+                        webhook: r.get(2)?,
+                        body: r.get(3)?,
+                        attempts: r.get::<_, i64>(4)?.clamp(0, u32::MAX as i64) as u32,
+                        next_attempt_at: ms_to_datetime(r.get(5)?),
+                    })
+                })
+                .map_err(sql_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+        })
+        .await
+    }
+
+    async fn retry_webhook_delivery(&self, id: u64, attempts: u32, next_attempt_at: OffsetDateTime) -> StoreResult<bool> {
+        let id = to_i64(id)?;
+        let next = unix_ms(next_attempt_at);
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE webhook_deliveries SET attempts = ?, next_attempt_at = ? WHERE id = ?",
+                    params![attempts as i64, next, id],
+                )
+                .map_err(sql_err)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn finish_webhook_delivery(&self, id: u64) -> StoreResult<bool> {
+        let id = to_i64(id)?;
+        self.with(move |c| Ok(c.execute("DELETE FROM webhook_deliveries WHERE id = ?", params![id]).map_err(sql_err)? == 1)).await
+    }
+
+    async fn prune_webhook_events(&self, below: u64) -> StoreResult<u64> {
+        let below = i64::try_from(below).unwrap_or(i64::MAX);
+        self.with(move |c| Ok(c.execute("DELETE FROM webhook_events WHERE task_uid < ?", params![below]).map_err(sql_err)? as u64))
+            .await
+    }
+
+    async fn put_backup(&self, uid: &str, manifest: &Value) -> StoreResult<()> {
+        let uid = uid.to_string();
+        let manifest = encode_json(manifest)?;
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO backups (uid, manifest) VALUES (?1, ?2) ON CONFLICT (uid) DO UPDATE SET manifest = excluded.manifest",
+                params![uid, manifest],
+            )
+            .map_err(sql_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_backup(&self, uid: &str) -> StoreResult<Option<Value>> {
+        let uid = uid.to_string();
+        self.with(move |c| {
+            let row: Option<String> =
+                c.query_row("SELECT manifest FROM backups WHERE uid = ?", params![uid], |r| r.get(0)).optional().map_err(sql_err)?;
+            row.map(|m| decode_json(&m)).transpose()
+        })
+        .await
+    }
+
+    async fn list_backups(&self) -> StoreResult<Vec<String>> {
+        self.with(move |c| {
+            let mut stmt = c.prepare("SELECT uid FROM backups ORDER BY uid").map_err(sql_err)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+        })
+        .await
+    }
+}
+
+/// Unix milliseconds of a time (the outbox's clock).
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000).clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }

@@ -41,6 +41,8 @@ pub struct Node {
     pub id: String,
     pub url: String,
     kind: NodeKind,
+    /// The test node's dump and snapshot directories (`dumps/`, `snapshots/`).
+    scratch: Option<tempfile::TempDir>,
 }
 
 pub async fn free_port() -> u16 {
@@ -107,20 +109,78 @@ impl Node {
                 let child = spawn_meilisearch(path, port, dir.path(), key.as_deref());
                 let url = format!("http://127.0.0.1:{port}");
                 wait_healthy(&url).await;
-                Node { id: id.into(), url, kind: NodeKind::Process { child: Some(child), bin: path.clone(), port, dir, key } }
+                Node { id: id.into(), url, kind: NodeKind::Process { child: Some(child), bin: path.clone(), port, dir, key }, scratch: None }
             }
             Engine::Docker => {
                 let port = free_port().await;
                 let container = start_container(port, key.as_deref()).await;
                 let url = format!("http://127.0.0.1:{port}");
                 wait_healthy(&url).await;
-                Node { id: id.into(), url, kind: NodeKind::Docker { container: Some(container), port, key } }
+                Node { id: id.into(), url, kind: NodeKind::Docker { container: Some(container), port, key }, scratch: None }
             }
-            Engine::TestNode => {
-                let n = miroir_testnode::TestNode::start(key).await.expect("start test node");
-                let url = n.url();
-                Node { id: id.into(), url, kind: NodeKind::TestNode(n) }
+            Engine::TestNode => Self::start_test_node(id, key, None).await,
+        }
+    }
+
+    async fn start_test_node(id: &str, key: Option<String>, import_dump: Option<&std::path::Path>) -> Node {
+        let scratch = tempfile::tempdir().unwrap();
+        let options = miroir_testnode::Options {
+            master_key: key,
+            dump_dir: Some(scratch.path().join("dumps")),
+            snapshot_dir: Some(scratch.path().join("snapshots")),
+            import_dump: import_dump.map(std::path::Path::to_path_buf),
+        };
+        let n = miroir_testnode::TestNode::start_with(0, options).await.expect("start test node");
+        let url = n.url();
+        Node { id: id.into(), url, kind: NodeKind::TestNode(n), scratch: Some(scratch) }
+    }
+
+    /// A node requiring `key`, started from a dump file another node wrote
+    /// (`--import-dump`). `None` where the engine cannot (Docker: the file is in a container).
+    pub async fn start_from_dump(id: &str, key: Option<&str>, dump: &std::path::Path) -> Option<Node> {
+        let key = key.map(str::to_string);
+        match engine() {
+            Engine::Binary { path, .. } => {
+                let port = free_port().await;
+                let dir = tempfile::tempdir().unwrap();
+                let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.path().join("meilisearch.log")).expect("node log file");
+                let mut args = engine::meilisearch_args(port, &dir.path().join("data.ms"), key.as_deref());
+                args.push("--import-dump".into());
+                args.push(dump.into());
+                let child = tokio::process::Command::new(path)
+                    .args(args)
+                    .current_dir(dir.path())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(log)
+                    .kill_on_drop(true)
+                    .spawn()
+                    .expect("start meilisearch --import-dump");
+                let url = format!("http://127.0.0.1:{port}");
+                wait_healthy(&url).await;
+                Some(Node { id: id.into(), url, kind: NodeKind::Process { child: Some(child), bin: path.clone(), port, dir, key }, scratch: None })
             }
+            Engine::Docker => None,
+            Engine::TestNode => Some(Self::start_test_node(id, key, Some(dump)).await),
+        }
+    }
+
+    /// Where this node wrote the dump `dump_uid` (its dump directory), if the file is reachable
+    /// from the tests (not in a container).
+    pub fn dump_file(&self, dump_uid: &str) -> Option<PathBuf> {
+        let dumps = match (&self.kind, &self.scratch) {
+            (NodeKind::TestNode(_), Some(s)) => s.path().join("dumps"),
+            (NodeKind::Process { dir, .. }, _) => dir.path().join("dumps"),
+            _ => return None,
+        };
+        Some(dumps.join(format!("{dump_uid}.dump")))
+    }
+
+    /// This node's snapshot directory, if reachable from the tests.
+    pub fn snapshot_dir(&self) -> Option<PathBuf> {
+        match (&self.kind, &self.scratch) {
+            (NodeKind::TestNode(_), Some(s)) => Some(s.path().join("snapshots")),
+            (NodeKind::Process { dir, .. }, _) => Some(dir.path().join("snapshots")),
+            _ => None,
         }
     }
 
@@ -309,6 +369,19 @@ impl Cluster {
         Fut: std::future::Future<Output = String>,
     {
         let (nodes, topology) = start_nodes_addressed(&spec, address).await;
+        let db_dir = tempfile::tempdir().unwrap();
+        let store = open_store(db_dir.path()).await;
+        let proxy = Proxy::new(options, store);
+        proxy.apply_topology(topology.clone()).expect("valid topology");
+        let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = server::spawn(proxy.clone(), listener);
+        wait_serving(&proxy, &topology).await;
+        Cluster { nodes, topology, proxy, server: Some(server), addr, db_dir }
+    }
+
+    /// Miroir (in process, fresh SQLite store) in front of nodes already started.
+    pub async fn start_on_nodes(nodes: Vec<Node>, topology: Topology, options: ProxyOptions) -> Cluster {
         let db_dir = tempfile::tempdir().unwrap();
         let store = open_store(db_dir.path()).await;
         let proxy = Proxy::new(options, store);

@@ -127,6 +127,7 @@ meilisearch_codes! {
     MissingTaskFilters = "missing_task_filters" / 400,
     // What this node does not do says so (it is never a silent success).
     NotImplemented = "not_implemented_by_test_node" / 501,
+    Internal = "internal" / 500,
 }
 
 impl Code {
@@ -135,6 +136,7 @@ impl Code {
         match self {
             Code::MissingAuthorizationHeader | Code::InvalidApiKey => "auth",
             Code::NotImplemented => "system",
+            Code::Internal => "internal",
             _ => "invalid_request",
         }
     }

@@ -26,6 +26,9 @@ const PAYLOAD_LIMIT: usize = 100 * 1024 * 1024;
 /// Shared by the HTTP handlers and the task processor.
 pub struct Node {
     pub master_key: Option<String>,
+    /// Where `POST /dumps` and `POST /snapshots` write (`None`: those routes answer 501).
+    pub dump_dir: Option<std::path::PathBuf>,
+    pub snapshot_dir: Option<std::path::PathBuf>,
     pub state: Mutex<State>,
     pub wake: tokio::sync::Notify,
 }
@@ -80,6 +83,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/indexes/{uid}/search", get(search_get).post(search_post))
         .route("/indexes/{uid}/facet-search", post(facet_search))
         .route("/multi-search", post(multi_search))
+        .route("/dumps", post(create_dump))
+        .route("/snapshots", post(create_snapshot))
         .merge(settings_routes)
         .merge(unimplemented_routes())
         .layer(middleware::from_fn_with_state(node.clone(), auth))
@@ -94,8 +99,6 @@ fn unimplemented_routes() -> Router<Arc<Node>> {
     for path in [
         "/keys",
         "/keys/{key}",
-        "/dumps",
-        "/snapshots",
         "/batches",
         "/batches/{uid}",
         "/swap-indexes",
@@ -1146,6 +1149,16 @@ async fn cancel_tasks(AxState(node): S, RawQuery(q): RawQuery) -> ApiResult<Resp
     let (uids, _) = matched_uids(&node, &pairs, "cancel")?;
     let details = json!({"matchedTasks": uids.len(), "canceledTasks": null, "originalFilter": format!("?{}", q.unwrap_or_default())});
     Ok(ok(node.enqueue(None, TaskKind::TaskCancelation { uids }, Some(details))))
+}
+
+async fn create_dump(AxState(node): S) -> ApiResult<Response> {
+    let dir = node.dump_dir.clone().ok_or_else(|| ApiError::not_implemented("`/dumps` without a dump directory"))?;
+    Ok(accepted(node.enqueue(None, TaskKind::DumpCreation { dir }, None)))
+}
+
+async fn create_snapshot(AxState(node): S) -> ApiResult<Response> {
+    let dir = node.snapshot_dir.clone().ok_or_else(|| ApiError::not_implemented("`/snapshots` without a snapshot directory"))?;
+    Ok(accepted(node.enqueue(None, TaskKind::SnapshotCreation { dir }, None)))
 }
 
 #[cfg(test)]

@@ -36,6 +36,16 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use http::Node;
 
+/// How a node starts (Meilisearch's `--master-key`, `--dump-dir`, `--snapshot-dir`,
+/// `--import-dump`).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub master_key: Option<String>,
+    pub dump_dir: Option<std::path::PathBuf>,
+    pub snapshot_dir: Option<std::path::PathBuf>,
+    pub import_dump: Option<std::path::PathBuf>,
+}
+
 /// One serving period of the node: the accept loop and its connections.
 struct Serving {
     shutdown: watch::Sender<bool>,
@@ -59,9 +69,25 @@ impl TestNode {
 
     /// Starts a node on `127.0.0.1:port` (`0`: an ephemeral port).
     pub async fn start_on(port: u16, master_key: Option<String>) -> std::io::Result<TestNode> {
+        Self::start_with(port, Options { master_key, ..Options::default() }).await
+    }
+
+    /// Starts a node with Meilisearch's backup options: where dumps and snapshots go, and a
+    /// dump to start from (`--import-dump`, a dump this test node wrote).
+    pub async fn start_with(port: u16, options: Options) -> std::io::Result<TestNode> {
+        let state = match &options.import_dump {
+            None => state::State::default(),
+            Some(path) => {
+                let bytes = std::fs::read(path)?;
+                let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(std::io::Error::other)?;
+                state::State::from_dump(&v).map_err(std::io::Error::other)?
+            }
+        };
         let node = Arc::new(Node {
-            master_key,
-            state: Mutex::new(state::State::default()),
+            master_key: options.master_key,
+            dump_dir: options.dump_dir,
+            snapshot_dir: options.snapshot_dir,
+            state: Mutex::new(state),
             wake: tokio::sync::Notify::new(),
         });
         let listener = bind(port).await?;

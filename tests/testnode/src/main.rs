@@ -15,12 +15,15 @@ struct Args {
     /// Accepted for compatibility; the test node keeps nothing on disk.
     #[arg(long, env = "MEILI_DB_PATH")]
     db_path: Option<std::path::PathBuf>,
-    /// Accepted for compatibility.
+    /// Where `POST /dumps` writes (the test node's own dump format).
     #[arg(long, env = "MEILI_DUMP_DIR")]
     dump_dir: Option<std::path::PathBuf>,
-    /// Accepted for compatibility.
+    /// Where `POST /snapshots` writes.
     #[arg(long, env = "MEILI_SNAPSHOT_DIR")]
     snapshot_dir: Option<std::path::PathBuf>,
+    /// A dump this test node wrote, to start from.
+    #[arg(long, env = "MEILI_IMPORT_DUMP")]
+    import_dump: Option<std::path::PathBuf>,
     /// Accepted for compatibility (`development` / `production`).
     #[arg(long, env = "MEILI_ENV")]
     env: Option<String>,
@@ -42,7 +45,14 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let node = match miroir_testnode::TestNode::start_on(port, args.master_key).await {
+    let options = miroir_testnode::Options {
+        master_key: args.master_key,
+        // Meilisearch's defaults, relative to the working directory.
+        dump_dir: Some(args.dump_dir.unwrap_or_else(|| "dumps".into())),
+        snapshot_dir: Some(args.snapshot_dir.unwrap_or_else(|| "snapshots".into())),
+        import_dump: args.import_dump,
+    };
+    let node = match miroir_testnode::TestNode::start_with(port, options).await {
         Ok(n) => n,
         Err(e) => {
             eprintln!("miroir-testnode: cannot listen on {}: {e}", args.http_addr);

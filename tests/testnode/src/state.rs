@@ -171,6 +171,13 @@ pub enum TaskKind {
     SettingsUpdate { update: SettingsUpdate },
     TaskDeletion { uids: Vec<u32> },
     TaskCancelation { uids: Vec<u32> },
+    /// Writes the node's indexes to `<dir>/<dumpUid>.dump` (the test node's own format, see
+    /// [`State::dump`]; Meilisearch's is a tarball).
+    DumpCreation { dir: std::path::PathBuf },
+    /// Writes the same content to `<dir>/data.ms.snapshot` (replaced each time).
+    SnapshotCreation { dir: std::path::PathBuf },
+    /// A finished task read from a dump (its payload is gone, as after any processing).
+    Imported { type_name: &'static str },
 }
 
 impl TaskKind {
@@ -186,6 +193,9 @@ impl TaskKind {
             TaskKind::SettingsUpdate { .. } => "settingsUpdate",
             TaskKind::TaskDeletion { .. } => "taskDeletion",
             TaskKind::TaskCancelation { .. } => "taskCancelation",
+            TaskKind::DumpCreation { .. } => "dumpCreation",
+            TaskKind::SnapshotCreation { .. } => "snapshotCreation",
+            TaskKind::Imported { type_name } => type_name,
         }
     }
 }
@@ -215,7 +225,7 @@ impl Task {
             (Some(s), Some(f)) => Value::String(fmt_duration(f - s)),
             _ => Value::Null,
         };
-        json!({
+        let mut view = json!({
             "uid": self.uid,
             "batchUid": self.batch_uid,
             "indexUid": self.index_uid,
@@ -228,7 +238,13 @@ impl Task {
             "enqueuedAt": fmt_time(self.enqueued_at),
             "startedAt": self.started_at.map(fmt_time),
             "finishedAt": self.finished_at.map(fmt_time),
-        })
+        });
+        if self.details.is_null() {
+            if let Some(o) = view.as_object_mut() {
+                o.shift_remove("details");
+            }
+        }
+        view
     }
 
     /// The summarized task answered with 202.
@@ -270,6 +286,9 @@ fn details_enqueued(kind: &TaskKind) -> Value {
         }
         TaskKind::SettingsUpdate { update } => update.details.clone(),
         TaskKind::TaskDeletion { .. } | TaskKind::TaskCancelation { .. } => Value::Null,
+        TaskKind::DumpCreation { .. } => json!({ "dumpUid": null }),
+        // Meilisearch's snapshot tasks have no details (the field is left out).
+        TaskKind::SnapshotCreation { .. } | TaskKind::Imported { .. } => Value::Null,
     }
 }
 
@@ -537,7 +556,103 @@ impl State {
                 details["canceledTasks"] = json!(canceled);
                 Ok(())
             }
+            TaskKind::DumpCreation { dir } => {
+                // Named as Meilisearch names dumps: the time the dump started, milliseconds.
+                let fmt = time::macros::format_description!(
+                    "[year repr:full][month repr:numerical][day padding:zero]-[hour padding:zero][minute padding:zero][second padding:zero][subsecond digits:3]"
+                );
+                let dump_uid = now.format(&fmt).expect("dump uid");
+                self.write_backup(&dir, &format!("{dump_uid}.dump"))?;
+                details["dumpUid"] = json!(dump_uid);
+                Ok(())
+            }
+            TaskKind::SnapshotCreation { dir } => self.write_backup(&dir, "data.ms.snapshot"),
+            TaskKind::Imported { .. } => Ok(()),
         }
+    }
+
+    fn write_backup(&self, dir: &std::path::Path, name: &str) -> Result<(), ApiError> {
+        let io = |e: std::io::Error| ApiError::new(Code::Internal, format!("cannot write `{name}`: {e}"));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec(&self.dump()).expect("json")).map_err(io)?;
+        std::fs::rename(&tmp, dir.join(name)).map_err(io)
+    }
+
+    /// The test node's dump: every index with its primary key, settings and documents (in
+    /// internal order). Tasks and keys are not kept (the test node has no keys).
+    pub fn dump(&self) -> Value {
+        let indexes: Vec<Value> = self
+            .indexes
+            .values()
+            .map(|ix| {
+                json!({
+                    "uid": ix.uid,
+                    "primaryKey": ix.primary_key,
+                    "createdAt": fmt_time(ix.created_at),
+                    "updatedAt": fmt_time(ix.updated_at),
+                    "settings": ix.settings,
+                    "documents": ix.docs.values().collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        // The task queue too, as Meilisearch's dumps hold it (finished tasks only here).
+        let tasks: Vec<Value> = self.tasks.values().filter(|t| t.status.is_finished()).map(Task::to_json).collect();
+        json!({ "testNodeDump": 1, "indexes": indexes, "tasks": tasks })
+    }
+
+    /// A node started from a dump (`--import-dump`): its indexes, settings and documents.
+    pub fn from_dump(dump: &Value) -> Result<State, String> {
+        let mut state = State::default();
+        let indexes = dump["indexes"].as_array().ok_or("not a test-node dump (no `indexes`)")?;
+        let parse = |v: &Value| v.as_str().and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok());
+        for ix in indexes {
+            let uid = ix["uid"].as_str().ok_or("an index without uid")?;
+            let now = OffsetDateTime::now_utc();
+            let mut index = Index::new(uid, ix["primaryKey"].as_str().map(str::to_string), parse(&ix["createdAt"]).unwrap_or(now));
+            index.updated_at = parse(&ix["updatedAt"]).unwrap_or(now);
+            index.settings = ix["settings"].clone();
+            let pk = index.primary_key.clone();
+            for d in ix["documents"].as_array().ok_or("an index without documents")? {
+                let doc = d.as_object().ok_or("a document is not an object")?.clone();
+                let pk = pk.as_deref().ok_or("documents without a primary key")?;
+                let ext = payload::document_id(&doc, pk).map_err(|e| e.to_string())?;
+                let internal = index.alloc_id();
+                index.ids.insert(ext, internal);
+                index.docs.insert(internal, doc);
+            }
+            state.indexes.insert(uid.to_string(), index);
+        }
+        for t in dump["tasks"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let uid = t["uid"].as_u64().ok_or("a task without uid")? as u32;
+            let type_name = t["type"].as_str().and_then(|n| TASK_TYPES.iter().find(|k| **k == n)).ok_or("a task of unknown type")?;
+            let status = match t["status"].as_str() {
+                Some("succeeded") => Status::Succeeded,
+                Some("failed") => Status::Failed,
+                Some("canceled") => Status::Canceled,
+                _ => continue,
+            };
+            let batch_uid = t["batchUid"].as_u64().map(|b| b as u32);
+            state.tasks.insert(
+                uid,
+                Task {
+                    uid,
+                    batch_uid,
+                    index_uid: t["indexUid"].as_str().map(str::to_string),
+                    status,
+                    kind: TaskKind::Imported { type_name },
+                    canceled_by: t["canceledBy"].as_u64().map(|c| c as u32),
+                    details: t.get("details").cloned().unwrap_or(Value::Null),
+                    error: t.get("error").cloned().filter(|e| !e.is_null()),
+                    enqueued_at: parse(&t["enqueuedAt"]).ok_or("a task without enqueuedAt")?,
+                    started_at: parse(&t["startedAt"]),
+                    finished_at: parse(&t["finishedAt"]),
+                },
+            );
+            state.next_task_uid = state.next_task_uid.max(uid + 1);
+            state.next_batch_uid = state.next_batch_uid.max(batch_uid.map_or(0, |b| b + 1));
+        }
+        Ok(state)
     }
 
     /// Global `/stats`.
