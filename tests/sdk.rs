@@ -231,6 +231,11 @@ async fn script(t: &mut Target, keys: bool) {
     call!(t, "IndexesQuery::execute", IndexesQuery::new(&c).with_limit(5).execute());
     let movies_index = c.index("movies");
     let mut books = c.index("books");
+    // Batches: asked while every task has been its own batch on the node too (the script
+    // waits for each task; a node may batch tasks enqueued together later on).
+    call!(t, "get_batch", c.get_batch(0));
+    call!(t, "get_batch (missing)", c.get_batch(999_999));
+    call!(t, "get_batches_with", c.get_batches_with(&meilisearch_sdk::batches::BatchesQuery::new(&c).with_limit(2).with_from(2)));
 
     // Documents.
     write!(t, "add_documents", movies_index.add_documents(&movies(0, 60), None));
@@ -417,6 +422,46 @@ async fn script(t: &mut Target, keys: bool) {
         call!(t, "key: get_key (deleted)", c.get_key("01b4bc42-eb33-4041-b481-254d00cce834"));
     }
 
+    // Experimental features.
+    call!(t, "features get", meilisearch_sdk::features::ExperimentalFeatures::new(&c).get());
+    call!(t, "features update", meilisearch_sdk::features::ExperimentalFeatures::new(&c).set_edit_documents_by_function(true).set_contains_filter(true).update());
+    call!(t, "features get (after)", meilisearch_sdk::features::ExperimentalFeatures::new(&c).get());
+    let mut q = SearchQuery::new(&movies_index);
+    q.with_query("").with_filter("title CONTAINS ver").with_sort(&["id:asc"]).with_limit(100);
+    call!(t, "search (contains filter)", q.execute::<Value>());
+
+    // Index swap and rename.
+    write!(t, "create_index (movies2)", c.create_index("movies2", Some("id")));
+    write!(t, "add_documents (movies2)", c.index("movies2").add_documents(&movies(500, 5), None));
+    let swap = meilisearch_sdk::client::SwapIndexes { indexes: ("movies".to_string(), "movies2".to_string()), rename: None };
+    write!(t, "swap_indexes", c.swap_indexes([&swap]));
+    call!(t, "get_documents_with (swapped)", c.index("movies").get_documents_with::<Value>(DocumentsQuery::new(&movies_index).with_limit(1000)));
+    write!(t, "swap_indexes (back)", c.swap_indexes([&swap]));
+    let missing = meilisearch_sdk::client::SwapIndexes { indexes: ("movies".to_string(), "nope".to_string()), rename: None };
+    write!(t, "swap_indexes (missing)", c.swap_indexes([&missing]));
+    let rename = meilisearch_sdk::client::SwapIndexes { indexes: ("movies2".to_string(), "movies3".to_string()), rename: Some(true) };
+    write!(t, "swap_indexes (rename)", c.swap_indexes([&rename]));
+    call!(t, "get_index (renamed)", c.get_raw_index("movies3"));
+    call!(t, "compact", c.index("movies3").compact());
+
+    // Webhooks (the URL is never reached: nothing listens there).
+    let hook = meilisearch_sdk::webhooks::WebhookCreate::new("http://127.0.0.1:9/hook").with_header("x-token", "secret-value");
+    let created = call!(t, "create_webhook", c.create_webhook(&hook));
+    call!(t, "get_webhooks", c.get_webhooks());
+    if let Ok(w) = created {
+        let uuid = w.uuid.to_string();
+        call!(t, "get_webhook", c.get_webhook(&uuid));
+        let mut up = meilisearch_sdk::webhooks::WebhookUpdate::new();
+        up.with_url("http://127.0.0.1:9/other");
+        call!(t, "update_webhook", c.update_webhook(&uuid, &up));
+        call!(t, "delete_webhook", c.delete_webhook(&uuid));
+    }
+    call!(t, "get_webhook (missing)", c.get_webhook("627ea538-733d-4545-8d2d-03526eb381ce"));
+
+    // Backups.
+    write!(t, "create_dump", c.create_dump());
+    write!(t, "create_snapshot", c.create_snapshot());
+
     // Cancelation of finished tasks (nothing to cancel) and index deletion.
     write!(t, "cancel_tasks_with", c.cancel_tasks_with(TasksCancelQuery::new(&c).with_index_uids(["books"])));
     write!(t, "delete_index", c.delete_index("books"));
@@ -430,7 +475,7 @@ async fn script(t: &mut Target, keys: bool) {
 /// secret derived from each server's master key).
 const VOLATILE: &[&str] = &[
     "enqueuedAt", "startedAt", "finishedAt", "duration", "createdAt", "updatedAt", "lastUpdate", "processingTimeMs", "requestUid",
-    "databaseSize", "usedDatabaseSize", "rawDocumentDbSize", "avgDocumentSize", "commitSha", "commitDate", "key", "batchUid",
+    "databaseSize", "usedDatabaseSize", "rawDocumentDbSize", "avgDocumentSize", "commitSha", "commitDate", "key", "batchUid", "uuid", "dumpUid",
 ];
 
 fn normalize(v: &mut Value) {
