@@ -86,6 +86,7 @@ contract!(
     leases_exclusive_renewable_and_expiring,
     cdc_cursor_never_goes_backwards,
     index_settings_overlay_rows,
+    features_record_round_trips_and_is_replaced,
     api_keys_crud_and_order,
     default_api_keys_only_into_an_empty_store,
     missed_ops_append_in_order_per_node,
@@ -599,6 +600,21 @@ async fn leases_exclusive_renewable_and_expiring(s: Store) {
         winners += usize::from(h.await.unwrap());
     }
     assert_eq!(winners, 1);
+}
+
+async fn features_record_round_trips_and_is_replaced(s: Store) {
+    assert_eq!(s.get_features().await.unwrap(), None);
+    // Key order and values come back as stored (the object is answered to clients).
+    let v = json!({"metrics": false, "editDocumentsByFunction": true, "containsFilter": false, "legacySearch": null});
+    s.put_features(&v).await.unwrap();
+    let back = s.get_features().await.unwrap().unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), serde_json::to_string(&v).unwrap());
+    let w = json!({"metrics": false, "editDocumentsByFunction": false, "containsFilter": true, "legacySearch": null});
+    s.put_features(&w).await.unwrap();
+    s.put_features(&w).await.unwrap();
+    assert_eq!(s.get_features().await.unwrap(), Some(w));
+    // Nothing else of the store is touched by it.
+    assert_eq!(s.get_index_settings("features").await.unwrap(), None);
 }
 
 async fn index_settings_overlay_rows(s: Store) {
@@ -1507,6 +1523,7 @@ mod redis_only {
         s.insert_api_key(&api_key(0, "k")).await.unwrap();
         s.append_missed("node:1", missed_op(0, b"x")).await.unwrap();
         s.put_placement(0, &json!({"nodes": []})).await.unwrap();
+        s.put_features(&json!({"metrics": false})).await.unwrap();
         let keys: BTreeSet<String> =
             redis_keys(&prefix).into_iter().map(|k| k.strip_prefix(&prefix).unwrap().to_string()).collect();
         let want: BTreeSet<String> = [
@@ -1531,6 +1548,7 @@ mod redis_only {
             "missed_op:node%3A1:1",
             "_index:missed_nodes",
             "placement",
+            "features",
         ]
         .into_iter()
         .map(String::from)
