@@ -100,6 +100,7 @@ codes! {
     InvalidDocumentId => ("invalid_document_id", StatusCode::BAD_REQUEST, InvalidRequest),
     MissingDocumentId => ("missing_document_id", StatusCode::BAD_REQUEST, InvalidRequest),
     InvalidDocumentCsvDelimiter => ("invalid_document_csv_delimiter", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSkipCreation => ("invalid_skip_creation", StatusCode::BAD_REQUEST, InvalidRequest),
     // --- search (request validation)
     InvalidSearchQ => ("invalid_search_q", StatusCode::BAD_REQUEST, InvalidRequest),
     InvalidSearchOffset => ("invalid_search_offset", StatusCode::BAD_REQUEST, InvalidRequest),
@@ -185,6 +186,7 @@ codes! {
     MiroirNodeExists => ("miroir_node_exists", StatusCode::CONFLICT, InvalidRequest),
     MiroirInvalidTopology => ("miroir_invalid_topology", StatusCode::BAD_REQUEST, InvalidRequest),
     MiroirWritesPaused => ("miroir_writes_paused", StatusCode::SERVICE_UNAVAILABLE, System),
+    MiroirFeatureUnsupported => ("miroir_feature_unsupported", StatusCode::BAD_REQUEST, InvalidRequest),
 }
 
 impl Code {

@@ -25,6 +25,8 @@ pub mod catchup;
 pub mod repair;
 pub mod antientropy;
 pub mod rebalance;
+pub mod features;
+pub mod edition;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

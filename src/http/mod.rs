@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod documents;
 mod extract;
+mod features;
 mod indexes;
 mod keys;
 mod nodes;
@@ -72,11 +73,14 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/snapshots", any(unsupported))
         .route("/batches", any(unsupported))
         .route("/batches/{uid}", any(unsupported))
-        .route("/experimental-features", any(unsupported))
+        .route("/experimental-features", get(features::get).patch(features::patch))
         .route("/export", any(unsupported))
         .route("/network", any(unsupported))
-        .route("/indexes/{uid}/documents/edit", any(unsupported))
+        .route("/indexes/{uid}/documents/edit", post(documents::edit))
+        .route("/indexes/{uid}/compact", post(indexes::compact))
         .route("/indexes/{uid}/similar", any(unsupported))
+        .route("/dynamic-search-rules", any(unsupported))
+        .route("/dynamic-search-rules/{uid}", any(unsupported))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(proxy.clone(), auth::auth))
         .layer(cors_layer())

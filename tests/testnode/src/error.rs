@@ -120,6 +120,14 @@ meilisearch_codes! {
     InvalidTaskCanceledBy = "invalid_task_canceled_by" / 400,
     InvalidTaskBatchUids = "invalid_task_batch_uids" / 400,
     MissingTaskFilters = "missing_task_filters" / 400,
+    InvalidSkipCreation = "invalid_skip_creation" / 400,
+    FeatureNotEnabled = "feature_not_enabled" / 400,
+    MissingDocumentEditionFunction = "missing_document_edition_function" / 400,
+    InvalidDocumentEditionContext = "invalid_document_edition_context" / 400,
+    InvalidDocumentEditionFunctionFilter = "invalid_document_edition_function_filter" / 400,
+    EditDocumentsByFunctionError = "edit_documents_by_function_error" / 400,
+    InvalidStatsShowInternalDatabaseSizes = "invalid_stats_show_internal_database_sizes" / 400,
+    InvalidStatsSizeFormat = "invalid_stats_size_format" / 400,
     // What this node does not do says so (it is never a silent success).
     NotImplemented = "not_implemented_by_test_node" / 501,
 }
