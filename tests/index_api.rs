@@ -151,6 +151,8 @@ async fn index_routes_answer_like_one_node() {
     assert_eq!(pk_of(&single_list), pk_of(&miroir_list));
     let holders: Vec<Value> = futures::future::join_all(nodes.iter().map(|n| n.get("/indexes/inferred"))).await.into_iter().map(|(_, b)| b["primaryKey"].clone()).collect();
     assert!(holders.contains(&json!("movie_id")), "{holders:?}");
+    // (Miroir sent the document to one node: the others have no key, the case at stake.)
+    assert!(holders.contains(&Value::Null), "{holders:?}");
     // The next batch has two `*id` fields: it uses the known key, never infers again.
     p.same_task(Method::POST, "/indexes/inferred/documents", Some(&json!([{"id": 7, "movie_id": 2, "title": "Metropolis"}, {"id": 8, "movie_id": 3}]))).await;
     assert_eq!(all_documents(&p.single, "inferred").await, all_documents(&p.miroir, "inferred").await);
@@ -316,6 +318,24 @@ async fn features_reach_a_node_that_comes_back_empty() {
     cluster.restart_miroir().await;
     assert_eq!(cluster.proxy.store().get_features().await.unwrap(), Some(f.clone()));
     assert_eq!(cluster.http().get("/experimental-features").await.1, f);
+
+    // A node added later gets them before the migration copies anything to it.
+    let fifth = Node::start("g1-n2").await;
+    let admin = cluster.http().with_key(common::ADMIN_KEY);
+    let (s, b) = admin.post("/_miroir/nodes", &json!({"id": "g1-n2", "address": fifth.url, "replicaGroup": 1})).await;
+    assert_eq!(s, 202, "{b}");
+    let mut done = false;
+    for _ in 0..1200 {
+        let (_, r) = admin.get("/_miroir/rebalance").await;
+        if r["phase"] == "idle" && r["last"]["phase"] == "done" {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(done, "the migration did not end");
+    let fifth_http = Http { base: fifth.url.clone(), key: Some(NODE_KEY.to_string()) };
+    assert_eq!(fifth_http.get("/experimental-features").await.1, f, "the joining node did not get the features");
 }
 
 trait StatusBody {

@@ -1244,6 +1244,32 @@ mod sqlite_only {
         placement_survives(first, async move { Arc::new(SqliteStore::open(&p).await.unwrap()) as Store }).await;
     }
 
+    /// A database of schema 5 (no features table) is migrated on open, keeps its rows, and
+    /// then has no features stored yet.
+    #[tokio::test]
+    async fn schema_5_database_gets_the_features_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        {
+            let s = SqliteStore::open(&path).await.unwrap();
+            s.put_placement(0, &json!({"x": 1})).await.unwrap();
+            s.put_features(&json!({"metrics": true})).await.unwrap();
+        }
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            // Back to schema 5 (0006 only adds this table; later migrations must be undone here too).
+            conn.execute_batch("DROP TABLE features; PRAGMA user_version = 5;").unwrap();
+        }
+        let s = SqliteStore::open(&path).await.unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(s.get_features().await.unwrap(), None);
+        assert_eq!(s.get_placement().await.unwrap(), Some((1, json!({"x": 1}))), "older rows kept");
+        s.put_features(&json!({"metrics": false})).await.unwrap();
+        assert_eq!(s.get_features().await.unwrap(), Some(json!({"metrics": false})));
+    }
+
     /// A database of the previous schema (no placement table) is migrated on open and then
     /// has no placement state yet.
     #[tokio::test]
@@ -1258,7 +1284,7 @@ mod sqlite_only {
         {
             let conn = rusqlite::Connection::open(&path).unwrap();
             // Back to schema 4 (0005 only adds this table; later migrations must be undone here too).
-            conn.execute_batch("DROP TABLE placement; PRAGMA user_version = 4;").unwrap();
+            conn.execute_batch("DROP TABLE placement; DROP TABLE features; PRAGMA user_version = 4;").unwrap();
         }
         let s = SqliteStore::open(&path).await.unwrap();
         let conn = rusqlite::Connection::open(&path).unwrap();
