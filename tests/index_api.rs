@@ -133,7 +133,22 @@ async fn index_routes_answer_like_one_node() {
         assert_eq!(n.get("/experimental-features").await.1, body);
     }
     // Disabling such a feature is fine.
-    p.same(Method::PATCH, "/experimental-features", Some(&json!({"network": false}))).await;
+    let (_, body) = p.same(Method::PATCH, "/experimental-features", Some(&json!({"network": false}))).await;
+    // A node changed behind Miroir's back: Miroir answers the cluster's object and gives it
+    // back to the node before the node serves again.
+    let (s, _, b) = nodes[1].send_json(Method::PATCH, "/experimental-features", &json!({"containsFilter": false})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(p.miroir.get("/experimental-features").await.1, body);
+    let mut fixed = false;
+    for _ in 0..400 {
+        if nodes[1].get("/experimental-features").await.1 == body {
+            fixed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(fixed, "the node that diverged never got the cluster's features back");
+    cluster.wait_node_usable(1).await;
 
     // ---------------------------------------------------------------- inferred primary key
     p.same_task(Method::POST, "/indexes", Some(&json!({"uid": "inferred"}))).await;
@@ -284,6 +299,9 @@ async fn index_routes_answer_like_one_node() {
 /// it serves again (and then its indexes and documents).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn features_reach_a_node_that_comes_back_empty() {
+    let filter = tracing_subscriber::EnvFilter::try_new(std::env::var("MIROIR_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().with_target(false).try_init();
     let mut cluster = Cluster::start(Spec { shards: 16, replication_factor: 1, groups: vec![2, 2] }).await;
     let miroir = cluster.http();
     let (s, f) = miroir.send_json(Method::PATCH, "/experimental-features", &json!({"editDocumentsByFunction": true})).await.into_status_body();
@@ -292,7 +310,20 @@ async fn features_reach_a_node_that_comes_back_empty() {
     assert_eq!(s, 202, "{b}");
     assert_eq!(miroir.wait_task(b["taskUid"].as_u64().unwrap()).await["status"], "succeeded");
 
+    // Down long enough for Miroir to see it failed, then back without its data.
     cluster.nodes[0].wipe().await;
+    let failed = |p: &miroir::dataplane::Proxy| {
+        p.node_health().iter().any(|(id, h)| id == "g0-n0" && h.state == miroir::dataplane::health::NodeState::Failed)
+    };
+    let mut seen_failed = false;
+    for _ in 0..1200 {
+        if failed(&cluster.proxy) {
+            seen_failed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(seen_failed, "Miroir never saw the stopped node fail");
     cluster.nodes[0].restart().await;
     let node0 = cluster.node_http(0);
     // Miroir gives it the features before anything else, then rebuilds it.

@@ -55,10 +55,39 @@ pub fn refuse_unsupported(body: &Value) -> ApiResult<()> {
 }
 
 impl Proxy {
-    /// `GET /experimental-features`: one node's answer.
+    /// `GET /experimental-features`: the nodes that serve reads are asked. When they agree,
+    /// that is the answer. When one differs from the stored object (changed behind Miroir's
+    /// back), it is marked unchecked, so it gets the stored object again before it serves,
+    /// and the stored object is the answer.
     pub async fn get_features(&self) -> ApiResult<crate::node::NodeResponse> {
         let routing = self.routing_or_error()?;
-        self.read_any(&routing, Method::GET, &features_path(), None).await
+        let calls: Vec<NodeCall> = self
+            .usable_nodes(&routing)
+            .into_iter()
+            .map(|id| NodeCall { node_id: id.to_string(), method: Method::GET, path: features_path(), content_type: None, body: None })
+            .collect();
+        let answers: Vec<(String, crate::node::NodeResponse)> =
+            self.call_nodes(&routing, calls).await.into_iter().filter_map(|o| o.result.ok().map(|r| (o.node_id, r))).collect();
+        let Some((_, first)) = answers.iter().find(|(_, r)| r.is_success()) else {
+            // Nobody answered well: one node's error (or Miroir's), as for any read.
+            return self.read_any(&routing, Method::GET, &features_path(), None).await;
+        };
+        if answers.iter().all(|(_, r)| r.is_success() && r.body == first.body) {
+            return Ok(first.clone());
+        }
+        let Some(stored) = self.store().get_features().await.map_err(store_error)? else { return Ok(first.clone()) };
+        for (node, r) in &answers {
+            if !(r.is_success() && same_features(&r.body, &stored)) {
+                tracing::warn!(node = %node, "the node's experimental features differ from the cluster's; it gets them again before it serves");
+                self.inner.sync.mark_unchecked(node);
+            }
+        }
+        let mut answer = first.clone();
+        answer.body = match answers.iter().find(|(_, r)| r.is_success() && same_features(&r.body, &stored)) {
+            Some((_, r)) => r.body.clone(),
+            None => stored,
+        };
+        Ok(answer)
     }
 
     /// `PATCH /experimental-features`: validated and applied by one node, stored, then applied
