@@ -100,6 +100,7 @@ codes! {
     InvalidDocumentId => ("invalid_document_id", StatusCode::BAD_REQUEST, InvalidRequest),
     MissingDocumentId => ("missing_document_id", StatusCode::BAD_REQUEST, InvalidRequest),
     InvalidDocumentCsvDelimiter => ("invalid_document_csv_delimiter", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSkipCreation => ("invalid_skip_creation", StatusCode::BAD_REQUEST, InvalidRequest),
     // --- search (request validation)
     InvalidSearchQ => ("invalid_search_q", StatusCode::BAD_REQUEST, InvalidRequest),
     InvalidSearchOffset => ("invalid_search_offset", StatusCode::BAD_REQUEST, InvalidRequest),
@@ -196,6 +197,7 @@ codes! {
     WebhookNotFound => ("webhook_not_found", StatusCode::NOT_FOUND, InvalidRequest),
     ImmutableWebhookUuid => ("immutable_webhook_uuid", StatusCode::BAD_REQUEST, InvalidRequest),
     ImmutableWebhookIsEditable => ("immutable_webhook_is_editable", StatusCode::BAD_REQUEST, InvalidRequest),
+    MiroirFeatureUnsupported => ("miroir_feature_unsupported", StatusCode::BAD_REQUEST, InvalidRequest),
 }
 
 impl Code {

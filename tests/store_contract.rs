@@ -89,6 +89,7 @@ contract!(
     leases_exclusive_renewable_and_expiring,
     cdc_cursor_never_goes_backwards,
     index_settings_overlay_rows,
+    features_record_round_trips_and_is_replaced,
     api_keys_crud_and_order,
     default_api_keys_only_into_an_empty_store,
     missed_ops_append_in_order_per_node,
@@ -610,6 +611,21 @@ async fn leases_exclusive_renewable_and_expiring(s: Store) {
         winners += usize::from(h.await.unwrap());
     }
     assert_eq!(winners, 1);
+}
+
+async fn features_record_round_trips_and_is_replaced(s: Store) {
+    assert_eq!(s.get_features().await.unwrap(), None);
+    // Key order and values come back as stored (the object is answered to clients).
+    let v = json!({"metrics": false, "editDocumentsByFunction": true, "containsFilter": false, "legacySearch": null});
+    s.put_features(&v).await.unwrap();
+    let back = s.get_features().await.unwrap().unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), serde_json::to_string(&v).unwrap());
+    let w = json!({"metrics": false, "editDocumentsByFunction": false, "containsFilter": true, "legacySearch": null});
+    s.put_features(&w).await.unwrap();
+    s.put_features(&w).await.unwrap();
+    assert_eq!(s.get_features().await.unwrap(), Some(w));
+    // Nothing else of the store is touched by it.
+    assert_eq!(s.get_index_settings("features").await.unwrap(), None);
 }
 
 async fn index_settings_overlay_rows(s: Store) {
@@ -1355,6 +1371,32 @@ mod sqlite_only {
         placement_survives(first, async move { Arc::new(SqliteStore::open(&p).await.unwrap()) as Store }).await;
     }
 
+    /// A database of schema 5 (no features table) is migrated on open, keeps its rows, and
+    /// then has no features stored yet.
+    #[tokio::test]
+    async fn schema_5_database_gets_the_features_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        {
+            let s = SqliteStore::open(&path).await.unwrap();
+            s.put_placement(0, &json!({"x": 1})).await.unwrap();
+            s.put_features(&json!({"metrics": true})).await.unwrap();
+        }
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            // Back to schema 5 (0006 only adds this table; later migrations must be undone here too).
+            conn.execute_batch("DROP TABLE features; PRAGMA user_version = 5;").unwrap();
+        }
+        let s = SqliteStore::open(&path).await.unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(s.get_features().await.unwrap(), None);
+        assert_eq!(s.get_placement().await.unwrap(), Some((1, json!({"x": 1}))), "older rows kept");
+        s.put_features(&json!({"metrics": false})).await.unwrap();
+        assert_eq!(s.get_features().await.unwrap(), Some(json!({"metrics": false})));
+    }
+
     /// A database of the previous schema (no placement table) is migrated on open and then
     /// has no placement state yet.
     #[tokio::test]
@@ -1370,7 +1412,7 @@ mod sqlite_only {
             let conn = rusqlite::Connection::open(&path).unwrap();
             // Back to schema 4 (0005 only adds this table; later migrations must be undone here too).
             conn.execute_batch(
-                "DROP TABLE placement; DROP TABLE webhooks; DROP TABLE webhook_events; DROP TABLE webhook_deliveries; DROP TABLE backups; PRAGMA user_version = 4;",
+                "DROP TABLE placement; DROP TABLE features; DROP TABLE webhooks; DROP TABLE webhook_events; DROP TABLE webhook_deliveries; DROP TABLE backups; PRAGMA user_version = 4;",
             )
             .unwrap();
         }
@@ -1637,6 +1679,7 @@ mod redis_only {
         s.insert_api_key(&api_key(0, "k")).await.unwrap();
         s.append_missed("node:1", missed_op(0, b"x")).await.unwrap();
         s.put_placement(0, &json!({"nodes": []})).await.unwrap();
+        s.put_features(&json!({"metrics": false})).await.unwrap();
         let keys: BTreeSet<String> =
             redis_keys(&prefix).into_iter().map(|k| k.strip_prefix(&prefix).unwrap().to_string()).collect();
         let want: BTreeSet<String> = [
@@ -1661,6 +1704,7 @@ mod redis_only {
             "missed_op:node%3A1:1",
             "_index:missed_nodes",
             "placement",
+            "features",
         ]
         .into_iter()
         .map(String::from)

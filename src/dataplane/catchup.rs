@@ -174,6 +174,16 @@ impl Proxy {
         // (a fresh node that just received the first index would look like one that lost it).
         let check = self.inner.sync.check_lock_of(node);
         let checking = check.lock().await;
+        if self.inner.sync.is_unchecked(node) {
+            // The cluster's experimental features before anything else (a node that was
+            // down, joins, or lost its data may lack them); it stays unchecked until then.
+            if let Some(addr) = routing.topology.node(node).map(|n| n.address.clone()) {
+                if let Err(e) = self.ensure_features(&addr).await {
+                    tracing::warn!(node = %node, error = %e, "cannot give the node the experimental features; retrying");
+                    return;
+                }
+            }
+        }
         if routing.migration.as_ref().is_some_and(|m| m.joining.contains(node)) {
             // Joining with a migration: it has nothing yet, and gets it from the migration.
             self.inner.sync.mark_checked(node);

@@ -27,6 +27,8 @@ pub mod antientropy;
 pub mod rebalance;
 pub mod webhooks;
 pub mod backup;
+pub mod features;
+pub mod edition;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

@@ -523,6 +523,11 @@ impl Proxy {
 
     /// `GET /indexes/{uid}/stats`.
     pub async fn index_stats(&self, uid: &IndexUid) -> ApiResult<ReadAnswer> {
+        self.index_stats_with(uid, false).await
+    }
+
+    /// `GET /indexes/{uid}/stats`, with `internalDatabaseSizes` when `internal_sizes`.
+    pub async fn index_stats_with(&self, uid: &IndexUid, internal_sizes: bool) -> ApiResult<ReadAnswer> {
         let routing = self.routing().ok_or_else(no_topology)?;
         let cover = self.choose_cover(&routing, true, &[]);
         self.check_missing(&cover.missing)?;
@@ -532,7 +537,11 @@ impl Proxy {
             let routing = &routing;
             let only = routing.holds_only(node, shards);
             async move {
-                let stats = self.read_from(routing, vec![node.as_str()], Method::GET, &NodePath::index(uid).then("stats"), None).await?;
+                let mut path = NodePath::index(uid).then("stats");
+                if internal_sizes {
+                    path = path.query("showInternalDatabaseSizes", "true");
+                }
+                let stats = self.read_from(routing, vec![node.as_str()], Method::GET, &path, None).await?;
                 if !stats.is_success() {
                     return Err(passthrough(stats.status, &stats.body));
                 }
@@ -551,11 +560,16 @@ impl Proxy {
             }
         });
         let nodes = futures::future::try_join_all(per_node).await?;
-        Ok(ReadAnswer { body: merge::merge_index_stats(nodes), missing_shards: cover.missing })
+        Ok(ReadAnswer { body: merge::merge_index_stats_with(nodes, internal_sizes), missing_shards: cover.missing })
     }
 
     /// `GET /stats`: every index's merged stats, database sizes summed over all nodes.
     pub async fn global_stats(&self) -> ApiResult<ReadAnswer> {
+        self.global_stats_with(false).await
+    }
+
+    /// `GET /stats`, with each index's `internalDatabaseSizes` when `internal_sizes`.
+    pub async fn global_stats_with(&self, internal_sizes: bool) -> ApiResult<ReadAnswer> {
         let routing = self.routing().ok_or_else(no_topology)?;
         let calls: Vec<NodeCall> = routing
             .topology
@@ -590,7 +604,7 @@ impl Proxy {
         let mut missing = Vec::new();
         // Names the nodes listed themselves; one that is not a valid uid names no index.
         let valid: Vec<IndexUid> = uids.keys().filter_map(|u| IndexUid::parse(u).ok()).collect();
-        let all = futures::future::try_join_all(valid.iter().map(|uid| self.index_stats(uid))).await?;
+        let all = futures::future::try_join_all(valid.iter().map(|uid| self.index_stats_with(uid, internal_sizes))).await?;
         for (uid, s) in valid.iter().zip(all) {
             missing.extend(s.missing_shards);
             indexes.insert(uid.to_string(), s.body);

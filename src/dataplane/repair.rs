@@ -585,6 +585,10 @@ impl Proxy {
         let started = Instant::now();
         let dst = routing.topology.node(node).ok_or_else(|| SyncError::UnknownNode(node.to_string()))?;
         let dst_addr = dst.address.clone();
+        // The cluster's experimental features first: settings and documents may need them.
+        self.ensure_features(&dst_addr)
+            .await
+            .map_err(|message| SyncError::Unreachable { node: dst_addr.clone(), what: "PATCH /experimental-features".into(), message })?;
         let address_of = |id: &str| routing.topology.node(id).map(|n| n.address.clone());
         // The index list comes from an up-to-date node; same group first (any would do).
         let mut candidates: Vec<&str> = routing.topology.nodes.iter().map(|n| n.id.as_str()).filter(|id| *id != node).collect();

@@ -196,6 +196,12 @@ pub fn aggregate(task: &TaskRecord, node_views: &[(String, Value)], group_of: &H
             .iter()
             .find(|(_, v)| v.get("status").and_then(Value::as_str) == Some("failed"))
             .and_then(|(_, v)| v.get("error").cloned());
+        if task.kind == "documentEdition" {
+            // The nodes ran the wrapped function: positions as in the client's.
+            if let Some(Value::String(m)) = out.error.as_mut().and_then(|e| e.get_mut("message")) {
+                *m = super::edition::unwrap_error_message(m);
+            }
+        }
     }
     // `canceled_by` is in Miroir's uid space: the node's cancelation uid means nothing to the
     // client. It is set by the Miroir cancelation that targets the task (see `cancel_tasks`).
@@ -232,6 +238,29 @@ fn aggregate_details(
                 obj.insert("deletedDocuments".into(), json!(deleted));
             }
         }
+        "documentEdition" => {
+            if status.is_terminal() {
+                // Each node edits the copies it holds: count one copy, as for deletions.
+                for key in ["editedDocuments", "deletedDocuments"] {
+                    let n = if status == TaskStatus::Succeeded { one_copy(node_views, group_of, rf, key) } else { 0 };
+                    obj.insert(key.into(), json!(n));
+                }
+            }
+        }
+        "indexCompaction" => {
+            // Every node compacted its copy: the sizes of the whole cluster.
+            if status == TaskStatus::Succeeded {
+                for key in ["preCompactionSize", "postCompactionSize"] {
+                    let sizes: Option<u64> = node_views
+                        .iter()
+                        .map(|(_, v)| v.pointer(&format!("/details/{key}")).and_then(Value::as_str).and_then(|s| byte_unit::Byte::parse_str(s, false).ok()).map(|b| b.as_u64()))
+                        .sum();
+                    if let Some(total) = sizes {
+                        obj.insert(key.into(), json!(byte_unit::Byte::from_u64(total).get_appropriate_unit(byte_unit::UnitType::Both).to_string()));
+                    }
+                }
+            }
+        }
         "settingsUpdate" | "indexCreation" | "indexUpdate" => {
             if let Some(d) = node_views.first().and_then(|(_, v)| v.get("details")).cloned() {
                 let mut d = d;
@@ -253,6 +282,17 @@ fn aggregate_details(
         _ => {}
     }
     details
+}
+
+/// A per-node count of documents over one copy of the data: summed per replica group (each
+/// group holds every document once per replica), the largest group's, divided by RF.
+fn one_copy(node_views: &[(String, Value)], group_of: &HashMap<String, u32>, rf: u32, key: &str) -> u64 {
+    let mut per_group: HashMap<u32, u64> = HashMap::new();
+    for (node, v) in node_views {
+        let n = v.pointer(&format!("/details/{key}")).and_then(Value::as_u64).unwrap_or(0);
+        *per_group.entry(*group_of.get(node).unwrap_or(&0)).or_default() += n;
+    }
+    per_group.values().max().copied().unwrap_or(0) / rf.max(1) as u64
 }
 
 impl Proxy {
@@ -818,6 +858,28 @@ mod tests {
         // RF=2 in each group: each group's nodes report 4 deletions for 2 documents.
         let s = aggregate(&t, &views, &groups, 2);
         assert_eq!(s.details["deletedDocuments"], 2);
+    }
+
+    #[test]
+    fn edition_counts_one_copy_and_compaction_sums_sizes() {
+        let groups: HashMap<String, u32> = [("a".into(), 0), ("b".into(), 0), ("c".into(), 1), ("d".into(), 1)].into_iter().collect();
+        let t = rec("documentEdition", json!({"editedDocuments": null, "deletedDocuments": null, "originalFilter": null, "context": null, "function": "doc.a = 1"}), &["a", "b", "c", "d"]);
+        let views: Vec<(String, Value)> = [("a", 3), ("b", 1), ("c", 2), ("d", 2)]
+            .iter()
+            .map(|(n, k)| (n.to_string(), node_task("succeeded", json!({"editedDocuments": k, "deletedDocuments": k}))))
+            .collect();
+        let s = aggregate(&t, &views, &groups, 2);
+        // each group holds the 2 documents twice (RF=2)
+        assert_eq!(s.details, json!({"editedDocuments": 2, "deletedDocuments": 2, "originalFilter": null, "context": null, "function": "doc.a = 1"}));
+        let f = aggregate(&t, &[("a".into(), node_task("failed", json!({}))), ("b".into(), node_task("succeeded", json!({}))), ("c".into(), node_task("succeeded", json!({}))), ("d".into(), node_task("succeeded", json!({})))], &groups, 2);
+        assert_eq!(f.details["editedDocuments"], json!(0));
+        let t = rec("indexCompaction", json!({}), &["a", "b"]);
+        let views: Vec<(String, Value)> = ["a", "b"]
+            .iter()
+            .map(|n| (n.to_string(), node_task("succeeded", json!({"preCompactionSize": "1 KiB", "postCompactionSize": "512 B"}))))
+            .collect();
+        let s = aggregate(&t, &views, &groups, 1);
+        assert_eq!(s.details, json!({"preCompactionSize": "2 KiB", "postCompactionSize": "1 KiB"}));
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub struct DocumentWrite {
     pub documents: Vec<Document>,
     /// `?primaryKey=`.
     pub primary_key: Option<String>,
+    /// `?skipCreation=true`: documents that do not exist are ignored. Each document goes only
+    /// to the holders of its shard, which are the only nodes that can hold it: every node
+    /// skips exactly the documents that do not exist in the cluster.
+    pub skip_creation: bool,
 }
 
 impl Proxy {
@@ -89,10 +93,35 @@ impl Proxy {
     pub async fn index_meta(&self, routing: &RoutingTable, uid: &IndexUid) -> ApiResult<Option<Value>> {
         let r = self.read_any(routing, Method::GET, &NodePath::index(uid), None).await?;
         match r.status {
+            200 if r.body.get("primaryKey").is_some_and(Value::is_null) => {
+                // A key inferred from the first documents is only on the nodes that got some.
+                let mut body = r.body;
+                let known = self.cluster_primary_key(routing, uid).await;
+                if let Some(pk) = known {
+                    body["primaryKey"] = pk;
+                }
+                Ok(Some(body))
+            }
             200 => Ok(Some(r.body)),
             404 => Ok(None),
             _ => Err(ApiError::Passthrough { status: r.status, body: r.body }),
         }
+    }
+
+    /// The primary key any node that serves reads has for the index. Meilisearch infers it
+    /// from the first documents: only the nodes that got some of them have it, the others
+    /// still answer `null`, yet the cluster's index has it.
+    pub async fn cluster_primary_key(&self, routing: &RoutingTable, uid: &IndexUid) -> Option<Value> {
+        let calls: Vec<super::fanout::NodeCall> = routing
+            .topology
+            .nodes
+            .iter()
+            .filter(|n| self.serves_reads(&n.id))
+            .map(|n| super::fanout::NodeCall { node_id: n.id.clone(), method: Method::GET, path: NodePath::index(uid), content_type: None, body: None })
+            .collect();
+        self.call_nodes(routing, calls).await.into_iter().find_map(|o| {
+            o.result.ok().filter(|r| r.is_success()).and_then(|r| r.body.get("primaryKey").filter(|p| p.is_string()).cloned())
+        })
     }
 
     /// Gives a freshly created index Miroir's node settings (`_miroir_shard` filterable, the
@@ -125,7 +154,7 @@ impl Proxy {
     pub async fn write_documents(&self, w: DocumentWrite) -> ApiResult<WriteAck> {
         const KIND: &str = "documentAdditionOrUpdate";
         let enqueued_at = time::OffsetDateTime::now_utc();
-        let DocumentWrite { uid, method, mut documents, primary_key: query_pk } = w;
+        let DocumentWrite { uid, method, mut documents, primary_key: query_pk, skip_creation } = w;
         let routing = self.write_routing().await?;
         let details = json!({"receivedDocuments": documents.len(), "indexedDocuments": null});
         let meta = self.index_meta(&routing, &uid).await?;
@@ -172,7 +201,10 @@ impl Proxy {
         }
         let per_node: BTreeMap<(String, bool), Vec<(u32, usize)>> =
             group_for_write(&routing, &routed.iter().map(|(s, i)| (*s, (*s, *i))).collect::<Vec<_>>());
-        let path = NodePath::index(&uid).then("documents").query("primaryKey", pk.as_str());
+        let mut path = NodePath::index(&uid).then("documents").query("primaryKey", pk.as_str());
+        if skip_creation {
+            path = path.query("skipCreation", "true");
+        }
         let parts: Vec<WritePart> = per_node
             .into_iter()
             .map(|((node, queued), idx)| {

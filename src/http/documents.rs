@@ -43,6 +43,14 @@ async fn write(proxy: Proxy, params: RouteParams, q: Option<String>, headers: He
             ))
         }
     };
+    let skip_creation = match query.iter().rev().find(|(k, _)| k == "skipCreation").map(|(_, v)| v.as_str()) {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(v) => {
+            return Err(ApiError::new(Code::InvalidSkipCreation, format!("skipCreation must be either `true` or `false`. Found: `{v}`")))
+        }
+    };
     // Meilisearch's order: query parameters, the uid, the content type, the payload.
     let uid = params.index_uid()?;
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
@@ -59,7 +67,7 @@ async fn write(proxy: Proxy, params: RouteParams, q: Option<String>, headers: He
     }
     let primary_key = query.iter().find(|(k, _)| k == "primaryKey").map(|(_, v)| v.clone());
     let meta = custom_metadata(&query);
-    Ok(accepted(with_custom_metadata(meta, proxy.write_documents(DocumentWrite { uid, method, documents, primary_key })).await?))
+    Ok(accepted(with_custom_metadata(meta, proxy.write_documents(DocumentWrite { uid, method, documents, primary_key, skip_creation })).await?))
 }
 
 /// `customMetadata` of a document write (Meilisearch 1.50): kept with the Miroir task and
@@ -133,4 +141,29 @@ pub async fn fetch(State(proxy): State<Proxy>, params: RouteParams, JsonBody(bod
     let uid = params.index_uid()?;
     let Value::Object(body) = body else { unreachable!("a browse query is an object") };
     Ok(read_response(proxy.list_documents(&uid, &body).await?))
+}
+
+/// `POST /indexes/{uid}/documents/edit`: the function is broadcast to every node (each edits
+/// the documents it holds) as one `documentEdition` task. An edition cannot move a document
+/// between shards: changing the primary key fails the task on the node, as on Meilisearch.
+pub async fn edit(State(proxy): State<Proxy>, params: RouteParams, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    use crate::dataplane::edition;
+    let uid = params.index_uid()?;
+    let path = NodePath::index(&uid).then("documents").then("edit");
+    let function = body.get("function").and_then(Value::as_str).map(str::to_string);
+    let Some(function) = function.filter(|f| edition::compiles(f)) else {
+        // Not a request Meilisearch accepts: the first node answers its error, untouched.
+        return Ok(accepted(proxy.broadcast_write(Method::POST, &path, Some(&body), Some(&uid), json!({})).await?));
+    };
+    let filter = body.get("filter").filter(|f| !f.is_null());
+    let details = json!({
+        "editedDocuments": null,
+        "deletedDocuments": null,
+        "originalFilter": filter.map(Value::to_string),
+        "context": body.get("context").cloned().unwrap_or(Value::Null),
+        "function": function,
+    });
+    let mut sent = body.clone();
+    sent["function"] = Value::String(edition::wrap(&function));
+    Ok(accepted(proxy.broadcast_write(Method::POST, &path, Some(&sent), Some(&uid), details).await?))
 }

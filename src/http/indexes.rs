@@ -17,7 +17,12 @@ use crate::node::NodePath;
 pub async fn list(State(proxy): State<Proxy>, auth: crate::auth::AuthContext, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let path = NodePath::route("/indexes").client_query(query_pairs(&q));
     let routing = proxy.routing_or_error()?;
-    let answer = proxy.read_any(&routing, Method::GET, &path, None).await?;
+    let mut answer = proxy.read_any(&routing, Method::GET, &path, None).await?;
+    if answer.is_success() {
+        if let Some(Value::Array(results)) = answer.body.get_mut("results") {
+            fill_primary_keys(&proxy, &routing, results).await;
+        }
+    }
     if !answer.is_success() || auth.all_indexes_authorized() {
         return pass(answer);
     }
@@ -25,6 +30,10 @@ pub async fn list(State(proxy): State<Proxy>, auth: crate::auth::AuthContext, Ra
     // validated the query and echoes the offset and limit it read).
     let (offset, limit) = (answer.body["offset"].as_u64().unwrap_or(0) as usize, answer.body["limit"].as_u64().unwrap_or(20) as usize);
     let all = proxy.read_any(&routing, Method::GET, &NodePath::route("/indexes").query("limit", u32::MAX.to_string()), None).await?;
+    let mut all = all;
+    if let Some(Value::Array(results)) = all.body.get_mut("results") {
+        fill_primary_keys(&proxy, &routing, results).await;
+    }
     let mut reachable: Vec<Value> = all.body["results"]
         .as_array()
         .map(|r| r.iter().filter(|i| i["uid"].as_str().is_some_and(|u| auth.index_authorized(u))).cloned().collect())
@@ -40,7 +49,24 @@ pub async fn list(State(proxy): State<Proxy>, auth: crate::auth::AuthContext, Ra
 pub async fn get(State(proxy): State<Proxy>, params: RouteParams) -> ApiResult<Response> {
     let uid = params.index_uid()?;
     let routing = proxy.routing_or_error()?;
-    pass(proxy.read_any(&routing, Method::GET, &NodePath::index(&uid), None).await?)
+    let mut r = proxy.read_any(&routing, Method::GET, &NodePath::index(&uid), None).await?;
+    if r.is_success() {
+        fill_primary_keys(&proxy, &routing, std::slice::from_mut(&mut r.body)).await;
+    }
+    pass(r)
+}
+
+/// A primary key Meilisearch inferred from the first documents is set on the nodes that got
+/// some of them; a node that got none still shows `null`. The cluster's index has the key
+/// as soon as any node has it: it is taken from the nodes that have it.
+async fn fill_primary_keys(proxy: &Proxy, routing: &RoutingTable, indexes: &mut [Value]) {
+    for ix in indexes.iter_mut().filter(|ix| ix.get("primaryKey").is_some_and(Value::is_null)) {
+        let Some(uid) = ix.get("uid").and_then(Value::as_str).and_then(|u| IndexUid::parse(u).ok()) else { continue };
+        let known = proxy.cluster_primary_key(routing, &uid).await;
+        if let Some(pk) = known {
+            ix["primaryKey"] = pk;
+        }
+    }
 }
 
 pub async fn create(State(proxy): State<Proxy>, auth: crate::auth::AuthContext, JsonBody(body): JsonBody) -> ApiResult<Response> {
@@ -126,4 +152,12 @@ pub async fn delete(State(proxy): State<Proxy>, params: RouteParams) -> ApiResul
     let ack = proxy.broadcast_write(Method::DELETE, &NodePath::index(&uid), None, Some(&uid), json!({"deletedDocuments": null})).await?;
     proxy.store().delete_index_settings(uid.as_str()).await.map_err(store_error)?;
     Ok(accepted(ack))
+}
+
+/// `POST /indexes/{uid}/compact`: every node compacts its copy; one `indexCompaction` task
+/// whose sizes are the nodes' summed.
+pub async fn compact(State(proxy): State<Proxy>, params: RouteParams) -> ApiResult<Response> {
+    let uid = params.index_uid()?;
+    let path = NodePath::index(&uid).then("compact");
+    Ok(accepted(proxy.broadcast_write(Method::POST, &path, None, Some(&uid), json!({})).await?))
 }

@@ -8,6 +8,7 @@ mod auth;
 mod batches;
 mod documents;
 mod extract;
+mod features;
 mod indexes;
 mod keys;
 mod nodes;
@@ -81,7 +82,7 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/snapshots", post(backup::snapshot))
         .route("/batches", get(batches::list))
         .route("/batches/{uid}", get(batches::get))
-        .route("/experimental-features", any(unsupported))
+        .route("/experimental-features", get(features::get).patch(features::patch))
         .route("/export", any(backup::export))
         .route("/network", any(backup::network))
         .route("/network/control", any(backup::network))
@@ -92,10 +93,13 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/chats/{workspace}/settings", any(backup::chats))
         .route("/chats/{workspace}/chat/completions", any(backup::chats))
         .route("/tasks/{uid}/documents", any(unsupported))
-        .route("/indexes/{uid}/documents/edit", any(unsupported))
+        .route("/indexes/{uid}/documents/edit", post(documents::edit))
+        .route("/indexes/{uid}/compact", post(indexes::compact))
         .route("/indexes/{uid}/similar", any(unsupported))
         .route("/indexes/{uid}/fields", any(unsupported))
         .route("/render-template", any(unsupported))
+        .route("/dynamic-search-rules", any(unsupported))
+        .route("/dynamic-search-rules/{uid}", any(unsupported))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(proxy.clone(), auth::auth))
         .layer(cors_layer())

@@ -444,6 +444,12 @@ pub trait TaskStore: Send + Sync + 'static {
     async fn get_index_settings(&self, index_uid: &str) -> StoreResult<Option<Value>>;
     async fn delete_index_settings(&self, index_uid: &str) -> StoreResult<()>;
 
+    // ---- experimental features (one record for the whole backend)
+    /// Stores the features object the client last set (replaces the previous one).
+    async fn put_features(&self, features: &Value) -> StoreResult<()>;
+    /// The stored features object (`None`: never set through Miroir), exactly as stored.
+    async fn get_features(&self) -> StoreResult<Option<Value>>;
+
     // ---- API keys (shared by every Miroir on the backend; values are never stored)
     /// Stores a new key; `false` (and nothing written) when its uid is already taken.
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<bool>;

@@ -641,6 +641,9 @@ impl RedisStore {
     fn index_settings_key(&self, index_uid: &str) -> String {
         self.key(&format!("index_settings:{}", enc(index_uid)))
     }
+    fn features_key(&self) -> String {
+        self.key("features")
+    }
     fn api_keys_key(&self) -> String {
         self.key("api_keys")
     }
@@ -1067,6 +1070,19 @@ impl TaskStore for RedisStore {
         let key = self.index_settings_key(index_uid);
         let mut c = self.conn();
         self.bounded(async move { c.del::<_, ()>(key).await }).await
+    }
+
+    async fn put_features(&self, features: &Value) -> StoreResult<()> {
+        let (key, text) = (self.features_key(), features.to_string());
+        let mut c = self.conn();
+        self.bounded(async move { c.set::<_, _, ()>(key, text).await }).await
+    }
+
+    async fn get_features(&self) -> StoreResult<Option<Value>> {
+        let key = self.features_key();
+        let mut c = self.conn();
+        let v: Option<String> = self.bounded(async move { c.get(key).await }).await?;
+        v.as_deref().map(decode_json).transpose()
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<bool> {

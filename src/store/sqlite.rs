@@ -32,7 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_api_keys.sql"),
     include_str!("../../migrations/0004_missed_ops.sql"),
     include_str!("../../migrations/0005_placement.sql"),
-    // 0006 belongs to another branch; the lead orders the list when merging.
+    include_str!("../../migrations/0006_features.sql"),
     include_str!("../../migrations/0007_webhooks.sql"),
 ];
 
@@ -636,6 +636,29 @@ impl TaskStore for SqliteStore {
         self.with(move |c| {
             c.execute("DELETE FROM index_settings WHERE index_uid = ?", params![uid]).map_err(sql_err)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn put_features(&self, features: &Value) -> StoreResult<()> {
+        let text = features.to_string();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO features (id, features) VALUES (1, ?)
+                 ON CONFLICT (id) DO UPDATE SET features = excluded.features",
+                params![text],
+            )
+            .map_err(sql_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_features(&self) -> StoreResult<Option<Value>> {
+        self.with(move |c| {
+            let text: Option<String> =
+                c.query_row("SELECT features FROM features WHERE id = 1", [], |r| r.get(0)).optional().map_err(sql_err)?;
+            text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Other(format!("corrupt features row: {e}")))).transpose()
         })
         .await
     }

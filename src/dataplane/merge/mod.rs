@@ -38,7 +38,7 @@ pub use facets::{merge_facet_distributions, merge_facet_search, merge_facet_stat
 pub use federated::{merge_federated, plan_federated_node_search, FederatedQuery};
 pub use rank::compare_hits;
 pub use search::{finish_search_answer, merge_performance_details, merge_search, multi_search_result, plan_node_search};
-pub use stats::{merge_index_stats, NodeIndexStats};
+pub use stats::{human_size, humanize_index_stats, merge_index_stats, merge_index_stats_with, NodeIndexStats};
 
 use serde_json::{Map, Value};
 

@@ -38,6 +38,66 @@ fn scale(value: u64, covered: u64, node_docs: u64) -> u64 {
 /// Merges per-node index stats; field order as Meilisearch's; `_miroir_*` fields removed from
 /// `fieldDistribution`; `isIndexing` if any node is indexing.
 pub fn merge_index_stats(nodes: Vec<NodeIndexStats>) -> Value {
+    merge_index_stats_with(nodes, false)
+}
+
+/// [`merge_index_stats`], with `internalDatabaseSizes` (`?showInternalDatabaseSizes=true`,
+/// the nodes asked with it): per database, the sizes of the nodes summed, each in proportion
+/// of the documents it covers (one copy of the data, like `rawDocumentDbSize`).
+pub fn merge_index_stats_with(nodes: Vec<NodeIndexStats>, internal_sizes: bool) -> Value {
+    let mut internal: BTreeMap<String, u64> = BTreeMap::new();
+    if internal_sizes {
+        for n in &nodes {
+            let node_docs = n.stats.get("numberOfDocuments").and_then(Value::as_u64).unwrap_or(0);
+            if let Some(dbs) = n.stats.get("internalDatabaseSizes").and_then(Value::as_object) {
+                for (db, size) in dbs {
+                    *internal.entry(db.clone()).or_default() += scale(size.as_u64().unwrap_or(0), n.covered_documents, node_docs);
+                }
+            }
+        }
+    }
+    let mut merged = merge_counts(nodes);
+    if !internal.is_empty() {
+        // Meilisearch's place for it: after `isIndexing` (an empty map is not shown).
+        let Value::Object(m) = merged else { unreachable!("an object") };
+        let mut out = Map::new();
+        for (k, v) in m {
+            let after = k == "isIndexing";
+            out.insert(k, v);
+            if after {
+                out.insert("internalDatabaseSizes".into(), json!(internal));
+            }
+        }
+        merged = Value::Object(out);
+    }
+    merged
+}
+
+/// A size as Meilisearch writes it with `?sizeFormat=human` (binary units, two decimals at
+/// most).
+pub fn human_size(bytes: u64) -> String {
+    let adjusted = byte_unit::Byte::from_u64(bytes).get_appropriate_unit(byte_unit::UnitType::Binary);
+    format!("{adjusted:#.2}")
+}
+
+/// Rewrites the sizes of merged index stats as `?sizeFormat=human` shows them.
+pub fn humanize_index_stats(stats: &mut Value) {
+    let Some(o) = stats.as_object_mut() else { return };
+    for k in ["rawDocumentDbSize", "avgDocumentSize"] {
+        if let Some(n) = o.get(k).and_then(Value::as_u64) {
+            o.insert(k.into(), json!(human_size(n)));
+        }
+    }
+    if let Some(Value::Object(dbs)) = o.get_mut("internalDatabaseSizes") {
+        for v in dbs.values_mut() {
+            if let Some(n) = v.as_u64() {
+                *v = json!(human_size(n));
+            }
+        }
+    }
+}
+
+fn merge_counts(nodes: Vec<NodeIndexStats>) -> Value {
     let mut documents = 0u64;
     let mut raw = 0u64;
     let mut embeddings = 0u64;
@@ -112,6 +172,25 @@ mod tests {
         // fields in every document stay exact; partial fields are estimated in proportion
         assert_eq!(merged["fieldDistribution"], json!({"id": 10, "note": 3, "sequel": 0, "title": 10}));
         assert_eq!(merged["rawDocumentDbSize"], json!(10 * 512));
+    }
+
+    #[test]
+    fn internal_sizes_and_human_format() {
+        let mut a = node(10, 4, json!({"id": 10}), false);
+        a.stats["internalDatabaseSizes"] = json!({"documents": 1000, "wordDocids": 100});
+        let mut b = node(6, 6, json!({"id": 6}), false);
+        b.stats["internalDatabaseSizes"] = json!({"documents": 600});
+        let merged = merge_index_stats_with(vec![a.clone(), b.clone()], true);
+        let keys: Vec<&str> = merged.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["numberOfDocuments", "rawDocumentDbSize", "avgDocumentSize", "isIndexing", "internalDatabaseSizes", "numberOfEmbeddings", "numberOfEmbeddedDocuments", "fieldDistribution"]);
+        assert_eq!(merged["internalDatabaseSizes"], json!({"documents": 400 + 600, "wordDocids": 40}));
+        // not asked: not shown
+        assert!(merge_index_stats_with(vec![a, b], false).get("internalDatabaseSizes").is_none());
+        let mut h = merged.clone();
+        humanize_index_stats(&mut h);
+        assert_eq!(h["rawDocumentDbSize"], json!("5 KiB"));
+        assert_eq!(h["internalDatabaseSizes"]["documents"], json!("1000 B"));
+        assert_eq!(human_size(10_000), "9.77 KiB");
     }
 
     #[test]

@@ -198,6 +198,8 @@ impl Proxy {
         }
         for node in &m.joining {
             let dst = self.address(routing, node)?;
+            // The cluster's experimental features first: settings and documents may need them.
+            self.ensure_features(&dst).await?;
             for uid in indexes.keys() {
                 let Ok(index) = IndexUid::parse(uid) else { continue };
                 self.copy_index_meta(&lister_addr, &dst, &index).await.map_err(|e| e.to_string())?;

@@ -85,6 +85,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/multi-search", post(multi_search))
         .route("/dumps", post(create_dump))
         .route("/snapshots", post(create_snapshot))
+        .route("/experimental-features", get(get_features).patch(patch_features))
+        .route("/indexes/{uid}/documents/edit", post(edit_documents))
+        .route("/indexes/{uid}/compact", post(compact_index))
         .merge(settings_routes)
         .merge(unimplemented_routes())
         .layer(middleware::from_fn_with_state(node.clone(), auth))
@@ -102,15 +105,12 @@ fn unimplemented_routes() -> Router<Arc<Node>> {
         "/batches",
         "/batches/{uid}",
         "/swap-indexes",
-        "/experimental-features",
         "/network",
         "/metrics",
         "/export",
         "/logs/stream",
         "/logs/stderr",
         "/indexes/{uid}/similar",
-        "/indexes/{uid}/documents/edit",
-        "/indexes/{uid}/compact",
     ] {
         r = r.route(path, axum::routing::any(move || async move { ApiError::not_implemented(&format!("`{path}` in the test node")) }));
     }
@@ -337,15 +337,65 @@ fn filtered_docs<'a>(index: &'a Index, filter: Option<&Value>, usage: FilterUse)
 // ---------------------------------------------------------------------------------------
 // stats, indexes
 
-async fn global_stats(AxState(node): S) -> Response {
-    ok(node.lock().global_stats())
+async fn global_stats(AxState(node): S, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let human = check_stats_params(&q)?;
+    let mut stats = node.lock().global_stats();
+    if human {
+        for k in ["databaseSize", "usedDatabaseSize"] {
+            stats[k] = human_bytes(&stats[k]);
+        }
+        if let Some(Value::Object(ixs)) = stats.get_mut("indexes") {
+            ixs.values_mut().for_each(human_index_stats);
+        }
+    }
+    Ok(ok(stats))
 }
 
-async fn index_stats(AxState(node): S, Path(uid): Path<String>) -> ApiResult<Response> {
+fn human_bytes(v: &Value) -> Value {
+    let adjusted = byte_unit::Byte::from_u64(v.as_u64().unwrap_or(0)).get_appropriate_unit(byte_unit::UnitType::Binary);
+    Value::String(format!("{adjusted:#.2}"))
+}
+
+fn human_index_stats(s: &mut Value) {
+    for k in ["rawDocumentDbSize", "avgDocumentSize"] {
+        s[k] = human_bytes(&s[k]);
+    }
+}
+
+/// `showInternalDatabaseSizes` and `sizeFormat`, validated as Meilisearch does. The test
+/// node answers sizes in bytes and has no internal databases to show: Miroir's tests only
+/// compare its answer for them with a plain node's.
+fn check_stats_params(q: &Option<String>) -> ApiResult<bool> {
+    let pairs = query_pairs(q);
+    check_params(&pairs, &["showInternalDatabaseSizes", "sizeFormat"])?;
+    if let Some(v) = param(&pairs, "showInternalDatabaseSizes") {
+        if v.parse::<bool>().is_err() {
+            return Err(ApiError::new(
+                Code::InvalidStatsShowInternalDatabaseSizes,
+                format!("Invalid value in parameter `showInternalDatabaseSizes`: could not parse `{v}` as a boolean, expected either `true` or `false`"),
+            ));
+        }
+    }
+    match param(&pairs, "sizeFormat") {
+        None | Some("raw") => Ok(false),
+        Some("human") => Ok(true),
+        Some(v) => Err(ApiError::new(
+            Code::InvalidStatsSizeFormat,
+            format!("Unknown value `{v}` for parameter `sizeFormat`: expected one of `human`, `raw`"),
+        )),
+    }
+}
+
+async fn index_stats(AxState(node): S, Path(uid): Path<String>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let human = check_stats_params(&q)?;
     path_uid(&uid)?;
     let st = node.lock();
     let ix = st.indexes.get(&uid).ok_or_else(|| index_not_found(&uid))?;
-    Ok(ok(ix.stats(st.is_indexing(&uid))))
+    let mut stats = ix.stats(st.is_indexing(&uid));
+    if human {
+        human_index_stats(&mut stats);
+    }
+    Ok(ok(stats))
 }
 
 async fn list_indexes(AxState(node): S, RawQuery(q): RawQuery) -> ApiResult<Response> {
@@ -546,14 +596,22 @@ async fn write_documents(node: Arc<Node>, uid: String, q: Option<String>, header
             }
         }
     };
-    if param(&pairs, "customMetadata").is_some() || param(&pairs, "skipCreation").is_some() {
-        return Err(ApiError::not_implemented("`customMetadata` and `skipCreation` in the test node"));
+    if param(&pairs, "customMetadata").is_some() {
+        return Err(ApiError::not_implemented("`customMetadata` in the test node"));
     }
+    let skip_creation = match param(&pairs, "skipCreation") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(v) => {
+            return Err(ApiError::new(Code::InvalidSkipCreation, format!("skipCreation must be either `true` or `false`. Found: `{v}`")))
+        }
+    };
     let primary_key = param(&pairs, "primaryKey").map(str::to_string);
     let bytes = read_body(body).await?;
     let documents = payload::parse_documents(&bytes, format, delimiter)?;
     drop(bytes);
-    Ok(accepted(node.enqueue(Some(uid), TaskKind::DocumentAdditionOrUpdate { documents, primary_key, replace }, None)))
+    Ok(accepted(node.enqueue(Some(uid), TaskKind::DocumentAdditionOrUpdate { documents, primary_key, replace, skip_creation }, None)))
 }
 
 async fn add_documents(AxState(node): S, Path(uid): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> ApiResult<Response> {
@@ -1194,4 +1252,59 @@ mod tests {
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "7");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// experimental features, edition by function, compaction
+
+async fn get_features(AxState(node): S) -> Response {
+    ok(Value::Object(node.lock().features()))
+}
+
+async fn patch_features(AxState(node): S, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let body = json_body(&headers, &read_body(body).await?)?;
+    let mut st = node.lock();
+    let next = super::features::patch(&st.features(), &body)?;
+    st.features = next.clone();
+    Ok(ok(Value::Object(next)))
+}
+
+async fn edit_documents(AxState(node): S, Path(uid): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    // Meilisearch's order: the body (deserr), the feature, the uid, the function, the filter,
+    // the context.
+    let body = json_body(&headers, &read_body(body).await?)?;
+    let obj = expect_object(&body)?;
+    check_fields(obj, &["filter", "context", "function"])?;
+    let function = match obj.get("function") {
+        None => return Err(ApiError::new(Code::MissingDocumentEditionFunction, "Missing field `function`")),
+        Some(Value::String(f)) => f.clone(),
+        Some(other) => {
+            return Err(ApiError::new(
+                Code::InvalidDocumentEditionFunctionFilter,
+                format!("Invalid value type at `.function`: expected a string, but found {}: `{other}`", describe(other)),
+            ))
+        }
+    };
+    let filter = obj.get("filter").filter(|f| !f.is_null()).cloned();
+    let context = obj.get("context").filter(|c| !c.is_null()).cloned();
+    if node.lock().features().get("editDocumentsByFunction") != Some(&Value::Bool(true)) {
+        return Err(ApiError::new(
+            Code::FeatureNotEnabled,
+            "Using the documents edit route requires enabling the `edit documents by function` experimental feature. See https://github.com/orgs/meilisearch/discussions/762",
+        ));
+    }
+    path_uid(&uid)?;
+    super::edition::check_compiles(&function)?;
+    if filter.is_some() && parse_filter(filter.as_ref(), FilterUse::Documents)?.is_none() {
+        return Err(ApiError::new(Code::InvalidDocumentFilter, "Sending an empty filter is forbidden."));
+    }
+    if context.as_ref().is_some_and(|c| !c.is_object()) {
+        return Err(ApiError::new(Code::InvalidDocumentEditionContext, "The context must be an object"));
+    }
+    Ok(accepted(node.enqueue(Some(uid), TaskKind::DocumentEdition { filter, context, function }, None)))
+}
+
+async fn compact_index(AxState(node): S, Path(uid): Path<String>) -> ApiResult<Response> {
+    path_uid(&uid)?;
+    Ok(accepted(node.enqueue(Some(uid), TaskKind::IndexCompaction, None)))
 }

@@ -19,7 +19,9 @@
 
 pub mod corpus;
 pub mod engine;
+pub mod edition;
 pub mod error;
+pub mod features;
 pub mod filter;
 pub mod http;
 pub mod settings;

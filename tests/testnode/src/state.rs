@@ -164,7 +164,12 @@ pub enum TaskKind {
     IndexCreation { primary_key: Option<String> },
     IndexUpdate { primary_key: Option<String> },
     IndexDeletion,
-    DocumentAdditionOrUpdate { documents: Vec<Document>, primary_key: Option<String>, replace: bool },
+    /// `skip_creation`: documents that do not exist yet are ignored (`?skipCreation=true`).
+    DocumentAdditionOrUpdate { documents: Vec<Document>, primary_key: Option<String>, replace: bool, skip_creation: bool },
+    /// `POST /indexes/{uid}/documents/edit` (the function as the client sent it).
+    DocumentEdition { filter: Option<Value>, context: Option<Value>, function: String },
+    /// `POST /indexes/{uid}/compact`.
+    IndexCompaction,
     DocumentDeletion { ids: Vec<String> },
     DocumentDeletionByFilter { filter: Value },
     DocumentClear,
@@ -187,6 +192,8 @@ impl TaskKind {
             TaskKind::IndexUpdate { .. } => "indexUpdate",
             TaskKind::IndexDeletion => "indexDeletion",
             TaskKind::DocumentAdditionOrUpdate { .. } => "documentAdditionOrUpdate",
+            TaskKind::DocumentEdition { .. } => "documentEdition",
+            TaskKind::IndexCompaction => "indexCompaction",
             TaskKind::DocumentDeletion { .. }
             | TaskKind::DocumentDeletionByFilter { .. }
             | TaskKind::DocumentClear => "documentDeletion",
@@ -267,6 +274,8 @@ pub struct State {
     next_task_uid: u32,
     next_batch_uid: u32,
     pub last_update: Option<OffsetDateTime>,
+    /// The experimental features as set by `PATCH /experimental-features` (empty: defaults).
+    pub features: Map<String, Value>,
 }
 
 fn details_enqueued(kind: &TaskKind) -> Value {
@@ -285,6 +294,14 @@ fn details_enqueued(kind: &TaskKind) -> Value {
             json!({ "providedIds": 0, "deletedDocuments": null, "originalFilter": filter.to_string() })
         }
         TaskKind::SettingsUpdate { update } => update.details.clone(),
+        TaskKind::DocumentEdition { filter, context, function } => json!({
+            "editedDocuments": null,
+            "deletedDocuments": null,
+            "originalFilter": filter.as_ref().map(|f| f.to_string()),
+            "context": context,
+            "function": function,
+        }),
+        TaskKind::IndexCompaction => json!({}),
         TaskKind::TaskDeletion { .. } | TaskKind::TaskCancelation { .. } => Value::Null,
         TaskKind::DumpCreation { .. } => json!({ "dumpUid": null }),
         // Meilisearch's snapshot tasks have no details (the field is left out).
@@ -295,7 +312,7 @@ fn details_enqueued(kind: &TaskKind) -> Value {
 /// Details of a task that did not do its work (failed or canceled).
 fn details_unapplied(details: &mut Value) {
     if let Some(o) = details.as_object_mut() {
-        for key in ["indexedDocuments", "deletedDocuments", "deletedTasks", "canceledTasks"] {
+        for key in ["indexedDocuments", "editedDocuments", "deletedDocuments", "deletedTasks", "canceledTasks"] {
             if o.contains_key(key) {
                 o.insert(key.to_string(), json!(0));
             }
@@ -317,6 +334,15 @@ fn with_index_prefix(uid: &str, e: ApiError) -> ApiError {
 }
 
 impl State {
+    /// The experimental features object, as `GET /experimental-features` answers it.
+    pub fn features(&self) -> Map<String, Value> {
+        if self.features.is_empty() {
+            super::features::defaults()
+        } else {
+            self.features.clone()
+        }
+    }
+
     /// Registers a task; `details` of task deletion/cancelation are given by the caller.
     pub fn register(&mut self, index_uid: Option<String>, kind: TaskKind, details: Option<Value>) -> &Task {
         let uid = self.next_task_uid;
@@ -373,9 +399,12 @@ impl State {
             t.started_at = Some(started);
             // the payload is no longer needed once processed
             let placeholder = match &t.kind {
-                TaskKind::DocumentAdditionOrUpdate { primary_key, replace, .. } => {
-                    TaskKind::DocumentAdditionOrUpdate { documents: Vec::new(), primary_key: primary_key.clone(), replace: *replace }
-                }
+                TaskKind::DocumentAdditionOrUpdate { primary_key, replace, skip_creation, .. } => TaskKind::DocumentAdditionOrUpdate {
+                    documents: Vec::new(),
+                    primary_key: primary_key.clone(),
+                    replace: *replace,
+                    skip_creation: *skip_creation,
+                },
                 other => other.clone(),
             };
             (t.index_uid.clone(), std::mem::replace(&mut t.kind, placeholder))
@@ -434,7 +463,7 @@ impl State {
                 details["deletedDocuments"] = json!(ix.docs.len());
                 Ok(())
             }
-            TaskKind::DocumentAdditionOrUpdate { documents, primary_key, replace } => {
+            TaskKind::DocumentAdditionOrUpdate { documents, primary_key, replace, skip_creation } => {
                 let ix = self
                     .indexes
                     .entry(index_uid.to_string())
@@ -474,6 +503,7 @@ impl State {
                                 }
                             }
                         }
+                        None if skip_creation => {}
                         None => {
                             let internal = ix.alloc_id();
                             ix.ids.insert(ext, internal);
@@ -510,6 +540,22 @@ impl State {
                     ix.delete_external(ext);
                 }
                 details["deletedDocuments"] = json!(doomed.len());
+                Ok(())
+            }
+            TaskKind::DocumentEdition { filter, context, function } => {
+                let ix = self.indexes.get_mut(index_uid).ok_or_else(|| index_not_found(index_uid))?;
+                let (edited, deleted) = super::edition::apply(ix, filter.as_ref(), context.as_ref(), &function)
+                    .map_err(|e| with_index_prefix(index_uid, e))?;
+                details["editedDocuments"] = json!(edited);
+                details["deletedDocuments"] = json!(deleted);
+                Ok(())
+            }
+            TaskKind::IndexCompaction => {
+                let ix = self.indexes.get(index_uid).ok_or_else(|| index_not_found(index_uid))?;
+                // The test node's size of an index: its documents database (as `/stats`).
+                let size = ix.stats(false)["rawDocumentDbSize"].as_u64().unwrap_or(0) + 16384;
+                details["preCompactionSize"] = json!(super::edition::human_size(size));
+                details["postCompactionSize"] = json!(super::edition::human_size(size));
                 Ok(())
             }
             TaskKind::DocumentClear => {
@@ -691,13 +737,13 @@ mod tests {
         let mut s = State::default();
         s.register(
             Some("m".into()),
-            TaskKind::DocumentAdditionOrUpdate { documents: docs(json!([{"id": 1}, {"id": 2}, {"id": 3}])), primary_key: None, replace: true },
+            TaskKind::DocumentAdditionOrUpdate { documents: docs(json!([{"id": 1}, {"id": 2}, {"id": 3}])), primary_key: None, replace: true, skip_creation: false },
             None,
         );
         s.register(Some("m".into()), TaskKind::DocumentDeletion { ids: vec!["1".into()] }, None);
         s.register(
             Some("m".into()),
-            TaskKind::DocumentAdditionOrUpdate { documents: docs(json!([{"id": 9}, {"id": "3", "x": 1}])), primary_key: None, replace: false },
+            TaskKind::DocumentAdditionOrUpdate { documents: docs(json!([{"id": 9}, {"id": "3", "x": 1}])), primary_key: None, replace: false, skip_creation: false },
             None,
         );
         run_all(&mut s);
@@ -711,7 +757,7 @@ mod tests {
     #[test]
     fn failing_additions_still_create_the_index_and_report_zero() {
         let mut s = State::default();
-        s.register(Some("multi".into()), TaskKind::DocumentAdditionOrUpdate { documents: docs(json!([{"id": 1, "movie_id": 2}])), primary_key: None, replace: true }, None);
+        s.register(Some("multi".into()), TaskKind::DocumentAdditionOrUpdate { documents: docs(json!([{"id": 1, "movie_id": 2}])), primary_key: None, replace: true, skip_creation: false }, None);
         run_all(&mut s);
         let t = &s.tasks[&0];
         assert_eq!(t.status, Status::Failed);
