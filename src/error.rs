@@ -185,6 +185,14 @@ codes! {
     MiroirNodeExists => ("miroir_node_exists", StatusCode::CONFLICT, InvalidRequest),
     MiroirInvalidTopology => ("miroir_invalid_topology", StatusCode::BAD_REQUEST, InvalidRequest),
     MiroirWritesPaused => ("miroir_writes_paused", StatusCode::SERVICE_UNAVAILABLE, System),
+    // --- index swaps (`POST /swap-indexes`)
+    IndexNotFound => ("index_not_found", StatusCode::NOT_FOUND, InvalidRequest),
+    IndexAlreadyExists => ("index_already_exists", StatusCode::CONFLICT, InvalidRequest),
+    InvalidSwapIndexes => ("invalid_swap_indexes", StatusCode::BAD_REQUEST, InvalidRequest),
+    MissingSwapIndexes => ("missing_swap_indexes", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSwapRename => ("invalid_swap_rename", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSwapDuplicateIndexFound => ("invalid_swap_duplicate_index_found", StatusCode::BAD_REQUEST, InvalidRequest),
+    MiroirSwapInProgress => ("miroir_swap_in_progress", StatusCode::SERVICE_UNAVAILABLE, System),
 }
 
 impl Code {

@@ -25,6 +25,7 @@ pub mod catchup;
 pub mod repair;
 pub mod antientropy;
 pub mod rebalance;
+pub mod swap;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -119,6 +120,8 @@ pub(crate) struct ProxyInner {
     /// Per index uid (`""`: writes not about one index): held while a write is sent to the
     /// nodes, so every node receives this process's writes to an index in the same order.
     pub(crate) write_order: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Index swaps: the per-index gates requests hold, and the swap in progress.
+    pub(crate) swap: swap::SwapState,
 }
 
 impl Proxy {
@@ -137,6 +140,7 @@ impl Proxy {
                 anti_entropy: Default::default(),
                 rebalance: Default::default(),
                 write_order: Default::default(),
+                swap: Default::default(),
             }),
         }
     }

@@ -13,6 +13,7 @@ mod nodes;
 mod search;
 mod settings;
 mod stats;
+mod swap;
 mod tasks;
 
 use axum::body::{Body, Bytes};
@@ -66,8 +67,8 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/_miroir/nodes/{id}", axum::routing::delete(nodes::remove))
         .route("/_miroir/nodes/{id}/drain", post(nodes::drain))
         .route("/_miroir/rebalance", get(nodes::status))
+        .route("/swap-indexes", post(swap::swap_indexes))
         // Meilisearch routes Miroir does not support (yet): a clear 501, not a 404.
-        .route("/swap-indexes", any(unsupported))
         .route("/dumps", any(unsupported))
         .route("/snapshots", any(unsupported))
         .route("/batches", any(unsupported))
@@ -78,6 +79,7 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/indexes/{uid}/documents/edit", any(unsupported))
         .route("/indexes/{uid}/similar", any(unsupported))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(proxy.clone(), swap::gate))
         .layer(middleware::from_fn_with_state(proxy.clone(), auth::auth))
         .layer(cors_layer())
         .route_layer(middleware::from_fn_with_state(proxy.metrics().clone(), crate::dataplane::metrics::track))
