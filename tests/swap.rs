@@ -5,6 +5,8 @@
 //! up (rebuilt from its replicas) before it answers reads again.
 
 mod common;
+#[path = "common/store_fixtures.rs"]
+mod store_fixtures;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -262,6 +264,15 @@ async fn swaps_and_renames_are_atomic_and_follow_meilisearch() {
         let (s2, _, b) = miroir.request(Method::POST, "/swap-indexes", ct, Some(raw)).await;
         assert_eq!((s1, &a), (s2, &b), "{ct:?}");
     }
+    // A key that does not reach both indexes of a pair: Meilisearch's 403, nothing swapped.
+    let (s, k) = miroir.post("/keys", &json!({"actions": ["indexes.swap"], "indexes": ["gamma"], "expiresAt": null})).await;
+    assert_eq!(s, 201, "{k}");
+    let restricted = miroir.with_key(k["key"].as_str().unwrap());
+    let (s, b) = restricted.post("/swap-indexes", &json!([{"indexes": ["gamma", "beta"]}])).await;
+    assert_eq!(
+        (s, &b),
+        (403, &json!({"message": "The provided API key is invalid.", "code": "invalid_api_key", "type": "auth", "link": "https://docs.meilisearch.com/errors#invalid_api_key"}))
+    );
     // Errors of the task itself (the request is accepted, the task fails), and the empty swap.
     let task_errors = [
         json!([{"indexes": ["gamma", "nope"]}]),
@@ -289,6 +300,9 @@ async fn swaps_and_renames_are_atomic_and_follow_meilisearch() {
     c.nodes[2].kill().await;
     let t = sent.await.unwrap();
     assert_eq!(t["status"], "succeeded", "{t}");
+    // The killed node did not apply the swap with the others as far as Miroir can tell: it
+    // is not read from until it is caught up.
+    assert!(!c.proxy.serves_reads(&c.nodes[2].id), "{:?}", c.proxy.node_sync());
     assert_eq!(side_of(&miroir, "gamma").await, ("a".to_string(), 40));
     assert_eq!(side_of(&miroir, "beta").await, ("b".to_string(), 25));
     c.nodes[2].restart().await;
@@ -309,4 +323,37 @@ async fn swaps_and_renames_are_atomic_and_follow_meilisearch() {
 
     c.nodes[2].kill().await;
     single.kill().await;
+}
+
+/// Two Miroir processes on one Redis store: a swap through one holds the other's readers (it
+/// reads the swap lease), so they never see the indexes mixed either, and the history each
+/// shows follows the swap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_swap_through_one_miroir_holds_the_readers_of_another() {
+    let c = Cluster::start(spec()).await;
+    let cleanup = store_fixtures::RedisCleanup::new(store_fixtures::fresh_prefix());
+    let (_ha, a) = c.miroir_on_redis(&store_fixtures::redis_url(), &cleanup.prefix).await;
+    let (_hb, b) = c.miroir_on_redis(&store_fixtures::redis_url(), &cleanup.prefix).await;
+    let left_task = write(&a, "left", &dataset("l", 30)).await;
+    write(&a, "right", &dataset("r", 20)).await;
+
+    let readers = spawn_readers(&b, &["left", "right"], vec![("l", 30), ("r", 20)]);
+    let mut left_side = "l";
+    for _ in 0..3 {
+        let t = swap(&a, &json!([{"indexes": ["left", "right"]}])).await;
+        assert_eq!(t["status"], "succeeded", "{t}");
+        left_side = if left_side == "l" { "r" } else { "l" };
+        assert_eq!(side_of(&b, "left").await.0, left_side);
+        // The other process shows the task, ended, the same way.
+        let (s, tb) = b.get(&format!("/tasks/{}", t["uid"])).await;
+        assert_eq!((s, &tb), (200, &t));
+    }
+    let (reads, problems) = readers.finish().await;
+    assert!(reads > 0);
+    assert!(problems.is_empty(), "{} of {reads} reads through the other Miroir saw a half-swapped state: {:?}", problems.len(), &problems[..problems.len().min(5)]);
+    // Three swaps: the first dataset's addition now names `right`, through either process.
+    let (_, t) = b.get(&format!("/tasks/{left_task}")).await;
+    assert_eq!(t["indexUid"], "right", "{t}");
+    assert_eq!(on_nodes(&c, "right").await, expected("l", 30));
+    assert_eq!(on_nodes(&c, "left").await, expected("r", 20));
 }
