@@ -5,9 +5,10 @@
 //! scattered over the nodes would mix the two indexes. So Miroir holds the indexes involved
 //! while the swap is applied (see `docs/compat/swap.md`):
 //!
-//! 1. **Gates.** Every request on `/indexes/{uid}/...` holds the gate of `uid` shared for its
-//!    whole duration (reads and writes alike); `/multi-search` and `/stats` (which may read any
-//!    index) hold the global gate shared. A swap takes the global gate and the gate of every
+//! 1. **Gates.** Every request on `/indexes/{uid}/...` holds the gate of `uid` (one of
+//!    [`GATES`], by hash) shared for its whole duration (reads and writes alike);
+//!    `/multi-search`, `/stats` (which may read any index) and `POST /indexes` hold the global
+//!    gate shared. A swap takes the global gate and the gate of every
 //!    index involved exclusively (after the requests in flight end), so requests on those
 //!    indexes wait — at most [`PATIENCE`], then `503 miroir_swap_in_progress` — and requests
 //!    on other indexes go on.
@@ -262,10 +263,13 @@ pub enum Scope {
     All,
 }
 
-/// Which gate a request path needs (`None`: it touches no index's data).
-pub fn scope_of(path: &str) -> Option<Scope> {
+/// Which gate a request needs (`None`: it touches no index's data). An index creation names
+/// its index in the body: it waits for any swap (a rename onto a name being created would
+/// otherwise reach the nodes in different orders).
+pub fn scope_of(method: &Method, path: &str) -> Option<Scope> {
     let mut parts = path.trim_start_matches('/').split('/');
     match (parts.next(), parts.next()) {
+        (Some("indexes"), None | Some("")) if *method == Method::POST => Some(Scope::All),
         (Some("indexes"), Some(uid)) if !uid.is_empty() => {
             let uid = percent_encoding::percent_decode_str(uid).decode_utf8_lossy().into_owned();
             Some(Scope::Index(uid))
@@ -275,9 +279,14 @@ pub fn scope_of(path: &str) -> Option<Scope> {
     }
 }
 
+/// Gates per process: an index uses the gate its name hashes to (a fixed number, so that
+/// requests naming any number of indexes cost no memory; a swap also holds the few other
+/// indexes sharing its gates, for as long as it runs).
+const GATES: usize = 64;
+
 /// Per-process swap state.
 pub struct SwapState {
-    gates: Mutex<HashMap<String, Arc<RwLock<()>>>>,
+    gates: Vec<Arc<RwLock<()>>>,
     all: Arc<RwLock<()>>,
     /// One swap at a time in this process.
     serial: Arc<tokio::sync::Mutex<()>>,
@@ -290,7 +299,7 @@ pub struct SwapState {
 impl Default for SwapState {
     fn default() -> Self {
         SwapState {
-            gates: Default::default(),
+            gates: (0..GATES).map(|_| Arc::default()).collect(),
             all: Default::default(),
             serial: Default::default(),
             process: uuid::Uuid::new_v4().to_string(),
@@ -319,8 +328,15 @@ fn in_progress() -> ApiError {
 }
 
 impl SwapState {
+    fn slot(index: &str) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        index.hash(&mut h);
+        (h.finish() % GATES as u64) as usize
+    }
+
     fn gate(&self, index: &str) -> Arc<RwLock<()>> {
-        self.gates.lock().expect("swap gates").entry(index.to_string()).or_default().clone()
+        self.gates[Self::slot(index)].clone()
     }
 }
 
@@ -425,9 +441,11 @@ impl Proxy {
             let left = PATIENCE.saturating_sub(started.elapsed());
             let all = tokio::time::timeout(left, self.swap_state().all.clone().write_owned()).await.map_err(|_| in_progress())?;
             let mut guards = Vec::new();
-            for i in indexes {
+            // Each gate once, in a fixed order.
+            let slots: BTreeSet<usize> = indexes.iter().map(|i| SwapState::slot(i)).collect();
+            for slot in slots {
                 let left = PATIENCE.saturating_sub(started.elapsed());
-                guards.push(tokio::time::timeout(left, self.swap_state().gate(i).write_owned()).await.map_err(|_| in_progress())?);
+                guards.push(tokio::time::timeout(left, self.swap_state().gates[slot].clone().write_owned()).await.map_err(|_| in_progress())?);
             }
             Ok::<_, ApiError>(Held { _serial: serial, _all: all, _indexes: guards })
         }
@@ -761,10 +779,13 @@ mod tests {
         sw.details = json!({"swaps": [{"indexes": ["b", "x"], "rename": false}]});
         assert!(rewrite_task(&mut sw, &s));
         assert_eq!(sw.details, json!({"swaps": [{"indexes": ["a", "x"], "rename": false}]}));
-        assert_eq!(scope_of("/indexes/a/search"), Some(Scope::Index("a".into())));
-        assert_eq!(scope_of("/indexes/a"), Some(Scope::Index("a".into())));
-        assert_eq!(scope_of("/indexes"), None);
-        assert_eq!(scope_of("/multi-search"), Some(Scope::All));
-        assert_eq!(scope_of("/tasks"), None);
+        let get = Method::GET;
+        assert_eq!(scope_of(&Method::POST, "/indexes/a/search"), Some(Scope::Index("a".into())));
+        assert_eq!(scope_of(&get, "/indexes/a"), Some(Scope::Index("a".into())));
+        assert_eq!(scope_of(&get, "/indexes"), None);
+        assert_eq!(scope_of(&Method::POST, "/indexes"), Some(Scope::All));
+        assert_eq!(scope_of(&Method::POST, "/multi-search"), Some(Scope::All));
+        assert_eq!(scope_of(&get, "/stats"), Some(Scope::All));
+        assert_eq!(scope_of(&get, "/tasks"), None);
     }
 }

@@ -21,7 +21,7 @@ pub async fn swap_indexes(State(proxy): State<Proxy>, auth: crate::auth::AuthCon
 
 /// Holds the gate of the index a request names (or the global one) while it runs.
 pub async fn gate(State(proxy): State<Proxy>, req: Request, next: Next) -> Response {
-    let Some(scope) = scope_of(req.uri().path()) else { return next.run(req).await };
+    let Some(scope) = scope_of(req.method(), req.uri().path()) else { return next.run(req).await };
     match proxy.enter_gate(&scope).await {
         Ok(_pass) => next.run(req).await,
         Err(e) => e.into_response(),
