@@ -483,7 +483,8 @@ impl Proxy {
         // Decided once, for the whole cluster, before any node is touched.
         let mut exists: BTreeMap<String, bool> = BTreeMap::new();
         for i in &indexes {
-            let uid = IndexUid::parse(i)?;
+            // Parsed from the request already.
+            let Ok(uid) = IndexUid::parse(i) else { continue };
             match self.index_meta(&routing, &uid).await {
                 Ok(meta) => {
                     exists.insert(i.clone(), meta.is_some());
