@@ -198,6 +198,14 @@ codes! {
     ImmutableWebhookUuid => ("immutable_webhook_uuid", StatusCode::BAD_REQUEST, InvalidRequest),
     ImmutableWebhookIsEditable => ("immutable_webhook_is_editable", StatusCode::BAD_REQUEST, InvalidRequest),
     MiroirFeatureUnsupported => ("miroir_feature_unsupported", StatusCode::BAD_REQUEST, InvalidRequest),
+    // --- index swaps (`POST /swap-indexes`)
+    IndexNotFound => ("index_not_found", StatusCode::NOT_FOUND, InvalidRequest),
+    IndexAlreadyExists => ("index_already_exists", StatusCode::CONFLICT, InvalidRequest),
+    InvalidSwapIndexes => ("invalid_swap_indexes", StatusCode::BAD_REQUEST, InvalidRequest),
+    MissingSwapIndexes => ("missing_swap_indexes", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSwapRename => ("invalid_swap_rename", StatusCode::BAD_REQUEST, InvalidRequest),
+    InvalidSwapDuplicateIndexFound => ("invalid_swap_duplicate_index_found", StatusCode::BAD_REQUEST, InvalidRequest),
+    MiroirSwapInProgress => ("miroir_swap_in_progress", StatusCode::SERVICE_UNAVAILABLE, System),
 }
 
 impl Code {

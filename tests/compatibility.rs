@@ -144,7 +144,7 @@ fn documented() -> Vec<(String, String)> {
         if !route.contains(" /") {
             continue;
         }
-        let status = cells[2].split_whitespace().next().unwrap_or("").trim_matches('*').to_lowercase();
+        let status = cells[2].split_whitespace().next().unwrap_or("").trim_matches(|c| c == '*' || c == ':').to_lowercase();
         rows.push((route, status));
     }
     rows
@@ -192,11 +192,17 @@ async fn every_meilisearch_route_is_routed_as_documented() {
     http.wait_task(b["taskUid"].as_u64().unwrap()).await;
 
     let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    // `miroir serve` adds Miroir's `/metrics` next to the API (src/commands/serve.rs); the
+    // in-process server of the tests does not, so that route is checked on `miroir serve`'s
+    // router below.
     let mut rows = documented();
     // Index and task deletions last, so that every other route sees the index.
     rows.sort_by_key(|(r, _)| r.starts_with("DELETE /indexes/{indexUid}") as u8 + r.starts_with("DELETE /tasks") as u8);
     let mut failures = Vec::new();
     for (route, status) in &rows {
+        if route == "GET /metrics" {
+            continue;
+        }
         let (method, path) = concrete(route);
         let mut req = client.request(method.clone(), format!("{}{path}", cluster.url())).bearer_auth(MASTER_KEY);
         if ["POST", "PUT", "PATCH"].contains(&method.as_str()) {
@@ -215,6 +221,12 @@ async fn every_meilisearch_route_is_routed_as_documented() {
         let code = resp.status().as_u16();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         let err = body["code"].as_str().unwrap_or("");
+        // Miroir's own "no such route" is a JSON `404 not_found`; an empty 404 is a node's
+        // answer to a route Miroir did route (the in-repo test node has no `chat` and
+        // `foreign-keys` settings routes; Meilisearch has them).
+        if code == 404 && body.is_null() && !common::engine().is_real() {
+            continue;
+        }
         if code == 405 || (code == 404 && (err.is_empty() || err == "not_found")) {
             failures.push(format!("{route}: {code} {body} — Miroir does not route it"));
         } else if status == "supported" && code == 501 {
@@ -227,4 +239,19 @@ async fn every_meilisearch_route_is_routed_as_documented() {
         }
     }
     assert!(failures.is_empty(), "{} of {} routes:\n{}", failures.len(), rows.len(), failures.join("\n"));
+}
+
+/// `GET /metrics` on the router `miroir serve` serves (the API plus Miroir's metrics).
+#[tokio::test]
+async fn metrics_are_served_next_to_the_api() {
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = miroir::config::TaskStoreConfig { path: dir.path().join("m.db"), ..Default::default() };
+    let store = miroir::store::open(&cfg).await.unwrap();
+    let proxy = miroir::dataplane::Proxy::new(common::test_options(), store);
+    let app = miroir::commands::serve::app(&proxy);
+    let resp = app.oneshot(axum::http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("miroir_"), "not Miroir's metrics");
 }

@@ -40,11 +40,15 @@ pub async fn start(cfg: &Config, keys: Keys) -> anyhow::Result<Running> {
         .parse()
         .with_context(|| format!("`server.bind`/`server.port`: {}:{} is not a socket address", cfg.server.bind, cfg.server.port))?;
     let listener = server::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let server = server::spawn_router(proxy.clone(), app(&proxy), listener);
+    Ok(Running { proxy, server })
+}
+
+/// What `miroir serve` answers: the Meilisearch API and Miroir's own `/metrics`.
+pub fn app(proxy: &Proxy) -> axum::Router {
     let mut registry = prometheus_client::registry::Registry::default();
     proxy.metrics().register(&mut registry);
-    let router = proxy.router().merge(crate::dataplane::metrics::metrics_router(std::sync::Arc::new(registry)));
-    let server = server::spawn_router(proxy.clone(), router, listener);
-    Ok(Running { proxy, server })
+    proxy.router().merge(crate::dataplane::metrics::metrics_router(std::sync::Arc::new(registry)))
 }
 
 /// SIGHUP: the config file is read again and its nodes declared; a change of nodes becomes

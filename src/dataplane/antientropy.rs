@@ -434,6 +434,8 @@ impl Proxy {
                 return;
             }
             let Ok(index) = IndexUid::parse(&uid) else { continue };
+            // An index being swapped differs between nodes until every node has swapped it.
+            let _no_swap = self.hold_index_swaps(&uid).await;
             let present: Vec<Peer> = listed.iter().filter(|(_, l)| l.contains_key(&uid)).map(|(p, _)| p.clone()).collect();
             let mut ix = IndexReport {
                 uid: uid.clone(),

@@ -29,6 +29,7 @@ pub mod webhooks;
 pub mod backup;
 pub mod features;
 pub mod edition;
+pub mod swap;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -125,6 +126,8 @@ pub(crate) struct ProxyInner {
     pub(crate) write_order: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The config's webhook and the notification worker's wake-up.
     pub(crate) webhooks: webhooks::WebhookState,
+    /// Index swaps: the per-index gates requests hold, and the swap in progress.
+    pub(crate) swap: swap::SwapState,
 }
 
 impl Proxy {
@@ -144,6 +147,7 @@ impl Proxy {
                 rebalance: Default::default(),
                 write_order: Default::default(),
                 webhooks: Default::default(),
+                swap: Default::default(),
             }),
         }
     }

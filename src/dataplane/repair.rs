@@ -582,6 +582,9 @@ impl Proxy {
     /// any group; those of `scope.shards`, or all) the documents of an up-to-date holder of the
     /// shard. Only moves data: the caller marks the node caught up afterwards.
     pub async fn rebuild(&self, routing: &RoutingTable, node: &str, scope: &RebuildScope) -> Result<RebuildStats, SyncError> {
+        // No index swap runs while a node is copied from its replicas (it would copy a half
+        // swapped state), and none starts before the copy ends.
+        let _no_swap = self.hold_swaps().await;
         let started = Instant::now();
         let dst = routing.topology.node(node).ok_or_else(|| SyncError::UnknownNode(node.to_string()))?;
         let dst_addr = dst.address.clone();

@@ -15,6 +15,7 @@ mod nodes;
 mod search;
 mod settings;
 mod stats;
+mod swap;
 mod tasks;
 mod webhooks;
 mod backup;
@@ -76,8 +77,8 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/_miroir/backups", get(backup::list))
         .route("/_miroir/backups/{uid}", get(backup::get))
         .route("/_miroir/restore", post(backup::restore))
+        .route("/swap-indexes", post(swap::swap_indexes))
         // Meilisearch routes Miroir does not support (yet): a clear 501, not a 404.
-        .route("/swap-indexes", any(unsupported))
         .route("/dumps", post(backup::dump))
         .route("/snapshots", post(backup::snapshot))
         .route("/batches", get(batches::list))
@@ -101,6 +102,7 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/dynamic-search-rules", any(unsupported))
         .route("/dynamic-search-rules/{uid}", any(unsupported))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(proxy.clone(), swap::gate))
         .layer(middleware::from_fn_with_state(proxy.clone(), auth::auth))
         .layer(cors_layer())
         .route_layer(middleware::from_fn_with_state(proxy.metrics().clone(), crate::dataplane::metrics::track))

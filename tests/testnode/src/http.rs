@@ -88,6 +88,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/experimental-features", get(get_features).patch(patch_features))
         .route("/indexes/{uid}/documents/edit", post(edit_documents))
         .route("/indexes/{uid}/compact", post(compact_index))
+        .route("/swap-indexes", post(swap_indexes))
         .merge(settings_routes)
         .merge(unimplemented_routes())
         .layer(middleware::from_fn_with_state(node.clone(), auth))
@@ -104,7 +105,6 @@ fn unimplemented_routes() -> Router<Arc<Node>> {
         "/keys/{key}",
         "/batches",
         "/batches/{uid}",
-        "/swap-indexes",
         "/network",
         "/metrics",
         "/export",
@@ -456,6 +456,14 @@ async fn update_index(AxState(node): S, Path(uid): Path<String>, headers: Header
     }
     let primary_key = primary_key_field(obj)?;
     Ok(accepted(node.enqueue(Some(uid), TaskKind::IndexUpdate { primary_key }, None)))
+}
+
+/// `POST /swap-indexes`: Meilisearch's validation (shared with Miroir), one task.
+async fn swap_indexes(AxState(node): S, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let body = json_body(&headers, &read_body(body).await?)?;
+    let swaps = miroir::dataplane::swap::parse_request(body, |_| true)?;
+    miroir::dataplane::swap::check_duplicates(&swaps)?;
+    Ok(accepted(node.enqueue(None, TaskKind::IndexSwap { swaps }, None)))
 }
 
 async fn delete_index(AxState(node): S, Path(uid): Path<String>) -> ApiResult<Response> {

@@ -183,6 +183,8 @@ pub enum TaskKind {
     SnapshotCreation { dir: std::path::PathBuf },
     /// A finished task read from a dump (its payload is gone, as after any processing).
     Imported { type_name: &'static str },
+    /// `POST /swap-indexes` (validated by the route, existence checked when processed).
+    IndexSwap { swaps: Vec<miroir::dataplane::swap::Swap> },
 }
 
 impl TaskKind {
@@ -203,6 +205,7 @@ impl TaskKind {
             TaskKind::DumpCreation { .. } => "dumpCreation",
             TaskKind::SnapshotCreation { .. } => "snapshotCreation",
             TaskKind::Imported { type_name } => type_name,
+            TaskKind::IndexSwap { .. } => "indexSwap",
         }
     }
 }
@@ -306,6 +309,7 @@ fn details_enqueued(kind: &TaskKind) -> Value {
         TaskKind::DumpCreation { .. } => json!({ "dumpUid": null }),
         // Meilisearch's snapshot tasks have no details (the field is left out).
         TaskKind::SnapshotCreation { .. } | TaskKind::Imported { .. } => Value::Null,
+        TaskKind::IndexSwap { swaps } => miroir::dataplane::swap::details(swaps),
     }
 }
 
@@ -580,6 +584,43 @@ impl State {
                     }
                 }
                 details["deletedTasks"] = json!(deleted);
+                Ok(())
+            }
+            TaskKind::IndexSwap { swaps } => {
+                // Meilisearch's checks, then every pair swapped (or renamed) at once, and
+                // the history before this task rewritten to follow.
+                if let Some(e) = miroir::dataplane::swap::existence_error(&swaps, |i| self.indexes.contains_key(i)) {
+                    return Err(e.into());
+                }
+                for s in &swaps {
+                    let (l, r) = (s.lhs.to_string(), s.rhs.to_string());
+                    let a = self.indexes.remove(&l);
+                    let b = self.indexes.remove(&r);
+                    for (name, ix) in [(&r, a), (&l, b)] {
+                        if let Some(mut ix) = ix {
+                            ix.uid = name.clone();
+                            self.indexes.insert(name.clone(), ix);
+                        }
+                    }
+                    for t in self.tasks.range_mut(..uid).map(|(_, t)| t) {
+                        if let Some(i) = t.index_uid.as_deref() {
+                            if i == l {
+                                t.index_uid = Some(r.clone());
+                            } else if i == r {
+                                t.index_uid = Some(l.clone());
+                            }
+                        }
+                        if matches!(t.kind, TaskKind::IndexSwap { .. }) {
+                            for name in t.details.pointer_mut("/swaps").and_then(Value::as_array_mut).into_iter().flatten().filter_map(|sw| sw.get_mut("indexes")).filter_map(Value::as_array_mut).flatten() {
+                                if name.as_str() == Some(l.as_str()) {
+                                    *name = json!(r);
+                                } else if name.as_str() == Some(r.as_str()) {
+                                    *name = json!(l);
+                                }
+                            }
+                        }
+                    }
+                }
                 Ok(())
             }
             TaskKind::TaskCancelation { uids } => {
