@@ -211,7 +211,7 @@ fn movies(from: u32, n: u32) -> Vec<Movie> {
 // ---------------------------------------------------------------- the script
 
 #[allow(unused_must_use)]
-async fn script(t: &mut Target, keys: bool) {
+async fn script(t: &mut Target, own: bool) {
     let c = t.client.clone();
     call!(t, "health", c.health());
     call!(t, "is_healthy", async { Ok::<bool, Error>(c.is_healthy().await) });
@@ -233,9 +233,12 @@ async fn script(t: &mut Target, keys: bool) {
     let mut books = c.index("books");
     // Batches: asked while every task has been its own batch on the node too (the script
     // waits for each task; a node may batch tasks enqueued together later on).
-    call!(t, "get_batch", c.get_batch(0));
-    call!(t, "get_batch (missing)", c.get_batch(999_999));
-    call!(t, "get_batches_with", c.get_batches_with(&meilisearch_sdk::batches::BatchesQuery::new(&c).with_limit(2).with_from(2)));
+    // (Batches, keys and webhooks are Miroir's own: the in-repo test node has none of them.)
+    if own {
+        call!(t, "own: get_batch", c.get_batch(0));
+        call!(t, "own: get_batch (missing)", c.get_batch(999_999));
+        call!(t, "own: get_batches_with", c.get_batches_with(&meilisearch_sdk::batches::BatchesQuery::new(&c).with_limit(2).with_from(2)));
+    }
 
     // Documents.
     write!(t, "add_documents", movies_index.add_documents(&movies(0, 60), None));
@@ -409,17 +412,17 @@ async fn script(t: &mut Target, keys: bool) {
 
     // Keys (with a fixed uid so that both sides name the same key).
     // (The test node has no `/keys`: Miroir answers them itself; see the test.)
-    if keys {
+    if own {
         let mut kb = KeyBuilder::new();
         kb.with_uid("01b4bc42-eb33-4041-b481-254d00cce834").with_name("sdk").with_description("sdk test").with_action(Action::Search).with_index("movies");
-        call!(t, "key: create_key", c.create_key(&kb));
-        call!(t, "key: get_key", c.get_key("01b4bc42-eb33-4041-b481-254d00cce834"));
-        call!(t, "key: get_keys_with", c.get_keys_with(KeysQuery::new().with_offset(0).with_limit(50)));
+        call!(t, "own: create_key", c.create_key(&kb));
+        call!(t, "own: get_key", c.get_key("01b4bc42-eb33-4041-b481-254d00cce834"));
+        call!(t, "own: get_keys_with", c.get_keys_with(KeysQuery::new().with_offset(0).with_limit(50)));
         let mut ku = KeyUpdater::new("01b4bc42-eb33-4041-b481-254d00cce834");
         ku.with_description("changed");
-        call!(t, "key: update_key", c.update_key(&ku));
-        call!(t, "key: delete_key", c.delete_key("01b4bc42-eb33-4041-b481-254d00cce834"));
-        call!(t, "key: get_key (deleted)", c.get_key("01b4bc42-eb33-4041-b481-254d00cce834"));
+        call!(t, "own: update_key", c.update_key(&ku));
+        call!(t, "own: delete_key", c.delete_key("01b4bc42-eb33-4041-b481-254d00cce834"));
+        call!(t, "own: get_key (deleted)", c.get_key("01b4bc42-eb33-4041-b481-254d00cce834"));
     }
 
     // Experimental features.
@@ -445,18 +448,20 @@ async fn script(t: &mut Target, keys: bool) {
     call!(t, "compact", c.index("movies3").compact());
 
     // Webhooks (the URL is never reached: nothing listens there).
-    let hook = meilisearch_sdk::webhooks::WebhookCreate::new("http://127.0.0.1:9/hook").with_header("x-token", "secret-value");
-    let created = call!(t, "create_webhook", c.create_webhook(&hook));
-    call!(t, "get_webhooks", c.get_webhooks());
-    if let Ok(w) = created {
-        let uuid = w.uuid.to_string();
-        call!(t, "get_webhook", c.get_webhook(&uuid));
-        let mut up = meilisearch_sdk::webhooks::WebhookUpdate::new();
-        up.with_url("http://127.0.0.1:9/other");
-        call!(t, "update_webhook", c.update_webhook(&uuid, &up));
-        call!(t, "delete_webhook", c.delete_webhook(&uuid));
+    if own {
+        let hook = meilisearch_sdk::webhooks::WebhookCreate::new("http://127.0.0.1:9/hook").with_header("x-token", "secret-value");
+        let created = call!(t, "own: create_webhook", c.create_webhook(&hook));
+        call!(t, "own: get_webhooks", c.get_webhooks());
+        if let Ok(w) = created {
+            let uuid = w.uuid.to_string();
+            call!(t, "own: get_webhook", c.get_webhook(&uuid));
+            let mut up = meilisearch_sdk::webhooks::WebhookUpdate::new();
+            up.with_url("http://127.0.0.1:9/other");
+            call!(t, "own: update_webhook", c.update_webhook(&uuid, &up));
+            call!(t, "own: delete_webhook", c.delete_webhook(&uuid));
+        }
+        call!(t, "own: get_webhook (missing)", c.get_webhook("627ea538-733d-4545-8d2d-03526eb381ce"));
     }
-    call!(t, "get_webhook (missing)", c.get_webhook("627ea538-733d-4545-8d2d-03526eb381ce"));
 
     // Backups.
     write!(t, "create_dump", c.create_dump());
@@ -575,8 +580,8 @@ async fn every_sdk_call_answers_as_one_node() {
     let cluster = Cluster::start(Spec::rf1_3_nodes()).await;
     let mut single = Target::new(&single_node.url, NODE_KEY);
     let mut miroir = Target::new(&cluster.url(), MASTER_KEY);
-    // The in-repo test node has no `/keys` (Miroir answers keys itself, never from a node):
-    // against it, Miroir's key calls are checked on their own below.
+    // The in-repo test node has no `/keys`, `/batches` or `/webhooks` (Miroir answers them
+    // itself, never from a node): against it, those calls are checked on Miroir alone below.
     let node_has_keys = single_node.is_real();
     script(&mut single, node_has_keys).await;
     script(&mut miroir, true).await;
@@ -584,17 +589,22 @@ async fn every_sdk_call_answers_as_one_node() {
     let ok = single.steps.iter().filter(|(_, o)| o == "ok").count();
     assert!(ok > 150, "only {ok} SDK steps succeeded on the plain node: {:?}", single.steps);
     if !node_has_keys {
-        let key_steps: Vec<(String, Value)> = miroir.steps.iter().filter(|(s, _)| s.starts_with("key: ")).cloned().collect();
-        assert_eq!(key_steps.len(), 6, "{key_steps:?}");
-        for (step, outcome) in &key_steps {
-            if step == "key: get_key (deleted)" {
-                assert_eq!(outcome["error"]["code"], "api_key_not_found", "{step}: {outcome}");
-            } else {
-                assert_eq!(outcome, "ok", "{step}: {outcome}");
+        let own_steps: Vec<(String, Value)> = miroir.steps.iter().filter(|(s, _)| s.starts_with("own: ")).cloned().collect();
+        assert_eq!(own_steps.len(), 15, "{own_steps:?}");
+        for (step, outcome) in &own_steps {
+            let expected = match step.as_str() {
+                "own: get_key (deleted)" => Some("api_key_not_found"),
+                "own: get_batch (missing)" => Some("batch_not_found"),
+                "own: get_webhook (missing)" => Some("webhook_not_found"),
+                _ => None,
+            };
+            match expected {
+                Some(code) => assert!(outcome["error"]["link"].as_str().is_some_and(|l| l.ends_with(&format!("#{code}"))), "{step}: {outcome}"),
+                None => assert_eq!(outcome, "ok", "{step}: {outcome}"),
             }
         }
-        miroir.steps.retain(|(s, _)| !s.starts_with("key: "));
-        miroir.log.lock().unwrap().exchanges.retain(|x| !x.step.starts_with("key: "));
+        miroir.steps.retain(|(s, _)| !s.starts_with("own: "));
+        miroir.log.lock().unwrap().exchanges.retain(|x| !x.step.starts_with("own: "));
     }
     let diffs = compare_runs(&single, &miroir);
     let n = single.log.lock().unwrap().exchanges.len();
