@@ -105,11 +105,26 @@ pub fn batch_uid(t: &TaskRecord) -> Option<u64> {
     (t.status != TaskStatus::Enqueued).then_some(t.uid)
 }
 
-/// Task kinds that are not about one index (their batches are never grouped by index).
-const GLOBAL_KINDS: &[&str] = &[
-    "indexSwap", "taskCancelation", "taskDeletion", "dumpCreation", "snapshotCreation", "export", "upgradeDatabase",
-    "networkTopologyChange",
+/// Task kinds Meilisearch never batches with another task (its autobatcher's
+/// `TaskCannotBeBatched` stop reason): index creation, update and swap, document edition,
+/// compaction, and the tasks of no index.
+const UNBATCHABLE_KINDS: &[&str] = &[
+    "indexCreation", "indexUpdate", "indexSwap", "documentEdition", "indexCompaction", "taskCancelation", "taskDeletion",
+    "dumpCreation", "snapshotCreation", "export", "upgradeDatabase", "networkTopologyChange",
 ];
+
+/// Why Meilisearch would have closed a batch holding only this task (`batchStrategy`).
+fn batch_strategy(t: &TaskRecord) -> String {
+    match &t.index_uid {
+        _ if UNBATCHABLE_KINDS.contains(&t.kind.as_str()) || t.index_uid.is_none() => format!(
+            "created batch containing only task with id {} of type `{}` that cannot be batched with any other task.",
+            t.uid, t.kind
+        ),
+        _ if t.kind == "indexDeletion" => format!("stopped after task with id {} because it deletes the index", t.uid),
+        Some(i) => format!("batched all enqueued tasks for index `{i}`"),
+        None => unreachable!("tasks of no index are handled above"),
+    }
+}
 
 /// The batch object of a started task, in Meilisearch's `BatchView` field order.
 pub fn batch_view(t: &TaskRecord) -> Value {
@@ -122,17 +137,15 @@ pub fn batch_view(t: &TaskRecord) -> Value {
     if let Some(i) = &t.index_uid {
         index_uids.insert(i.clone(), json!(1));
     }
-    let strategy = match &t.index_uid {
-        Some(i) if !GLOBAL_KINDS.contains(&t.kind.as_str()) => format!("batched all enqueued tasks for index `{i}`"),
-        _ => format!(
-            "created batch containing only task with id {} of type `{}` that cannot be batched with any other task.",
-            t.uid, t.kind
-        ),
-    };
+    let strategy = batch_strategy(t);
+    // A batch's details merge its tasks' details, fields without a value left out (an index
+    // created without a primary key has `{}`).
+    let mut details = t.details.as_object().cloned().unwrap_or_default();
+    details.retain(|_, v| !v.is_null());
     json!({
         "uid": t.uid,
         "progress": null,
-        "details": if t.details.is_null() { json!({}) } else { t.details.clone() },
+        "details": details,
         "stats": {
             "totalNbTasks": 1,
             "status": status,
@@ -1018,6 +1031,17 @@ mod tests {
         assert_eq!(b["details"], json!({}));
         assert_eq!(b["stats"]["indexUids"], json!({}));
         assert_eq!(b["batchStrategy"], "created batch containing only task with id 7 of type `taskDeletion` that cannot be batched with any other task.");
+        // As seen on Meilisearch 1.50: index creations are never batched, and a primary key
+        // that was not given is left out of the batch's details.
+        t.kind = "indexCreation".into();
+        t.index_uid = Some("books".into());
+        t.details = json!({"primaryKey": null});
+        let b = batch_view(&t);
+        assert_eq!(b["details"], json!({}));
+        assert_eq!(b["batchStrategy"], "created batch containing only task with id 7 of type `indexCreation` that cannot be batched with any other task.");
+        t.kind = "indexDeletion".into();
+        t.details = json!({"deletedDocuments": 3});
+        assert_eq!(batch_view(&t)["batchStrategy"], "stopped after task with id 7 because it deletes the index");
     }
 
     #[test]
