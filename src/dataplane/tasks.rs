@@ -254,9 +254,14 @@ fn aggregate_details(
         "documentEdition" => {
             if status.is_terminal() {
                 // Each node edits the copies it holds: count one copy, as for deletions.
-                for key in ["editedDocuments", "deletedDocuments"] {
-                    let n = if status == TaskStatus::Succeeded { one_copy(node_views, group_of, rf, key) } else { 0 };
-                    obj.insert(key.into(), json!(n));
+                if status == TaskStatus::Succeeded {
+                    for key in ["editedDocuments", "deletedDocuments"] {
+                        obj.insert(key.into(), json!(one_copy(node_views, group_of, rf, key)));
+                    }
+                } else {
+                    // As Meilisearch's `Details::to_failed`: no document edited, the deletion
+                    // count left as it was (`null`).
+                    obj.insert("editedDocuments".into(), json!(0));
                 }
             }
         }
@@ -886,6 +891,7 @@ mod tests {
         assert_eq!(s.details, json!({"editedDocuments": 2, "deletedDocuments": 2, "originalFilter": null, "context": null, "function": "doc.a = 1"}));
         let f = aggregate(&t, &[("a".into(), node_task("failed", json!({}))), ("b".into(), node_task("succeeded", json!({}))), ("c".into(), node_task("succeeded", json!({}))), ("d".into(), node_task("succeeded", json!({})))], &groups, 2);
         assert_eq!(f.details["editedDocuments"], json!(0));
+        assert_eq!(f.details["deletedDocuments"], Value::Null);
         let t = rec("indexCompaction", json!({}), &["a", "b"]);
         let views: Vec<(String, Value)> = ["a", "b"]
             .iter()

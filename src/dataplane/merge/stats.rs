@@ -45,13 +45,16 @@ pub fn merge_index_stats(nodes: Vec<NodeIndexStats>) -> Value {
 /// the nodes asked with it): per database, the sizes of the nodes summed, each in proportion
 /// of the documents it covers (one copy of the data, like `rawDocumentDbSize`).
 pub fn merge_index_stats_with(nodes: Vec<NodeIndexStats>, internal_sizes: bool) -> Value {
-    let mut internal: BTreeMap<String, u64> = BTreeMap::new();
+    // In the nodes' own order of databases (Meilisearch lists them in milli's order).
+    let mut internal: Map<String, Value> = Map::new();
     if internal_sizes {
         for n in &nodes {
             let node_docs = n.stats.get("numberOfDocuments").and_then(Value::as_u64).unwrap_or(0);
             if let Some(dbs) = n.stats.get("internalDatabaseSizes").and_then(Value::as_object) {
                 for (db, size) in dbs {
-                    *internal.entry(db.clone()).or_default() += scale(size.as_u64().unwrap_or(0), n.covered_documents, node_docs);
+                    let add = scale(size.as_u64().unwrap_or(0), n.covered_documents, node_docs);
+                    let sum = internal.get(db).and_then(Value::as_u64).unwrap_or(0) + add;
+                    internal.insert(db.clone(), json!(sum));
                 }
             }
         }
@@ -65,7 +68,7 @@ pub fn merge_index_stats_with(nodes: Vec<NodeIndexStats>, internal_sizes: bool) 
             let after = k == "isIndexing";
             out.insert(k, v);
             if after {
-                out.insert("internalDatabaseSizes".into(), json!(internal));
+                out.insert("internalDatabaseSizes".into(), Value::Object(internal.clone()));
             }
         }
         merged = Value::Object(out);

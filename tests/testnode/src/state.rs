@@ -313,11 +313,13 @@ fn details_enqueued(kind: &TaskKind) -> Value {
     }
 }
 
-/// Details of a task that did not do its work (failed or canceled).
+/// Details of a task that did not do its work (failed or canceled), as Meilisearch's
+/// `Details::to_failed` (an edition's `deletedDocuments` stays as it was).
 fn details_unapplied(details: &mut Value) {
+    let edition = details.get("editedDocuments").is_some();
     if let Some(o) = details.as_object_mut() {
         for key in ["indexedDocuments", "editedDocuments", "deletedDocuments", "deletedTasks", "canceledTasks"] {
-            if o.contains_key(key) {
+            if o.contains_key(key) && !(edition && key == "deletedDocuments") {
                 o.insert(key.to_string(), json!(0));
             }
         }
