@@ -1385,7 +1385,10 @@ mod sqlite_only {
         {
             let conn = rusqlite::Connection::open(&path).unwrap();
             // Back to schema 5 (0006 only adds this table; later migrations must be undone here too).
-            conn.execute_batch("DROP TABLE features; PRAGMA user_version = 5;").unwrap();
+            conn.execute_batch(
+                "DROP TABLE features; DROP TABLE webhooks; DROP TABLE webhook_events; DROP TABLE webhook_deliveries; DROP TABLE backups; PRAGMA user_version = 5;",
+            )
+            .unwrap();
         }
         let s = SqliteStore::open(&path).await.unwrap();
         let conn = rusqlite::Connection::open(&path).unwrap();
