@@ -316,7 +316,16 @@ async fn f_two_miroirs_on_redis_one_replays() {
     nodes[victim].kill().await;
     phase_away(&mut w, sizes).await;
     for api in &apis {
-        let views = node_views(api).await;
+        // Each process finds the node down with its own probes (`health.interval_ms` ×
+        // `unhealthy_threshold`): the writes may all have been acknowledged before that.
+        let mut views = node_views(api).await;
+        for _ in 0..200 {
+            if view_of(&views, &victim_id).health == "failed" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            views = node_views(api).await;
+        }
         let v = view_of(&views, &victim_id);
         assert_eq!(v.health, "failed", "{}: {v:?}", api.base);
         assert_eq!(v.state, "catching-up", "{}: both wrote to it while it was down: {v:?}", api.base);
