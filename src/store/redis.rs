@@ -599,6 +599,31 @@ fn parse_u64(s: &str) -> StoreResult<u64> {
 }
 
 impl RedisStore {
+    /// A versioned record (the placement, the webhook set): `version` and `state` of one hash,
+    /// read with one `HMGET` so both come from the same write.
+    async fn get_versioned(&self, key: String, what: &str) -> StoreResult<Option<(u64, Value)>> {
+        let mut c = self.conn();
+        let (version, state): (Option<String>, Option<String>) =
+            self.bounded(async move { redis::cmd("HMGET").arg(key).arg("version").arg("state").query_async(&mut c).await })
+                .await?;
+        match (version, state) {
+            (None, None) => Ok(None),
+            (Some(v), Some(state)) => Ok(Some((parse_u64(&v)?, decode_json(&state)?))),
+            _ => Err(StoreError::Other(format!("stored {what} is incomplete (version or state missing)"))),
+        }
+    }
+
+    /// Compare-and-set of a versioned record. Same bound as the SQLite backend (versions fit
+    /// i64): an `expected` beyond it, or i64::MAX itself (not reachable in practice), writes nothing.
+    async fn put_versioned(&self, key: String, expected: u64, state: &Value) -> StoreResult<Option<u64>> {
+        let Some(next) = i64::try_from(expected).ok().and_then(|e| e.checked_add(1)) else { return Ok(None) };
+        let mut inv = PUT_PLACEMENT.prepare_invoke();
+        inv.key(key).arg(expected.to_string()).arg(next.to_string()).arg(encode_json(state)?);
+        let mut c = self.conn();
+        let wrote: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
+        Ok((wrote == 1).then_some(next as u64))
+    }
+
     /// Connects to `url` with all keys under `prefix` (e.g. `miroir:`) and checks the keyspace
     /// version. Fails with [`StoreError::Unavailable`] if Redis cannot be reached now; once
     /// built, the store reconnects by itself.
@@ -1201,50 +1226,19 @@ impl TaskStore for RedisStore {
     }
 
     async fn get_placement(&self) -> StoreResult<Option<(u64, Value)>> {
-        let key = self.placement_key();
-        let mut c = self.conn();
-        // One HMGET: version and state of the same write.
-        let (version, state): (Option<String>, Option<String>) =
-            self.bounded(async move { redis::cmd("HMGET").arg(key).arg("version").arg("state").query_async(&mut c).await })
-                .await?;
-        match (version, state) {
-            (None, None) => Ok(None),
-            (Some(v), Some(state)) => Ok(Some((parse_u64(&v)?, decode_json(&state)?))),
-            _ => Err(StoreError::Other("stored placement state is incomplete (version or state missing)".into())),
-        }
+        self.get_versioned(self.placement_key(), "placement state").await
     }
 
     async fn put_placement(&self, expected: u64, state: &Value) -> StoreResult<Option<u64>> {
-        // Same bound as the SQLite backend (versions fit i64): an `expected` beyond it, or
-        // i64::MAX itself (not reachable in practice), writes nothing.
-        let Some(next) = i64::try_from(expected).ok().and_then(|e| e.checked_add(1)) else { return Ok(None) };
-        let mut inv = PUT_PLACEMENT.prepare_invoke();
-        inv.key(self.placement_key()).arg(expected.to_string()).arg(next.to_string()).arg(encode_json(state)?);
-        let mut c = self.conn();
-        let wrote: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
-        Ok((wrote == 1).then_some(next as u64))
+        self.put_versioned(self.placement_key(), expected, state).await
     }
 
     async fn get_webhooks(&self) -> StoreResult<Option<(u64, Value)>> {
-        let key = self.webhooks_key();
-        let mut c = self.conn();
-        let (version, state): (Option<String>, Option<String>) =
-            self.bounded(async move { redis::cmd("HMGET").arg(key).arg("version").arg("state").query_async(&mut c).await })
-                .await?;
-        match (version, state) {
-            (None, None) => Ok(None),
-            (Some(v), Some(state)) => Ok(Some((parse_u64(&v)?, decode_json(&state)?))),
-            _ => Err(StoreError::Other("stored webhooks are incomplete (version or state missing)".into())),
-        }
+        self.get_versioned(self.webhooks_key(), "webhooks").await
     }
 
     async fn put_webhooks(&self, expected: u64, webhooks: &Value) -> StoreResult<Option<u64>> {
-        let Some(next) = i64::try_from(expected).ok().and_then(|e| e.checked_add(1)) else { return Ok(None) };
-        let mut inv = PUT_PLACEMENT.prepare_invoke();
-        inv.key(self.webhooks_key()).arg(expected.to_string()).arg(next.to_string()).arg(encode_json(webhooks)?);
-        let mut c = self.conn();
-        let wrote: i64 = self.bounded(async move { inv.invoke_async(&mut c).await }).await?;
-        Ok((wrote == 1).then_some(next as u64))
+        self.put_versioned(self.webhooks_key(), expected, webhooks).await
     }
 
     async fn enqueue_webhook_event(&self, task_uid: u64, deliveries: &[NewWebhookDelivery]) -> StoreResult<bool> {
