@@ -59,8 +59,9 @@ impl Proxy {
         Ok(())
     }
 
-    /// Queues a rebuild of the node: a marker appended to its log, then everything before the
-    /// marker dropped (the rebuild copies a state that includes it). In this order, so a crash
+    /// Queues a rebuild of the node: a marker appended to its log, then (for a rebuild of
+    /// everything) everything before the marker dropped (the rebuild copies a state that
+    /// includes it). In this order, so a crash
     /// in between only leaves operations that get replayed before the rebuild. The caller holds
     /// the node's sync lock.
     async fn queue_rebuild_locked(&self, node: &str, scope: &RebuildScope) -> StoreResult<()> {
@@ -75,7 +76,9 @@ impl Proxy {
             created_at: time::OffsetDateTime::now_utc(),
         };
         let marker = self.store().append_missed(node, marker).await?;
-        if marker.seq > 1 {
+        // Only a rebuild of everything covers every operation before it: a scoped one leaves
+        // them to be replayed first (they may touch indexes or shards it does not copy).
+        if scope.covers_everything() && marker.seq > 1 {
             self.store().ack_missed(node, marker.seq - 1).await?;
         }
         self.refresh_sync_locked(node).await
@@ -408,6 +411,37 @@ mod tests {
             created_at: time::OffsetDateTime::UNIX_EPOCH,
         }
         .into_op("n", seq)
+    }
+
+    /// A rebuild of everything replaces the log; a scoped one (some indexes or shards) keeps
+    /// the operations before it, which may touch what it does not copy.
+    #[tokio::test]
+    async fn only_a_full_rebuild_drops_the_operations_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(dir.path().join("m.db")).await.unwrap();
+        let proxy = Proxy::new(crate::dataplane::ProxyOptions::default(), std::sync::Arc::new(store));
+        let write = |index: &str| NewMissedOp {
+            index_uid: Some(index.into()),
+            shards: vec![0],
+            method: "POST".into(),
+            path: format!("/indexes/{index}/documents"),
+            content_type: Some("application/json".into()),
+            body: b"[]".to_vec(),
+            task_uid: None,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        for node in ["a", "b"] {
+            proxy.store().append_missed(node, write("movies")).await.unwrap();
+            proxy.store().append_missed(node, write("books")).await.unwrap();
+        }
+        let scoped = RebuildScope { indexes: Some(vec!["movies".into()]), shards: None, reason: "test".into() };
+        proxy.queue_rebuild("a", &scoped).await.unwrap();
+        let left: Vec<String> = proxy.store().list_missed("a", None, 10).await.unwrap().into_iter().map(|o| o.op.method).collect();
+        assert_eq!(left, vec!["POST", "POST", REBUILD_METHOD], "a scoped rebuild keeps the writes before it");
+
+        proxy.queue_rebuild("b", &RebuildScope { reason: "test".into(), ..Default::default() }).await.unwrap();
+        let left: Vec<String> = proxy.store().list_missed("b", None, 10).await.unwrap().into_iter().map(|o| o.op.method).collect();
+        assert_eq!(left, vec![REBUILD_METHOD], "a full rebuild covers them");
     }
 
     #[test]

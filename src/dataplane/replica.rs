@@ -37,6 +37,13 @@ pub struct RebuildScope {
     pub reason: String,
 }
 
+impl RebuildScope {
+    /// Whether the rebuild copies every index and every shard the node holds.
+    pub fn covers_everything(&self) -> bool {
+        self.indexes.is_none() && self.shards.is_none()
+    }
+}
+
 /// A node's sync state as this process knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
