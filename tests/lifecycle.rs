@@ -143,7 +143,5 @@ async fn sigterm_lets_the_request_in_flight_finish_and_takes_no_new_one() {
 
     let status = miroir.wait_exit(PATIENCE).await.expect("miroir serve exits once the request is answered");
     assert!(status.success(), "{status}; log:\n{}", miroir.log());
-    let log = miroir.log();
-    assert!(log.contains("finishing requests in flight"), "{log}");
     drop(node);
 }
