@@ -239,6 +239,11 @@ pub struct ServerConfig {
     /// start without a master key of at least 16 bytes.
     #[serde(default)]
     pub env: ServerEnv,
+    /// After SIGTERM: how long `/ready` answers 503 while every request is still served (so
+    /// that load balancers stop sending new ones), before the listener closes and the
+    /// requests in flight finish. 0 (default): close at once.
+    #[serde(default)]
+    pub shutdown_delay_ms: u64,
 }
 
 /// Meilisearch's `--env`.
@@ -260,7 +265,7 @@ fn d_max_body() -> usize {
 }
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { bind: d_bind(), port: d_port(), max_body_bytes: d_max_body(), env: ServerEnv::default() }
+        ServerConfig { bind: d_bind(), port: d_port(), max_body_bytes: d_max_body(), env: ServerEnv::default(), shutdown_delay_ms: 0 }
     }
 }
 

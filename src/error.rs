@@ -179,6 +179,7 @@ codes! {
     MiroirShardUnavailable => ("miroir_shard_unavailable", StatusCode::SERVICE_UNAVAILABLE, System),
     MiroirReservedField => ("miroir_reserved_field", StatusCode::BAD_REQUEST, InvalidRequest),
     MiroirStoreUnavailable => ("miroir_store_unavailable", StatusCode::SERVICE_UNAVAILABLE, System),
+    MiroirNotReady => ("miroir_not_ready", StatusCode::SERVICE_UNAVAILABLE, System),
     MiroirNodeUnavailable => ("miroir_node_unavailable", StatusCode::SERVICE_UNAVAILABLE, System),
     MiroirNodeError => ("miroir_node_error", StatusCode::BAD_GATEWAY, System),
     MiroirNodeAuth => ("miroir_node_auth", StatusCode::BAD_GATEWAY, System),
@@ -294,6 +295,9 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let body = self.body();
         let mut resp = (status, axum::Json(body)).into_response();
+        if let ApiError::Own { code, .. } = &self {
+            resp.extensions_mut().insert(crate::dataplane::metrics::ErrorCode(code.name()));
+        }
         if let ApiError::Own { headers, .. } = self {
             for (k, v) in headers {
                 if let (Ok(k), Ok(v)) = (

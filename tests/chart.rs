@@ -4,8 +4,21 @@
 //! is defined, the operator's flags and environment variables are ones the real binary
 //! accepts, its RBAC is `config/k8s/operator.yaml`'s, and the MiroirCluster the chart can
 //! render from its default values is valid.
+//!
+//! With `helm` (`MIROIR_HELM`, which `.ci/run` sets, else `helm` on `PATH`), the chart is also
+//! rendered for its default values and both examples (`charts/miroir/examples/`): the objects'
+//! kinds, names and namespaces; the Deployment runs the image's entrypoint with `operator` and
+//! flags the binary accepts, and probes that fit `/ready`'s store check; the rendered CRDs are
+//! `crds/` byte for byte; the rendered Role covers every verb on every resource the operator
+//! was seen using against the fake API server; and the values the chart refuses (SQLite with
+//! several pods) fail. Without helm those checks say so and are skipped (never under `CI`).
 
+#[path = "common/fake_apiserver.rs"]
+mod fake_apiserver;
+
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use miroir::controlplane::crd::MiroirCluster;
 use miroir::controlplane::desired::build_desired;
@@ -122,6 +135,14 @@ fn values_yaml_has_the_required_keys_and_a_locked_down_pod() {
         "metrics.podAnnotations",
         "persistence.enabled",
         "persistence.mountPath",
+        "taskStore",
+        "redis.urlSecret.name",
+        "probes.startup.timeoutSeconds",
+        "probes.readiness.timeoutSeconds",
+        "podDisruptionBudget.enabled",
+        "metrics.serviceMonitor.enabled",
+        "terminationGracePeriodSeconds",
+        "miroirCluster.meilisearch.enabled",
         "miroirCluster.enabled",
         "miroirCluster.spec",
     ] {
@@ -374,12 +395,476 @@ fn default_miroircluster_values_render_a_valid_cluster() {
         let e: Vec<String> = e.into_vec().into_iter().map(|e| e.to_string()).collect();
         panic!("miroirCluster.spec fails the CRD's CEL rules: {e:?}");
     }
+    let mut doc = doc;
+    // What templates/miroircluster.yaml adds: the task store from `taskStore`.
+    assert_eq!(v["taskStore"], "sqlite");
+    assert!(spec.get("taskStore").is_none(), "spec.taskStore is rendered from the `taskStore` value");
+    let sqlite = format!("{}/miroir.db", v["persistence"]["mountPath"].as_str().unwrap().trim_end_matches('/'));
+    doc["spec"]["taskStore"] = serde_json::json!({"sqlite": {"path": sqlite}});
     let mc: MiroirCluster = serde_json::from_value(doc).expect("miroirCluster.spec is a MiroirCluster spec");
     if let Err(e) = build_desired(&mc.spec, None) {
         panic!("the operator rejects miroirCluster.spec: {e:?}");
     }
-    // With the read-only root filesystem the SQLite file must live on the state volume.
-    let path = spec["taskStore"]["sqlite"]["path"].as_str().expect("the default task store is SQLite");
-    let mount = v["persistence"]["mountPath"].as_str().unwrap();
-    assert!(path.starts_with(&format!("{}/", mount.trim_end_matches('/'))), "{path} is not under {mount}");
+    // One node down: with RF in one group, floor(RF/2)+1 of RF must remain; with several
+    // groups, another group holds every shard.
+    let rf = mc.spec.replication_factor;
+    let groups = mc.spec.replica_groups;
+    assert!(groups >= 2 || rf - 1 >= rf / 2 + 1, "the default cluster (RF={rf}, {groups} group) does not survive one node loss");
+}
+
+// ---------------------------------------------------------------------------------------
+// What the operator uses from the Kubernetes API, seen against the fake API server.
+
+/// One permission: API group, resource (with `/subresource`), verb.
+type Permission = (String, String, String);
+
+/// The permission a request needs (`GET /apis/miroir.io/v1alpha1/namespaces/x/aliases?watch=true`).
+fn permission_of(request: &str) -> Option<Permission> {
+    let (method, uri) = request.split_once(' ')?;
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", _version, rest @ ..] => (String::new(), rest.to_vec()),
+        ["apis", group, _version, rest @ ..] => (group.to_string(), rest.to_vec()),
+        _ => return None,
+    };
+    let rest = match rest.as_slice() {
+        ["namespaces", _ns, tail @ ..] if !tail.is_empty() => tail.to_vec(),
+        other => other.to_vec(),
+    };
+    let (resource, name, sub) = match rest.as_slice() {
+        [r] => (r.to_string(), None, None),
+        [r, n] => (r.to_string(), Some(n.to_string()), None),
+        [r, n, s] => (r.to_string(), Some(n.to_string()), Some(s.to_string())),
+        _ => return None,
+    };
+    let watch = query.split('&').any(|kv| kv == "watch=true" || kv == "watch=1");
+    let verb = match (method, &name) {
+        ("GET", Some(_)) => "get",
+        ("GET", None) if watch => "watch",
+        ("GET", None) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", Some(_)) => "delete",
+        ("DELETE", None) => "deletecollection",
+        _ => return None,
+    };
+    let resource = match sub {
+        Some(s) => format!("{resource}/{s}"),
+        None => resource,
+    };
+    Some((group, resource, verb.to_string()))
+}
+
+#[test]
+fn requests_map_to_permissions() {
+    let p = |r: &str| permission_of(r).map(|(g, r, v)| format!("{g}|{r}|{v}"));
+    assert_eq!(p("GET /api/v1/namespaces/s/secrets/k").as_deref(), Some("|secrets|get"));
+    assert_eq!(p("GET /apis/miroir.io/v1alpha1/namespaces/s/aliases?&watch=true&timeoutSeconds=290").as_deref(), Some("miroir.io|aliases|watch"));
+    assert_eq!(p("GET /apis/miroir.io/v1alpha1/namespaces/s/aliases?fieldSelector=x").as_deref(), Some("miroir.io|aliases|list"));
+    assert_eq!(p("PATCH /apis/miroir.io/v1alpha1/namespaces/s/miroirclusters/c/status?fieldManager=m").as_deref(), Some("miroir.io|miroirclusters/status|patch"));
+    assert_eq!(p("POST /apis/events.k8s.io/v1/namespaces/s/events").as_deref(), Some("events.k8s.io|events|create"));
+}
+
+/// Whether RBAC `rules` (a Role's) allow `perm`.
+fn allows(rules: &Value, perm: &Permission) -> bool {
+    let has = |list: &Value, x: &str| list.as_array().is_some_and(|l| l.iter().any(|v| v == x || v == "*"));
+    rules.as_array().is_some_and(|rules| {
+        rules.iter().any(|r| has(&r["apiGroups"], &perm.0) && has(&r["resources"], &perm.1) && has(&r["verbs"], &perm.2))
+    })
+}
+
+fn example(name: &str) -> Value {
+    yaml(&root().join("config/k8s").join(name))
+}
+
+/// Runs `miroir operator` (in-process, on the fake API server) through what it does in
+/// production: waits for the MiroirCluster, reads the key Secret, reconciles the cluster and
+/// every mirrored kind to a status, follows a key rotation, lets a deleted Alias and the
+/// deleted MiroirCluster go (finalizers); returns every permission it needed.
+async fn permissions_the_operator_uses() -> BTreeSet<Permission> {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, DeleteParams, PostParams};
+    use miroir::controlplane::crd::{Alias, Canary, RolloverPolicy, Tenant};
+
+    const NS: &str = "rbac";
+    let server = fake_apiserver::FakeApiServer::new();
+    let client = server.client(NS);
+    let dir = tempfile::tempdir().unwrap();
+    let node = {
+        let app = axum::Router::new()
+            .route("/health", axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "available"})) }))
+            .route("/tasks", axum::routing::get(|| async { axum::Json(serde_json::json!({"results": [], "total": 0})) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    };
+    let secret = |value: &str| {
+        let mut s = Secret::default();
+        s.metadata.name = Some("miroir-keys".into());
+        s.data = Some([("master-key".to_string(), k8s_openapi::ByteString(value.as_bytes().to_vec()))].into());
+        s
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    secrets.create(&PostParams::default(), &secret("first-master-key")).await.unwrap();
+    let mut mc = example("miroircluster.yaml");
+    mc["metadata"]["name"] = "search".into();
+    mc["spec"]["nodes"] = serde_json::json!([{"id": "a", "address": node}]);
+    mc["spec"]["replicationFactor"] = 1.into();
+    mc["spec"]["shards"] = 4.into();
+    mc["spec"]["taskStore"] = serde_json::json!({"sqlite": {"path": dir.path().join("s.db").to_str().unwrap()}});
+    mc["spec"]["keys"] = serde_json::json!({"masterKey": {"name": "miroir-keys", "key": "master-key"}});
+    mc["spec"]["health"] = serde_json::json!({"intervalMs": 100, "timeoutMs": 2000});
+    let clusters: Api<MiroirCluster> = Api::namespaced(client.clone(), NS);
+    clusters.create(&PostParams::default(), &serde_json::from_value(mc).unwrap()).await.unwrap();
+    macro_rules! create_examples {
+        ($kind:ty, $file:literal) => {{
+            let api: Api<$kind> = Api::namespaced(client.clone(), NS);
+            for mut doc in yaml_docs(&root().join("config/k8s").join($file)) {
+                // The examples name two clusters; this operator serves `search`.
+                doc["spec"]["cluster"] = "search".into();
+                api.create(&PostParams::default(), &serde_json::from_value(doc).unwrap()).await.unwrap();
+            }
+        }};
+    }
+    create_examples!(Alias, "alias.yaml");
+    create_examples!(Tenant, "tenant.yaml");
+    create_examples!(Canary, "canary.yaml");
+    create_examples!(RolloverPolicy, "rolloverpolicy.yaml");
+
+    let args = miroir::controlplane::cli::OperatorArgs {
+        cluster: "search".into(),
+        namespace: Some(NS.into()),
+        instance: Some("pod-rbac".into()),
+        bind: "127.0.0.1".into(),
+        port: 0,
+        max_body_bytes: 1 << 20,
+        lease_ttl_secs: 3,
+        lease_renew_secs: 1,
+        requeue_secs: 1,
+        secret_refresh_secs: 1,
+        shutdown_delay_secs: 0,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(miroir::controlplane::cli::serve_operator(client.clone(), args, listener, async {
+        let _ = stopped.await;
+    }));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let wait = |what: &'static str, ok: &dyn Fn() -> bool| {
+        if tokio::time::Instant::now() >= deadline {
+            let statuses: Vec<String> = ["miroirclusters", "aliases", "tenants", "canaries", "rolloverpolicies"]
+                .iter()
+                .map(|p| format!("{p}: {:?}", server.requests().iter().filter(|r| r.contains(p)).count()))
+                .collect();
+            let mc = server.object("miroir.io/v1alpha1", "miroirclusters", NS, "search");
+            panic!("timed out waiting for: {what}; requests by kind {statuses:?}; MiroirCluster: {mc:#?}");
+        }
+        !ok()
+    };
+    let status_of = |plural: &str, name: &str| server.object("miroir.io/v1alpha1", plural, NS, name).map(|o| o["status"].clone()).unwrap_or(Value::Null);
+    let condition = |reason: &str| {
+        status_of("miroirclusters", "search")["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["reason"] == reason))
+    };
+    while wait("the MiroirCluster and every mirrored kind to get a status", &|| {
+        status_of("miroirclusters", "search")["phase"] == "Ready"
+            && ["aliases", "tenants", "canaries", "rolloverpolicies"].iter().all(|plural| {
+                let docs = yaml_docs(&root().join("config/k8s").join(match *plural {
+                    "aliases" => "alias.yaml",
+                    "tenants" => "tenant.yaml",
+                    "canaries" => "canary.yaml",
+                    _ => "rolloverpolicy.yaml",
+                }));
+                docs.iter().all(|d| !status_of(plural, d["metadata"]["name"].as_str().unwrap()).is_null())
+            })
+    }) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    secrets.replace("miroir-keys", &PostParams::default(), &secret("second-master-key")).await.unwrap();
+    while wait("the key rotation", &|| condition("KeysRotated")) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let aliases: Api<Alias> = Api::namespaced(client.clone(), NS);
+    let alias = yaml_docs(&root().join("config/k8s/alias.yaml"))[0]["metadata"]["name"].as_str().unwrap().to_string();
+    aliases.delete(&alias, &DeleteParams::default()).await.unwrap();
+    clusters.delete("search", &DeleteParams::default()).await.unwrap();
+    while wait("the deleted objects to go (finalizers released)", &|| {
+        server.object("miroir.io/v1alpha1", "miroirclusters", NS, "search").is_none()
+            && server.object("miroir.io/v1alpha1", "aliases", NS, &alias).is_none()
+    }) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    // The test's own requests (creating, replacing and deleting objects as a user would) are
+    // recorded too: drop one matching request per action, the rest is the operator's.
+    let mut requests = server.requests();
+    let path_of = |r: &str| r.split_once(' ').map(|(m, u)| (m.to_string(), u.split('?').next().unwrap().to_string()));
+    let mut own: Vec<(String, String)> = vec![
+        ("POST".into(), format!("/api/v1/namespaces/{NS}/secrets")),
+        ("PUT".into(), format!("/api/v1/namespaces/{NS}/secrets/miroir-keys")),
+        ("POST".into(), format!("/apis/miroir.io/v1alpha1/namespaces/{NS}/miroirclusters")),
+        ("DELETE".into(), format!("/apis/miroir.io/v1alpha1/namespaces/{NS}/miroirclusters/search")),
+        ("DELETE".into(), format!("/apis/miroir.io/v1alpha1/namespaces/{NS}/aliases/{alias}")),
+    ];
+    for (plural, file) in [("aliases", "alias.yaml"), ("tenants", "tenant.yaml"), ("canaries", "canary.yaml"), ("rolloverpolicies", "rolloverpolicy.yaml")] {
+        for _ in yaml_docs(&root().join("config/k8s").join(file)) {
+            own.push(("POST".into(), format!("/apis/miroir.io/v1alpha1/namespaces/{NS}/{plural}")));
+        }
+    }
+    for action in own {
+        let at = requests.iter().position(|r| path_of(r).as_ref() == Some(&action));
+        let at = at.unwrap_or_else(|| panic!("the test's own request {action:?} was not recorded"));
+        requests.remove(at);
+    }
+    let used: BTreeSet<Permission> = requests.iter().filter_map(|r| permission_of(r)).collect();
+    assert!(used.len() >= 10, "too few permissions seen: {used:?}");
+    used
+}
+
+/// The `rules:` of templates/role.yaml (a literal block).
+fn role_template_rules() -> Value {
+    let text = template("role.yaml");
+    let start = text.find("\nrules:\n").expect("role.yaml has a literal `rules:` block") + 1;
+    let end = text[start..].find("{{").map_or(text.len(), |i| start + i);
+    let rules: Value = serde_yaml_ng::from_str(&text[start..end]).expect("the rules block is plain YAML");
+    rules["rules"].clone()
+}
+
+#[tokio::test]
+async fn the_role_grants_every_permission_the_operator_uses() {
+    let used = permissions_the_operator_uses().await;
+    let rules = role_template_rules();
+    let missing: Vec<&Permission> = used.iter().filter(|p| !allows(&rules, p)).collect();
+    assert!(missing.is_empty(), "templates/role.yaml (and config/k8s/operator.yaml) lack: {missing:?}");
+    // Every kind the operator's code opens an `Api` on is in the Role (a kind added to the
+    // code without a rule fails here, even if the scenario above does not exercise it).
+    let mut named = BTreeSet::new();
+    for entry in std::fs::read_dir(root().join("src/controlplane")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            let text = read(&path);
+            for (i, _) in text.match_indices("Api<") {
+                let rest = &text[i + 4..];
+                let ty = &rest[..rest.find('>').unwrap()];
+                if ty.len() > 1 {
+                    named.insert(ty.to_string());
+                }
+            }
+        }
+    }
+    for ty in named {
+        let (group, resource) = match ty.as_str() {
+            "MiroirCluster" => ("miroir.io", "miroirclusters"),
+            "Alias" => ("miroir.io", "aliases"),
+            "Tenant" => ("miroir.io", "tenants"),
+            "Canary" => ("miroir.io", "canaries"),
+            "RolloverPolicy" => ("miroir.io", "rolloverpolicies"),
+            "K8sSecret" | "Secret" => ("", "secrets"),
+            other => panic!("src/controlplane opens an Api<{other}>: add its group/resource here and the verbs it uses to templates/role.yaml and config/k8s/operator.yaml"),
+        };
+        assert!(allows(&rules, &(group.into(), resource.into(), "get".into())), "the Role cannot even get {group}/{resource}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Rendered with helm.
+
+/// `helm`: `MIROIR_HELM`, else on `PATH`. `None` (with a clear message) when neither; under
+/// `CI` that is a failure: `.ci/run` installs helm and sets `MIROIR_HELM`.
+fn helm() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MIROIR_HELM").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "MIROIR_HELM={} is not a file", p.display());
+        return Some(p);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("helm")).find(|p| p.is_file()));
+    if on_path.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI must render the chart: .ci/run sets MIROIR_HELM");
+        eprintln!("SKIPPED the helm-rendering checks of tests/chart.rs: set MIROIR_HELM=/path/to/helm or put `helm` on PATH (.ci/run installs it)");
+    }
+    on_path
+}
+
+const RELEASE: &str = "miroir";
+const RELEASE_NS: &str = "ns-under-test";
+
+fn helm_run(helm: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(helm).args(args).current_dir(root()).output().expect("running helm");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `helm template` with extra arguments: every rendered document.
+fn render(helm: &Path, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["template", RELEASE, "charts/miroir", "--namespace", RELEASE_NS];
+    args.extend_from_slice(extra);
+    let (ok, out, err) = helm_run(helm, &args);
+    assert!(ok, "helm {args:?} failed: {err}");
+    serde_yaml_ng::Deserializer::from_str(&out).map(|d| Value::deserialize(d).unwrap()).filter(|v| !v.is_null()).collect()
+}
+
+fn kinds_and_names(docs: &[Value]) -> BTreeSet<(String, String)> {
+    docs.iter().map(|d| (d["kind"].as_str().unwrap().to_string(), d["metadata"]["name"].as_str().unwrap().to_string())).collect()
+}
+
+fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    items.iter().map(|(k, n)| (k.to_string(), n.to_string())).collect()
+}
+
+/// Checks shared by every rendering: namespaces, the Deployment's command, flags, probes.
+fn check_rendering(docs: &[Value], what: &str) {
+    for d in docs {
+        assert_eq!(d["metadata"]["namespace"], RELEASE_NS, "{what}: {} {} is not in the release namespace", d["kind"], d["metadata"]["name"]);
+    }
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("a Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert!(c.get("command").is_none(), "{what}: the image's entrypoint (the miroir binary) runs");
+    let args: Vec<String> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().expect("string args").to_string()).collect();
+    assert_eq!(args[0], "operator", "{what}: {args:?}");
+    let help = operator_help();
+    let mut i = 1;
+    while i < args.len() {
+        let flag = &args[i];
+        assert!(flag.starts_with("--") && help_has_flag(&help, flag), "{what}: `miroir operator` has no {flag}");
+        let value = args.get(i + 1).expect("every flag has a value");
+        if flag != "--cluster" && flag != "--namespace" {
+            value.parse::<u64>().unwrap_or_else(|_| panic!("{what}: {flag} {value} is not a number"));
+        }
+        i += 2;
+    }
+    let arg = |f: &str| args.iter().position(|a| a == f).map(|i| args[i + 1].clone());
+    let probe = |name: &str| &c[name];
+    assert_eq!(probe("startupProbe")["httpGet"]["path"], "/health", "{what}");
+    assert_eq!(probe("livenessProbe")["httpGet"]["path"], "/health", "{what}");
+    assert_eq!(probe("readinessProbe")["httpGet"]["path"], "/ready", "{what}");
+    let store_check = miroir::http::READY_STORE_TIMEOUT.as_secs();
+    let ready_timeout = probe("readinessProbe")["timeoutSeconds"].as_u64().expect("readiness timeoutSeconds");
+    assert!(ready_timeout > store_check, "{what}: /ready waits up to {store_check} s for the store; its probe timeout is {ready_timeout} s");
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().expect("terminationGracePeriodSeconds");
+    let delay: u64 = arg("--shutdown-delay-secs").expect("--shutdown-delay-secs").parse().unwrap();
+    assert!(grace > delay, "{what}: the grace period ({grace} s) must outlast the shutdown delay ({delay} s)");
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    // The Role is the one the operator needs, bound to the pods' ServiceAccount.
+    let role = docs.iter().find(|d| d["kind"] == "Role").expect("a Role");
+    assert_eq!(role["rules"], role_template_rules(), "{what}");
+    let binding = docs.iter().find(|d| d["kind"] == "RoleBinding").unwrap();
+    assert_eq!(binding["subjects"][0]["name"], pod["serviceAccountName"], "{what}");
+    assert_eq!(binding["subjects"][0]["namespace"], RELEASE_NS, "{what}");
+    // A rendered MiroirCluster is the one the pods serve, and is valid.
+    if let Some(mc) = docs.iter().find(|d| d["kind"] == "MiroirCluster") {
+        assert_eq!(Some(mc["metadata"]["name"].as_str().unwrap().to_string()), arg("--cluster"), "{what}");
+        let crd = yaml(&chart().join("crds/miroirclusters.miroir.io.yaml"));
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let validator = jsonschema::validator_for(schema).unwrap();
+        let errors: Vec<String> = validator.iter_errors(mc).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{what}: the MiroirCluster fails the CRD schema: {errors:?}");
+        let parsed: MiroirCluster = serde_json::from_value(mc.clone()).unwrap();
+        if let Err(e) = build_desired(&parsed.spec, None) {
+            panic!("{what}: the operator rejects the rendered MiroirCluster: {e:?}");
+        }
+        let rf = parsed.spec.replication_factor;
+        let groups = parsed.spec.replica_groups;
+        assert!(groups >= 2 || rf - 1 >= rf / 2 + 1, "{what}: RF={rf} in {groups} group does not survive one node loss");
+    }
+}
+
+#[test]
+fn helm_lint_and_render_default_values_and_examples() {
+    let Some(helm) = helm() else { return };
+    for extra in [vec![], vec!["-f", "charts/miroir/examples/sqlite-single.yaml"], vec!["-f", "charts/miroir/examples/redis-ha.yaml"]] {
+        let mut args = vec!["lint", "charts/miroir", "--strict"];
+        args.extend_from_slice(&extra);
+        let (ok, out, err) = helm_run(&helm, &args);
+        assert!(ok, "helm {args:?}:\n{out}\n{err}");
+    }
+    let common = [
+        ("ServiceAccount", RELEASE),
+        ("Role", RELEASE),
+        ("RoleBinding", RELEASE),
+        ("Service", RELEASE),
+        ("Deployment", RELEASE),
+        ("PodDisruptionBudget", RELEASE),
+    ];
+    let default = render(&helm, &[]);
+    let mut expected = set(&common);
+    expected.insert(("PersistentVolumeClaim".into(), format!("{RELEASE}-state")));
+    assert_eq!(kinds_and_names(&default), expected, "default values");
+    check_rendering(&default, "default values");
+
+    let sqlite = render(&helm, &["-f", "charts/miroir/examples/sqlite-single.yaml"]);
+    let mut expected = set(&common);
+    expected.insert(("PersistentVolumeClaim".into(), format!("{RELEASE}-state")));
+    expected.insert(("MiroirCluster".into(), "search".into()));
+    assert_eq!(kinds_and_names(&sqlite), expected, "examples/sqlite-single.yaml");
+    check_rendering(&sqlite, "examples/sqlite-single.yaml");
+    let deployment = sqlite.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate", "one pod owns the SQLite file at a time");
+    let mc = sqlite.iter().find(|d| d["kind"] == "MiroirCluster").unwrap();
+    let path = mc["spec"]["taskStore"]["sqlite"]["path"].as_str().unwrap();
+    let mount = &deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0];
+    assert!(path.starts_with(&format!("{}/", mount["mountPath"].as_str().unwrap())), "the SQLite file is on the state volume");
+
+    let redis = render(&helm, &["-f", "charts/miroir/examples/redis-ha.yaml"]);
+    let mut expected = set(&common);
+    expected.insert(("MiroirCluster".into(), "search".into()));
+    expected.insert(("ServiceMonitor".into(), RELEASE.into()));
+    assert_eq!(kinds_and_names(&redis), expected, "examples/redis-ha.yaml");
+    check_rendering(&redis, "examples/redis-ha.yaml");
+    let deployment = redis.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    assert!(deployment["spec"]["replicas"].as_u64().unwrap() > 1, "several pods");
+    let mc = redis.iter().find(|d| d["kind"] == "MiroirCluster").unwrap();
+    assert!(mc["spec"]["taskStore"]["redis"].is_object(), "several pods share Redis");
+
+    // The managed Meilisearch nodes (off by default) render under spec.meilisearch.
+    let managed = render(&helm, &["--set", "miroirCluster.enabled=true", "--set", "miroirCluster.meilisearch.enabled=true"]);
+    let mc = managed.iter().find(|d| d["kind"] == "MiroirCluster").unwrap();
+    for field in ["image", "version", "replicasPerGroup", "resources", "storage", "masterKeySecret"] {
+        assert!(mc["spec"]["meilisearch"].get(field).is_some(), "spec.meilisearch.{field}: {}", mc["spec"]);
+    }
+    let plain = render(&helm, &["--set", "miroirCluster.enabled=true"]);
+    assert!(plain.iter().find(|d| d["kind"] == "MiroirCluster").unwrap()["spec"].get("meilisearch").is_none(), "off by default");
+}
+
+#[test]
+fn helm_renders_the_repository_crds_byte_for_byte() {
+    let Some(helm) = helm() else { return };
+    let (ok, out, err) = helm_run(&helm, &["template", RELEASE, "charts/miroir", "--namespace", RELEASE_NS, "--include-crds"]);
+    assert!(ok, "{err}");
+    let mut rendered = 0;
+    for name in files_with_ext(&root().join("crds"), "yaml") {
+        let text = read(&root().join("crds").join(&name));
+        let marker = format!("# Source: miroir/crds/{name}\n");
+        let at = out.find(&marker).unwrap_or_else(|| panic!("helm did not render crds/{name}"));
+        let body = &out[at + marker.len()..];
+        let body = &body[..body.find("\n---\n").map_or(body.len(), |i| i + 1)];
+        assert_eq!(body.trim_end(), text.trim_end(), "helm renders crds/{name} differently from the file");
+        rendered += 1;
+    }
+    assert_eq!(rendered, 5);
+}
+
+#[test]
+fn helm_refuses_sqlite_with_several_pods_whatever_the_persistence() {
+    let Some(helm) = helm() else { return };
+    for persistence in ["true", "false"] {
+        let (ok, _, err) = helm_run(
+            &helm,
+            &["template", RELEASE, "charts/miroir", "--set", "replicaCount=2", "--set", &format!("persistence.enabled={persistence}")],
+        );
+        assert!(!ok && err.contains("SQLite allows one pod"), "replicaCount=2, persistence={persistence}: {err}");
+    }
+    let (ok, _, err) = helm_run(
+        &helm,
+        &["template", RELEASE, "charts/miroir", "--set", "replicaCount=2", "--set", "taskStore=redis", "--set", "persistence.enabled=false"],
+    );
+    assert!(ok, "Redis with several pods renders: {err}");
+    let (ok, _, err) = helm_run(&helm, &["template", RELEASE, "charts/miroir", "--set", "taskStore=etcd"]);
+    assert!(!ok && err.contains("taskStore"), "values.schema.json refuses an unknown store: {err}");
+    let (ok, _, err) = helm_run(&helm, &["template", RELEASE, "charts/miroir", "--set", "operator.prot=1"]);
+    assert!(!ok && err.contains("prot"), "values.schema.json refuses unknown keys: {err}");
 }

@@ -748,13 +748,17 @@ mod operator_process {
             lease_ttl_secs: 3,
             lease_renew_secs: 1,
             requeue_secs: 1,
+            secret_refresh_secs: 1,
+            shutdown_delay_secs: 0,
         }
     }
 
-    /// A stand-in Meilisearch node that only answers `/health`.
+    /// A stand-in Meilisearch node that answers what Miroir's probe asks (`/health`, then
+    /// `/tasks?limit=1`).
     async fn healthy_node() -> String {
         let app = axum::Router::new()
-            .route("/health", axum::routing::get(|| async { axum::Json(json!({"status": "available"})) }));
+            .route("/health", axum::routing::get(|| async { axum::Json(json!({"status": "available"})) }))
+            .route("/tasks", axum::routing::get(|| async { axum::Json(json!({"results": [], "total": 0, "limit": 1, "from": null, "next": null})) }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -828,15 +832,195 @@ mod operator_process {
         assert!(store.get_lease(&lease_name("search")).await.unwrap().is_none(), "lease released on shutdown");
     }
 
+    async fn ready(http: &reqwest::Client, base: &str) -> (u16, serde_json::Value) {
+        let r = http.get(format!("{base}/ready")).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or_default())
+    }
+
+    fn secret(name: &str, key: &str, value: &str) -> Secret {
+        let mut s = Secret::default();
+        s.metadata.name = Some(name.into());
+        s.data = Some([(key.to_string(), ByteString(value.as_bytes().to_vec()))].into());
+        s
+    }
+
+    fn secrets_condition(server: &FakeApiServer) -> Option<serde_json::Value> {
+        let mc = server.object("miroir.io/v1alpha1", "miroirclusters", NS, "search")?;
+        mc["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "SecretsAvailable").cloned()
+    }
+
     #[tokio::test]
-    async fn a_missing_key_secret_is_a_clear_startup_error() {
+    async fn without_a_miroircluster_it_is_live_and_not_ready_with_the_reason() {
+        let server = FakeApiServer::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(serve_operator(server.client(NS), args(), listener, async {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::new();
+        let health = http.get(format!("{base}/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200, "/health answers while the pod waits");
+        assert_eq!(health.json::<serde_json::Value>().await.unwrap(), json!({"status": "available"}));
+        eventually("/ready names the missing MiroirCluster", || {
+            let http = http.clone();
+            let base = base.clone();
+            async move {
+                let (code, body) = ready(&http, &base).await;
+                code == 503 && body["message"].as_str().is_some_and(|m| m.contains("waiting for MiroirCluster `search` in namespace `search`"))
+            }
+        })
+        .await;
+        let (_, body) = ready(&http, &base).await;
+        assert_eq!(body["code"], "miroir_not_ready", "{body}");
+        assert_eq!(body["type"], "system");
+        assert!(body["link"].as_str().unwrap().ends_with("#miroir_not_ready"), "{body}");
+        let r = http.get(format!("{base}/indexes")).send().await.unwrap();
+        assert_eq!(r.status(), 503, "the API waits too, in Meilisearch's error shape");
+        drop(http);
+        stop.send(()).unwrap();
+        running.await.unwrap().unwrap();
+    }
+
+    /// A missing key Secret: the pod waits (live, not ready, saying why), the MiroirCluster
+    /// gets an event and `SecretsAvailable=False`; once the Secret exists the pod serves;
+    /// a changed value is used without a restart (old key refused, new one accepted).
+    #[tokio::test]
+    async fn a_missing_secret_is_reported_then_picked_up_and_rotated_without_a_restart() {
         let server = FakeApiServer::new();
         let client = server.client(NS);
         let dir = tempfile::tempdir().unwrap();
+        let node = healthy_node().await;
         let api: Api<MiroirCluster> = Api::namespaced(client.clone(), NS);
-        api.create(&PostParams::default(), &cluster_with(&dir.path().join("s.db"), "http://127.0.0.1:9")).await.unwrap();
+        api.create(&PostParams::default(), &cluster_with(&dir.path().join("s.db"), &node)).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let err = serve_operator(client, args(), listener, std::future::pending()).await.unwrap_err();
-        assert!(err.to_string().contains("Secret `miroir-keys` not found"), "{err}");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(serve_operator(client.clone(), args(), listener, async {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::new();
+
+        eventually("/ready names the missing Secret", || {
+            let http = http.clone();
+            let base = base.clone();
+            async move {
+                let (code, body) = ready(&http, &base).await;
+                code == 503 && body["message"].as_str().is_some_and(|m| m.contains("Secret `miroir-keys` not found"))
+            }
+        })
+        .await;
+        assert_eq!(http.get(format!("{base}/health")).send().await.unwrap().status(), 200);
+        eventually("SecretsAvailable=False and a SecretMissing event", || {
+            let server = server.clone();
+            async move {
+                let c = secrets_condition(&server);
+                let events = server.events_about("search");
+                c.is_some_and(|c| c["status"] == "False" && c["reason"] == "SecretMissing")
+                    && events.iter().any(|e| e["reason"] == "SecretMissing" && e["type"] == "Warning")
+            }
+        })
+        .await;
+
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+        secrets.create(&PostParams::default(), &secret("miroir-keys", "master", "first-key")).await.unwrap();
+        eventually("/ready answers 200 once the Secret exists", || {
+            let http = http.clone();
+            let base = base.clone();
+            async move { ready(&http, &base).await.0 == 200 }
+        })
+        .await;
+        let topo = |key: &'static str| {
+            let http = http.clone();
+            let url = format!("{base}/_miroir/topology");
+            async move { http.get(url).bearer_auth(key).send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!(topo("first-key").await, 200);
+        eventually("SecretsAvailable=True", || {
+            let server = server.clone();
+            async move { secrets_condition(&server).is_some_and(|c| c["status"] == "True") }
+        })
+        .await;
+
+        // Rotation: the same Secret, a new value.
+        secrets.replace("miroir-keys", &PostParams::default(), &secret("miroir-keys", "master", "second-key")).await.unwrap();
+        eventually("the new master key is accepted", || async { topo("second-key").await == 200 }).await;
+        assert_eq!(topo("first-key").await, 403, "the old key is refused after the rotation");
+        eventually("a KeysRotated event and condition", || {
+            let server = server.clone();
+            async move {
+                secrets_condition(&server).is_some_and(|c| c["status"] == "True" && c["reason"] == "KeysRotated")
+                    && server.events_about("search").iter().any(|e| e["reason"] == "KeysRotated")
+            }
+        })
+        .await;
+        for e in server.events_about("search") {
+            let note = e["note"].as_str().unwrap_or("");
+            assert!(!note.contains("first-key") && !note.contains("second-key"), "an event shows a key: {note}");
+        }
+        // The controller's own status writes keep the condition.
+        let mc = wait_phase(&api, "search", ClusterPhase::Ready, 1).await;
+        assert!(mc.status.unwrap().conditions.iter().any(|c| c.type_ == "SecretsAvailable"), "the controller keeps SecretsAvailable");
+
+        // Deleted: the last keys stay in use, reported as missing.
+        secrets.delete("miroir-keys", &DeleteParams::default()).await.unwrap();
+        eventually("SecretsAvailable=False after the delete", || {
+            let server = server.clone();
+            async move { secrets_condition(&server).is_some_and(|c| c["status"] == "False" && c["reason"] == "SecretMissing") }
+        })
+        .await;
+        assert_eq!(topo("second-key").await, 200, "the last keys read stay in use");
+        drop(http);
+        stop.send(()).unwrap();
+        running.await.unwrap().unwrap();
+    }
+
+    /// The real `miroir operator` binary, given a kubeconfig naming the fake API server served
+    /// over HTTP, with no MiroirCluster: `/health` 200, `/ready` 503 with the reason; SIGTERM
+    /// stops it cleanly.
+    #[tokio::test]
+    async fn the_operator_binary_waits_live_and_not_ready() {
+        let server = FakeApiServer::new();
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = server.kubeconfig(dir.path(), NS).await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_miroir"))
+            .args(["operator", "--cluster", "search", "--bind", "127.0.0.1", "--port", &port.to_string()])
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env("POD_NAME", "pod-bin")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("operator.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let log = || std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = http.get(format!("{base}/health")).send().await {
+                assert_eq!(r.status(), 200);
+                break;
+            }
+            assert!(child.try_wait().unwrap().is_none(), "miroir operator exited; its log:\n{}", log());
+            assert!(tokio::time::Instant::now() < deadline, "no /health within 60 s; log:\n{}", log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eventually("/ready names the missing MiroirCluster", || {
+            let http = http.clone();
+            let base = base.clone();
+            async move {
+                let (code, body) = ready(&http, &base).await;
+                code == 503 && body["code"] == "miroir_not_ready" && body["message"].as_str().is_some_and(|m| m.contains("MiroirCluster `search`"))
+            }
+        })
+        .await;
+        assert!(server.requests().iter().any(|r| r.contains("miroirclusters")), "it asked the API server for its MiroirCluster");
+        drop(http);
+        // SAFETY: kill(2) on our own child, not reaped yet.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+        assert!(status.success(), "SIGTERM is a clean stop: {status}; log:\n{}", log());
     }
 }

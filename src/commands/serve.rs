@@ -116,9 +116,22 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
             _ = hangup.recv() => reload(path, &running.proxy).await,
         }
     };
-    tracing::info!(signal, "shutting down: finishing requests in flight");
-    running.server.shutdown().await;
+    drain(running, signal, std::time::Duration::from_millis(cfg.server.shutdown_delay_ms)).await;
     Ok(())
+}
+
+/// SIGTERM/SIGINT: `/ready` answers 503 at once; after `delay` (load balancers stop sending
+/// new requests meanwhile) the listener closes, and the requests in flight finish before the
+/// background workers stop and their leases are released.
+pub async fn drain(running: Running, signal: &str, delay: std::time::Duration) {
+    running.proxy.begin_drain();
+    if !delay.is_zero() {
+        tracing::info!(signal, delay_ms = delay.as_millis() as u64, "shutting down: /ready answers 503; still serving until the delay ends");
+        tokio::time::sleep(delay).await;
+    }
+    tracing::info!(signal, "shutting down: no new connections; finishing requests in flight");
+    running.server.shutdown().await;
+    tracing::info!("stopped");
 }
 
 #[cfg(test)]

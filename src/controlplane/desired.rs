@@ -601,6 +601,10 @@ pub fn cluster_status(prev: Option<&MiroirClusterStatus>, input: &StatusInput<'_
     status.shard_coverage = coverage;
     if let Some(p) = prev {
         carry_transition_times(&p.conditions, &mut status.conditions);
+        // Conditions other parts of the operator own (`SecretsAvailable`, written by the key
+        // Secret watcher) are kept as they are.
+        let own = |t: &str| matches!(t, "Ready" | "Progressing" | "Degraded");
+        status.conditions.extend(p.conditions.iter().filter(|c| !own(&c.type_)).cloned());
     }
     status
 }

@@ -73,9 +73,21 @@ impl NodeHealth {
 #[derive(Debug, Default)]
 pub struct HealthRegistry {
     nodes: Mutex<HashMap<String, NodeHealth>>,
+    /// Probe rounds completed (every node of the topology probed once per round): `/ready`
+    /// waits for the first, so a pod takes traffic only once it knows which nodes answer.
+    rounds: std::sync::atomic::AtomicU64,
 }
 
 impl HealthRegistry {
+    /// Probe rounds completed since the process started.
+    pub fn rounds(&self) -> u64 {
+        self.rounds.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn round_done(&self) {
+        self.rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn get(&self, id: &str) -> NodeHealth {
         self.nodes.lock().expect("health lock").get(id).copied().unwrap_or_default()
     }
@@ -151,6 +163,11 @@ pub(crate) fn spawn(proxy: Proxy) -> tokio::task::JoinHandle<()> {
                     }
                 });
                 futures::future::join_all(probes).await;
+                proxy.inner.health.round_done();
+                proxy.inner.metrics.observe_nodes(&proxy);
+                let timeout = Duration::from_millis(opts.timeout_ms.max(1000));
+                let store_ok = matches!(tokio::time::timeout(timeout, proxy.inner.store.ping()).await, Ok(Ok(())));
+                proxy.inner.metrics.observe_store(store_ok);
             }
             tokio::time::sleep(Duration::from_millis(opts.interval_ms)).await;
         }

@@ -35,6 +35,22 @@ pub struct NodeLabels {
     pub node: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    /// Miroir's error code (`miroir_no_quorum`, `invalid_search_q`, …).
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: u16,
+}
+
+/// The error code of an answer Miroir produced itself, put on the response by
+/// [`crate::error::ApiError`] for the metrics middleware.
+#[derive(Clone, Debug)]
+pub struct ErrorCode(pub &'static str);
+
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
@@ -54,6 +70,17 @@ pub struct ProxyMetrics {
     pub rebuilds: Family<NodeLabels, Counter>,
     pub anti_entropy: super::antientropy::AntiEntropyMetrics,
     pub rebalance: super::rebalance::RebalanceMetrics,
+    /// 1 while the node is healthy (routable), else 0; set after each probe round.
+    pub node_healthy: Family<NodeLabels, Gauge>,
+    /// Write answers naming (replica group, shard) pairs that missed quorum, by status
+    /// (202: acknowledged through another group and queued; 503: refused).
+    pub quorum_misses: Family<StatusLabels, Counter>,
+    /// Error answers Miroir produced itself, by code.
+    pub errors: Family<CodeLabels, Counter>,
+    /// 1 when the task store answered the last check (each probe round and `/ready`), else 0.
+    pub store_up: Gauge,
+    /// Task store checks that failed.
+    pub store_errors: Counter,
 }
 
 impl Default for ProxyMetrics {
@@ -70,6 +97,11 @@ impl Default for ProxyMetrics {
             rebuilds: Family::default(),
             anti_entropy: Default::default(),
             rebalance: Default::default(),
+            node_healthy: Family::default(),
+            quorum_misses: Family::default(),
+            errors: Family::default(),
+            store_up: Gauge::default(),
+            store_errors: Counter::default(),
         }
     }
 }
@@ -86,8 +118,30 @@ impl ProxyMetrics {
         sub.register("node_caught_up", "1 when the node holds every acknowledged write and may answer reads, else 0", self.caught_up.clone());
         sub.register("node_replayed_operations", "Missed write operations replayed to the node", self.replayed_operations.clone());
         sub.register("node_rebuilds", "Rebuilds of the node's shards from an up-to-date replica", self.rebuilds.clone());
+        sub.register("node_healthy", "1 while the node is healthy (Miroir routes requests to it), else 0; set after each probe round", self.node_healthy.clone());
+        sub.register("quorum_misses", "Write answers with (replica group, shard) pairs that missed quorum, by status: 202 acknowledged through another group (queued for the nodes that missed it), 503 refused", self.quorum_misses.clone());
+        sub.register("errors", "Error answers Miroir produced itself, by error code (node errors passed through are not counted)", self.errors.clone());
+        sub.register("store_up", "1 when the task store answered its last check (every probe round and every /ready), else 0", self.store_up.clone());
+        sub.register("store_errors", "Task store checks that failed", self.store_errors.clone());
         self.anti_entropy.register(sub);
         self.rebalance.register(sub);
+    }
+
+    /// Node health gauges from the proxy's current view (nodes that left are dropped).
+    pub fn observe_nodes(&self, proxy: &super::Proxy) {
+        let health = proxy.node_health();
+        self.node_healthy.clear();
+        for (id, h) in health {
+            self.node_healthy.get_or_create(&NodeLabels { node: id }).set(i64::from(h.is_usable()));
+        }
+    }
+
+    /// Records the outcome of one task store check.
+    pub fn observe_store(&self, ok: bool) {
+        self.store_up.set(i64::from(ok));
+        if !ok {
+            self.store_errors.inc();
+        }
     }
 }
 
@@ -97,6 +151,18 @@ pub async fn track(State(metrics): State<ProxyMetrics>, req: Request, next: Next
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let started = Instant::now();
     let resp = next.run(req).await;
+    if let Some(ErrorCode(code)) = resp.extensions().get::<ErrorCode>() {
+        metrics.errors.get_or_create(&CodeLabels { code: (*code).to_string() }).inc();
+    }
+    // Writes name missed (group/shard) pairs; reads name left-out shards (no `/`).
+    let quorum_miss = resp
+        .headers()
+        .get(super::fanout::DEGRADED_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains('/'));
+    if quorum_miss {
+        metrics.quorum_misses.get_or_create(&StatusLabels { status: resp.status().as_u16() }).inc();
+    }
     metrics.duration.get_or_create(&RouteLabels { method: method.clone(), route: route.clone() }).observe(started.elapsed().as_secs_f64());
     metrics.requests.get_or_create(&RequestLabels { method, route, status: resp.status().as_u16() }).inc();
     resp

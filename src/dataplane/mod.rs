@@ -128,6 +128,8 @@ pub(crate) struct ProxyInner {
     pub(crate) webhooks: webhooks::WebhookState,
     /// Index swaps: the per-index gates requests hold, and the swap in progress.
     pub(crate) swap: swap::SwapState,
+    /// Set on SIGTERM: `/ready` answers 503 while the requests in flight finish.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
 }
 
 impl Proxy {
@@ -148,6 +150,7 @@ impl Proxy {
                 write_order: Default::default(),
                 webhooks: Default::default(),
                 swap: Default::default(),
+                draining: Default::default(),
             }),
         }
     }
@@ -174,6 +177,60 @@ impl Proxy {
         let mut o = self.inner.options.write().expect("options lock");
         o.health = health;
         o.scatter = scatter;
+    }
+
+    /// Replaces the three keys (a key rotation): clients are checked against the new master
+    /// and admin keys, and the nodes get the new node master key, from the next request on.
+    /// API keys derived from the master key change with it, as on Meilisearch.
+    pub fn set_keys(&self, keys: Keys) {
+        self.inner.nodes.set_key(keys.node_master_key.clone());
+        self.inner.options.write().expect("options lock").keys = keys;
+    }
+
+    /// The process is stopping: `/ready` answers 503 from now on (requests are still served).
+    pub fn begin_drain(&self) {
+        self.inner.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Why this process cannot take traffic yet (or any more), or `Ok` with what it knows:
+    /// the task store answers, a topology is applied, every node was probed at least once,
+    /// and it is not stopping. Checks the store (at most `timeout`).
+    pub async fn readiness(&self, timeout: std::time::Duration) -> Result<serde_json::Value, Vec<String>> {
+        let mut reasons = Vec::new();
+        if self.inner.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            reasons.push("shutting down: finishing the requests in flight".to_string());
+        }
+        let store_ok = match tokio::time::timeout(timeout, self.inner.store.ping()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                reasons.push(format!("the task store does not answer: {e}"));
+                false
+            }
+            Err(_) => {
+                reasons.push(format!("the task store did not answer within {} ms", timeout.as_millis()));
+                false
+            }
+        };
+        self.inner.metrics.observe_store(store_ok);
+        let routing = self.routing();
+        match &routing {
+            None => reasons.push("no topology is applied yet".into()),
+            Some(_) if self.inner.health.rounds() == 0 => reasons.push("the nodes have not been probed yet".into()),
+            Some(_) => {}
+        }
+        if !reasons.is_empty() {
+            return Err(reasons);
+        }
+        let health = self.node_health();
+        let healthy = health.iter().filter(|(_, h)| h.is_usable()).count();
+        let caught_up = health.iter().filter(|(id, _)| self.serves_reads(id)).count();
+        Ok(serde_json::json!({
+            "status": "ready",
+            "topologyVersion": routing.as_ref().map(|r| r.version),
+            "nodes": health.len(),
+            "healthyNodes": healthy,
+            "nodesServingReads": caught_up,
+        }))
     }
 
     pub fn routing(&self) -> Option<Arc<RoutingTable>> {

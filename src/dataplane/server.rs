@@ -99,16 +99,35 @@ pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -
     let join = tokio::spawn(async move {
         // Connections wait in the listen backlog meanwhile (a few milliseconds).
         prepared.prepare_sync().await;
-        let app = tower::Layer::layer(&tower::util::MapRequestLayer::new(normalize_path::<axum::body::Body>), router);
-        let r = axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "server stopped");
-        }
+        serve(listener, router, async move {
+            let _ = rx.await;
+        })
+        .await;
     });
+    let mut handle = spawn_workers(proxy, addr);
+    handle.shutdown = Some(tx);
+    handle.join = Some(join);
+    handle
+}
+
+/// Serves `router` (paths normalised as Meilisearch does) until `shutdown` resolves, then
+/// stops accepting and returns once the requests in flight are answered.
+pub async fn serve(listener: TcpListener, router: axum::Router, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+    let app = tower::Layer::layer(&tower::util::MapRequestLayer::new(normalize_path::<axum::body::Body>), router);
+    let r = axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, "server stopped");
+    }
+}
+
+/// Starts the proxy's background work (node health checker, replica sync, anti-entropy,
+/// rebalance, webhooks, default keys) without a listener of its own: for a process that
+/// serves the proxy's router from a server it runs itself (`miroir operator`). `addr` is
+/// what [`ServerHandle::url`] reports. [`ServerHandle::shutdown`] stops the work and
+/// releases its leases.
+pub fn spawn_workers(proxy: Proxy, addr: SocketAddr) -> ServerHandle {
     let health = proxy.spawn_health_checker();
     let (sync, sync_holder) = proxy.spawn_replica_sync();
     let anti_entropy = proxy.spawn_anti_entropy();
@@ -124,8 +143,8 @@ pub fn spawn_router(proxy: Proxy, router: axum::Router, listener: TcpListener) -
     });
     ServerHandle {
         addr,
-        shutdown: Some(tx),
-        join: Some(join),
+        shutdown: None,
+        join: None,
         health,
         sync,
         anti_entropy,

@@ -1,7 +1,7 @@
 //! `/health`, `/version` and Miroir's own `/_miroir/topology` and `/_miroir/consistency`.
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -13,6 +13,24 @@ use crate::node::NodePath;
 
 pub async fn health() -> Json<Value> {
     Json(json!({"status": "available"}))
+}
+
+/// How long `/ready` waits for the task store (probe timeouts must be longer).
+pub const READY_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `GET /ready` (no key, like `/health`): 200 once this process can serve (task store
+/// answers, topology applied, nodes probed once, not stopping), else 503
+/// `miroir_not_ready` naming every reason.
+pub async fn ready(State(proxy): State<Proxy>) -> Response {
+    match proxy.readiness(READY_STORE_TIMEOUT).await {
+        Ok(body) => Json(body).into_response(),
+        Err(reasons) => not_ready(&reasons).into_response(),
+    }
+}
+
+/// The 503 `/ready` answers, in Meilisearch's error shape.
+pub fn not_ready(reasons: &[String]) -> crate::error::ApiError {
+    crate::error::ApiError::new(crate::error::Code::MiroirNotReady, format!("Miroir is not ready: {}.", reasons.join("; ")))
 }
 
 pub async fn version(State(proxy): State<Proxy>) -> ApiResult<Response> {

@@ -100,7 +100,7 @@ fn refuse(e: ApiError) -> Response {
 
 pub async fn auth(State(proxy): State<Proxy>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
-    if path == "/health" {
+    if path == "/health" || path == "/ready" {
         return next.run(req).await;
     }
     let keys = proxy.options().keys;

@@ -4,6 +4,7 @@
 //! at the edge ([`auth`]).
 
 mod admin;
+pub use admin::{not_ready, READY_STORE_TIMEOUT};
 mod auth;
 mod batches;
 mod documents;
@@ -41,6 +42,7 @@ pub use keys::ensure_default_keys;
 pub fn router(proxy: Proxy) -> Router {
     Router::new()
         .route("/health", get(admin::health))
+        .route("/ready", get(admin::ready))
         .route("/version", get(admin::version))
         .route("/indexes", get(indexes::list).post(indexes::create))
         .route("/indexes/{uid}", get(indexes::get).patch(indexes::update).delete(indexes::delete))

@@ -64,7 +64,8 @@ pub fn is_auth_refusal(r: &NodeResponse) -> bool {
 #[derive(Clone)]
 pub struct NodeClient {
     http: reqwest::Client,
-    key: Secret,
+    /// Shared by every clone: a key rotation ([`NodeClient::set_key`]) reaches them all.
+    key: std::sync::Arc<std::sync::RwLock<Secret>>,
 }
 
 impl NodeClient {
@@ -73,7 +74,12 @@ impl NodeClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .expect("reqwest client");
-        NodeClient { http, key }
+        NodeClient { http, key: std::sync::Arc::new(std::sync::RwLock::new(key)) }
+    }
+
+    /// Replaces the node master key presented from the next request on (key rotation).
+    pub fn set_key(&self, key: Secret) {
+        *self.key.write().expect("node key lock") = key;
     }
 
     /// Sends one request. `body` is sent as-is with `content_type`.
@@ -88,7 +94,8 @@ impl NodeClient {
     ) -> Result<NodeResponse, NodeError> {
         let url = format!("{}{path}", address.trim_end_matches('/'));
         let mut req = self.http.request(method, &url).timeout(timeout);
-        if let Some(k) = self.key.get() {
+        let key = self.key.read().expect("node key lock").clone();
+        if let Some(k) = key.get() {
             req = req.bearer_auth(k);
         }
         if let Some(ct) = content_type {

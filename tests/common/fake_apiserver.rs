@@ -602,3 +602,37 @@ impl tower::Service<Request<kube::client::Body>> for FakeApiServer {
         Box::pin(async move { Ok(this.handle(req).await) })
     }
 }
+
+impl FakeApiServer {
+    /// Serves this fake over plain HTTP on 127.0.0.1 (for a process of its own, e.g. the
+    /// `miroir` binary given a kubeconfig naming this address). Returns the base URL.
+    pub async fn serve_http(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let this = self.clone();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let this = this.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+                let req = Request::from_parts(parts, kube::client::Body::from(bytes.to_vec()));
+                let (parts, body) = this.handle(req).await.into_parts();
+                axum::response::Response::from_parts(parts, axum::body::Body::new(body))
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    /// A kubeconfig file (in `dir`) whose current context is this fake served over HTTP,
+    /// with `namespace` as its default namespace.
+    pub async fn kubeconfig(&self, dir: &std::path::Path, namespace: &str) -> std::path::PathBuf {
+        let url = self.serve_http().await;
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {url}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: {namespace}\ncurrent-context: fake\nusers:\n- name: fake\n  user:\n    token: fake-token\n"
+        );
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}

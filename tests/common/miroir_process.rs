@@ -26,6 +26,8 @@ pub struct ProcessConfig {
     pub scatter: ScatterConfig,
     pub replication: ReplicationConfig,
     pub rebalance: RebalanceConfig,
+    /// `server.shutdown_delay_ms`.
+    pub shutdown_delay_ms: u64,
 }
 
 impl ProcessConfig {
@@ -38,6 +40,7 @@ impl ProcessConfig {
             scatter: ScatterConfig { node_timeout_ms: 10_000, ..ScatterConfig::default() },
             replication: ReplicationConfig::default(),
             rebalance: RebalanceConfig { poll_interval_ms: 100, cutover_grace_ms: 300, ..RebalanceConfig::default() },
+            shutdown_delay_ms: 0,
         }
     }
 }
@@ -98,7 +101,7 @@ impl MiroirProcess {
             task_store,
             health: cfg.health.clone(),
             scatter: cfg.scatter.clone(),
-            server: ServerConfig { bind: "127.0.0.1".into(), port: self.port, ..ServerConfig::default() },
+            server: ServerConfig { bind: "127.0.0.1".into(), port: self.port, shutdown_delay_ms: cfg.shutdown_delay_ms, ..ServerConfig::default() },
             replication: cfg.replication.clone(),
             rebalance: cfg.rebalance.clone(),
             keys: Default::default(),
@@ -193,6 +196,23 @@ impl MiroirProcess {
                 libc::kill(c.id() as i32, libc::SIGKILL);
             }
             let _ = c.wait();
+        }
+    }
+
+    /// Waits (at most `within`) for the process to exit by itself, e.g. after SIGTERM;
+    /// returns its exit status (`None`: still running then).
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            let c = self.child.as_mut()?;
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

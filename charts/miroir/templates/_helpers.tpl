@@ -58,3 +58,23 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "miroir.clusterNamespace" -}}
 {{- default .Release.Namespace .Values.cluster.namespace }}
 {{- end }}
+
+{{/*
+The task store rules: SQLite is one process's file (two pods would be two leaders handing
+out the same task uids), so more than one pod needs Redis, whatever `persistence` says; a
+rendered MiroirCluster gets its store from `taskStore`.
+*/}}
+{{- define "miroir.checkTaskStore" -}}
+{{- if not (has .Values.taskStore (list "sqlite" "redis")) }}
+{{- fail (printf "taskStore must be sqlite or redis, not %v" .Values.taskStore) }}
+{{- end }}
+{{- if and (eq .Values.taskStore "sqlite") (gt (int .Values.replicaCount) 1) }}
+{{- fail (printf "replicaCount=%v with the SQLite task store: SQLite allows one pod (two would hand out the same task uids). Keep replicaCount=1, or set taskStore=redis with a MiroirCluster whose spec.taskStore.redis names your Redis" (int .Values.replicaCount)) }}
+{{- end }}
+{{- if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) }}
+{{- fail "persistence.enabled mounts one ReadWriteOnce volume for the SQLite file: with several pods (taskStore=redis) set persistence.enabled=false" }}
+{{- end }}
+{{- if and .Values.miroirCluster.enabled (hasKey .Values.miroirCluster.spec "taskStore") }}
+{{- fail "miroirCluster.spec.taskStore is set by the chart: use the values taskStore (sqlite or redis) and redis.urlSecret / redis.prefix instead" }}
+{{- end }}
+{{- end }}
