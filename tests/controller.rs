@@ -501,6 +501,18 @@ async fn mirrored_kinds_reach_the_store_and_deletes_clear_it() {
         .await;
     }
     assert_eq!(store.get_mirror(MirrorTable::Aliases, "search", "movies").await.unwrap().unwrap()["targets"], json!(["movies-1"]));
+    // Stored, but nothing acts on them yet: none of the four claims Ready.
+    fn not_implemented(conditions: &[Condition]) -> bool {
+        conditions.iter().any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == "NotImplemented" && !c.message.is_empty())
+            && conditions.iter().any(|c| c.type_ == "Mirrored" && c.status == "True")
+    }
+    eventually("Alias, Tenant, Canary, RolloverPolicy: Ready=False/NotImplemented", || async {
+        aliases.get("movies").await.unwrap().status.is_some_and(|s| not_implemented(&s.conditions))
+            && tenants.get("acme").await.unwrap().status.is_some_and(|s| not_implemented(&s.conditions))
+            && canaries.get("batman").await.unwrap().status.is_some_and(|s| not_implemented(&s.conditions))
+            && policies.get("logs").await.unwrap().status.is_some_and(|s| not_implemented(&s.conditions))
+    })
+    .await;
     eventually("alias status", || async {
         let a = aliases.get("movies").await.unwrap();
         a.status.as_ref().is_some_and(|s| s.version == 1 && s.resolved_targets == ["movies-1"])
@@ -561,7 +573,7 @@ async fn api_failures_are_counted_by_category_reported_and_retried() {
     server.clear_failures();
     eventually("retried until the status is written", || async {
         let c = canaries.get("batman").await.unwrap();
-        c.status.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        c.status.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Mirrored" && c.status == "True"))
     })
     .await;
     pod.op.stop().await;
@@ -1022,5 +1034,309 @@ mod operator_process {
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
         assert!(status.success(), "SIGTERM is a clean stop: {status}; log:\n{}", log());
+    }
+}
+
+/// Meilisearch nodes run by the operator (`spec.meilisearch`). No kubelet runs pods here: the
+/// test checks the objects the operator writes, stands in for the pods with nodes from the
+/// engine seam (the operator's test-only address override maps the pods' node ids to them),
+/// and drives readiness by writing the StatefulSet's status as the StatefulSet controller and
+/// the kubelet would. Only Kubernetes API calls are used for checks (objects, Events), so the
+/// scenario does not depend on the fake API server's internals.
+mod managed_nodes {
+    use super::*;
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use kube::api::ListParams;
+    use std::collections::BTreeMap;
+
+    const STS: &str = "search-g0";
+
+    /// Where the scenario runs: the in-process fake API server, or — when
+    /// `MIROIR_TEST_KUBECONFIG` names a kubeconfig — a real API server (the CRDs are applied
+    /// first and the test gets a namespace of its own). No controller-manager is needed (nor
+    /// wanted): the test plays the StatefulSet controller and the kubelet itself.
+    struct TestApi {
+        client: kube::Client,
+        namespace: String,
+        fake: Option<FakeApiServer>,
+    }
+
+    async fn test_api() -> TestApi {
+        let Some(path) = std::env::var_os("MIROIR_TEST_KUBECONFIG") else {
+            let fake = FakeApiServer::new();
+            return TestApi { client: fake.client(NS), namespace: NS.into(), fake: Some(fake) };
+        };
+        use k8s_openapi::api::core::v1::Namespace;
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        let kubeconfig = kube::config::Kubeconfig::read_from(path).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for crd in miroir::controlplane::crd::all_crds() {
+            let name = crd.metadata.name.clone().unwrap();
+            crds.patch(&name, &PatchParams::apply("miroir-tests").force(), &Patch::Apply(&crd)).await.unwrap();
+            let established = kube::runtime::wait::await_condition(crds.clone(), &name, kube::runtime::wait::conditions::is_crd_established());
+            tokio::time::timeout(PATIENCE, established).await.expect("CRD established").unwrap();
+        }
+        let namespace = format!("miroir-test-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+        TestApi { client, namespace, fake: None }
+    }
+
+    fn managed_spec(nodes_per_group: u32, rf: u32) -> serde_json::Value {
+        json!({"shards": 16, "replicationFactor": rf,
+               "keys": {"nodeMasterKey": {"name": "meili-keys", "key": "master"}},
+               "meilisearch": {"nodesPerGroup": nodes_per_group, "version": "v1.50.0",
+                               "resources": {"limits": {"cpu": "2", "memory": "3Gi"}},
+                               "storage": {"size": "5Gi"}},
+               "health": {"intervalMs": 100, "timeoutMs": 2000, "recoveryThreshold": 1}})
+    }
+
+    async fn events(t: &TestApi, name: &str, reason: &str) -> Vec<K8sEvent> {
+        let api: Api<K8sEvent> = Api::namespaced(t.client.clone(), &t.namespace);
+        api.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name) && e.reason.as_deref() == Some(reason))
+            .collect()
+    }
+
+    async fn has_event(t: &TestApi, reason: &str, contains: &str) -> bool {
+        events(t, "search", reason).await.iter().any(|e| e.note.as_deref().is_some_and(|n| n.contains(contains)))
+    }
+
+    async fn sts(api: &Api<StatefulSet>) -> StatefulSet {
+        api.get(STS).await.unwrap()
+    }
+
+    fn replicas(s: &StatefulSet) -> i32 {
+        s.spec.as_ref().unwrap().replicas.unwrap()
+    }
+
+    fn partition(s: &StatefulSet) -> i32 {
+        s.spec.as_ref().unwrap().update_strategy.as_ref().unwrap().rolling_update.as_ref().unwrap().partition.unwrap()
+    }
+
+    /// As the StatefulSet controller and the kubelet would: `ready` pods ready, `updated` of
+    /// them on the newest revision, for the StatefulSet's current generation.
+    async fn kubelet(api: &Api<StatefulSet>, ready: i32, updated: i32) {
+        let s = sts(api).await;
+        let status = json!({"status": {"replicas": replicas(&s), "readyReplicas": ready, "availableReplicas": ready,
+            "updatedReplicas": updated, "currentReplicas": ready, "observedGeneration": s.metadata.generation}});
+        api.patch_status(STS, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn owned_statefulset_scales_through_rebalance_and_drain_stalls_rolls_and_finalizes() {
+        let mut nodes = Vec::new();
+        for i in 0..4 {
+            nodes.push(common::Node::start(&format!("search-g0-{i}")).await);
+        }
+        let address_override: BTreeMap<String, String> = nodes.iter().map(|n| (n.id.clone(), n.url.clone())).collect();
+        let t = test_api().await;
+        let client = t.client.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite(&dir).await;
+        let mut options = common::test_options();
+        options.rebalance.max_documents_per_second = 500;
+        let proxy = Proxy::new(options, store.clone());
+        let metrics = ControllerMetrics::default();
+        let op = RunningOperator::start_with_address_override(
+            client.clone(),
+            store.clone(),
+            proxy.clone(),
+            metrics,
+            OperatorConfig {
+                namespace: t.namespace.clone(),
+                cluster: "search".into(),
+                instance: "pod-a".into(),
+                lease: LeaseTiming { ttl: Duration::from_millis(1500), renew_every: Duration::from_millis(100) },
+                timing: ControllerTiming { requeue: Duration::from_millis(200), error_requeue: Duration::from_millis(100) },
+                started_with: None,
+            },
+            address_override,
+        );
+        let listener = miroir::dataplane::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let handle = miroir::dataplane::server::spawn(proxy.clone(), listener);
+        let http = common::Http { base: handle.url(), key: Some(common::MASTER_KEY.into()) };
+
+        let api: Api<MiroirCluster> = Api::namespaced(client.clone(), &t.namespace);
+        let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &t.namespace);
+        let mc: MiroirCluster = serde_json::from_value(json!({"apiVersion": "miroir.io/v1alpha1", "kind": "MiroirCluster",
+            "metadata": {"name": "search"}, "spec": managed_spec(3, 2)}))
+        .unwrap();
+        let created = api.create(&PostParams::default(), &mc).await.unwrap();
+        let uid = created.metadata.uid.clone().unwrap();
+
+        // ---- the owned objects, written with server-side apply, owned by the MiroirCluster
+        eventually("StatefulSet, Service and PodDisruptionBudget applied", || async {
+            let svc: Api<Service> = Api::namespaced(client.clone(), &t.namespace);
+            let pdb: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &t.namespace);
+            statefulsets.get_opt(STS).await.unwrap().is_some()
+                && svc.get_opt(STS).await.unwrap().is_some()
+                && pdb.get_opt(STS).await.unwrap().is_some()
+        })
+        .await;
+        let s = sts(&statefulsets).await;
+        let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str(), owner.controller), ("MiroirCluster", "search", uid.as_str(), Some(true)));
+        let sspec = s.spec.as_ref().unwrap();
+        assert_eq!((replicas(&s), sspec.service_name.as_deref()), (3, Some(STS)));
+        let container = &sspec.template.spec.as_ref().unwrap().containers[0];
+        assert_eq!(container.image.as_deref(), Some("getmeili/meilisearch:v1.50.0"));
+        assert_eq!(container.args.as_ref().unwrap(), &["/bin/meilisearch", "--max-indexing-threads", "1"]);
+        assert!(container.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref() == Some("/health"));
+        let claim = &sspec.volume_claim_templates.as_ref().unwrap()[0];
+        assert_eq!(claim.spec.as_ref().unwrap().resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0, "5Gi");
+        let svc: Service = Api::namespaced(client.clone(), &t.namespace).get(STS).await.unwrap();
+        assert_eq!(svc.spec.as_ref().unwrap().cluster_ip.as_deref(), Some("None"));
+        assert_eq!(svc.metadata.owner_references.as_ref().unwrap()[0].uid, uid);
+        let pdb: PodDisruptionBudget = Api::namespaced(client.clone(), &t.namespace).get(STS).await.unwrap();
+        assert_eq!(pdb.metadata.owner_references.as_ref().unwrap()[0].uid, uid);
+        // Server-side apply under the operator's field manager (the request log of the fake
+        // API server; a real one records the manager in managedFields).
+        match &t.fake {
+            Some(server) => {
+                let applied = |prefix: &str| server.requests().iter().any(|r| r.starts_with(prefix) && r.contains("fieldManager=miroir-operator"));
+                assert!(applied("PATCH /apis/apps/v1/namespaces/search/statefulsets/search-g0?"));
+                assert!(applied("PATCH /api/v1/namespaces/search/services/search-g0?"));
+                assert!(applied("PATCH /apis/policy/v1/namespaces/search/poddisruptionbudgets/search-g0?"));
+                assert!(applied("PATCH /apis/miroir.io/v1alpha1/namespaces/search/miroirclusters/search/status?"));
+            }
+            None => {
+                let managers = s.metadata.managed_fields.iter().flatten().map(|m| (m.manager.clone(), m.operation.clone())).collect::<Vec<_>>();
+                assert!(managers.contains(&(Some("miroir-operator".into()), Some("Apply".into()))), "{managers:?}");
+            }
+        }
+        // The finalizer (kube-runtime's helper) is on.
+        assert!(get(&api, "search").await.unwrap().metadata.finalizers.unwrap().contains(&FINALIZER.to_string()));
+
+        // No pod is ready yet: nothing is declared, the status says what it waits for.
+        let mc = wait_status(&api, "waiting for pods", 1, |mc| progressing_is(mc, "True", "WaitingForPods")).await;
+        assert_eq!(mc.status.as_ref().unwrap().phase, Some(ClusterPhase::Pending));
+        assert!(condition(&mc, "Progressing").unwrap().message.contains("search-g0 0/3"), "{:?}", mc.status);
+        assert!(proxy.routing().is_none());
+
+        // ---- pods ready: the nodes are their pods (ids and the test seam's addresses)
+        kubelet(&statefulsets, 3, 3).await;
+        let mc = wait_phase(&api, "search", ClusterPhase::Ready, 1).await;
+        assert_eq!(mc.status.as_ref().unwrap().nodes_ready.as_deref(), Some("3/3"));
+        let routing = proxy.routing().unwrap();
+        assert_eq!(routing.topology.group_nodes(0), vec!["search-g0-0", "search-g0-1", "search-g0-2"]);
+        assert_eq!(routing.topology.node("search-g0-1").unwrap().address, nodes[1].url);
+        common::wait_serving(&proxy, &routing.topology).await;
+        let (status, body) = http.post("/indexes", &json!({"uid": "movies", "primaryKey": "id"})).await;
+        assert_eq!(status, 202, "{body}");
+        http.wait_task(body["taskUid"].as_u64().unwrap()).await;
+        let count = 600;
+        add_documents(&http, 0..count).await;
+        assert_all_readable(&http, count).await;
+
+        // ---- scale up: the new pod becomes a node once ready, its data moves in
+        api.patch("search", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"meilisearch": {"nodesPerGroup": 4}}}))).await.unwrap();
+        eventually("StatefulSet scaled to 4", || async { replicas(&sts(&statefulsets).await) == 4 }).await;
+        let mc = wait_status(&api, "waiting for the 4th pod", 2, |mc| progressing_is(mc, "True", "WaitingForPods")).await;
+        assert!(condition(&mc, "Progressing").unwrap().message.contains("search-g0-3"), "{:?}", mc.status);
+        assert_eq!(proxy.routing().unwrap().topology.nodes.len(), 3, "not a node before its pod is ready");
+        eventually("ScaledUp event", || has_event(&t, "ScaledUp", "3 → 4")).await;
+        kubelet(&statefulsets, 4, 4).await;
+        let added = planned_migration(&proxy, None, "search-g0-3").await;
+        let mc = wait_status(&api, "scale-up migration done", 2, |mc| {
+            progressing_is(mc, "False", "Idle") && mc.status.as_ref().unwrap().rebalance.as_ref().is_some_and(|r| r.migration.as_deref() == Some(added.as_str()))
+        })
+        .await;
+        assert_eq!(mc.status.as_ref().unwrap().phase, Some(ClusterPhase::Ready));
+        assert!(proxy.routing().unwrap().assignment.shards_by_node().contains_key("search-g0-3"), "the new node serves its shards");
+        eventually("RebalanceFinished (scale up)", || has_event(&t, "RebalanceFinished", &added)).await;
+        assert_all_readable(&http, count).await;
+
+        // ---- scale down: the highest ordinal is drained first, the StatefulSet shrinks after
+        api.patch("search", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"meilisearch": {"nodesPerGroup": 3}}}))).await.unwrap();
+        let drained = planned_migration(&proxy, Some(&added), "search-g0-3").await;
+        // Whenever the StatefulSet is seen shrunk, the migration had ended before (the
+        // StatefulSet is read first, the placement after).
+        loop {
+            let r = replicas(&sts(&statefulsets).await);
+            let (_, placement) = proxy.load_placement().await.unwrap().unwrap();
+            let running = placement.migration.as_ref().is_some_and(|m| m.id == drained && !m.phase.ended());
+            if r == 3 {
+                assert!(!running, "the StatefulSet shrank while its pod's data was still moving");
+                break;
+            }
+            assert_eq!(r, 4);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mc = wait_status(&api, "scale-down migration done", 3, |mc| {
+            progressing_is(mc, "False", "Idle") && mc.status.as_ref().unwrap().rebalance.as_ref().is_some_and(|r| r.migration.as_deref() == Some(drained.as_str()))
+        })
+        .await;
+        assert_eq!(mc.status.as_ref().unwrap().nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["search-g0-0", "search-g0-1", "search-g0-2"]);
+        eventually("ScaledDown event", || has_event(&t, "ScaledDown", "4 → 3")).await;
+        assert_all_readable(&http, count).await;
+        let n3 = common::Http { base: nodes[3].url.clone(), key: Some(common::NODE_KEY.into()) };
+        let (status, stats) = n3.get("/indexes/movies/stats").await;
+        assert_eq!(status, 200, "{stats}");
+        assert_eq!(stats["numberOfDocuments"], json!(0), "the drained node gave its documents up: {stats}");
+        kubelet(&statefulsets, 3, 3).await;
+
+        // ---- a scale-down that cannot happen (RF 2 on 1 node): Stalled, Warning, nothing changes
+        api.patch("search", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"meilisearch": {"nodesPerGroup": 1}}}))).await.unwrap();
+        let mc = wait_phase(&api, "search", ClusterPhase::Stalled, 4).await;
+        let ready = condition(&mc, "Ready").unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "InvalidSpec"));
+        assert!(ready.message.contains("spec.meilisearch.nodesPerGroup") && ready.message.contains("replicationFactor 2"), "{}", ready.message);
+        eventually("Warning event naming nodesPerGroup", || async {
+            events(&t, "search", "InvalidSpec").await.iter().any(|e| e.type_.as_deref() == Some("Warning") && e.note.as_deref().is_some_and(|n| n.contains("nodesPerGroup")))
+        })
+        .await;
+        // The status for generation 4 is written after the apply stage of the same reconcile
+        // (skipped: invalid), and a Stalled cluster waits for the next spec change.
+        assert_eq!(replicas(&sts(&statefulsets).await), 3, "the StatefulSet is not scaled");
+        assert_eq!(proxy.routing().unwrap().topology.nodes.len(), 3, "the topology is not changed");
+        assert!(proxy.load_placement().await.unwrap().unwrap().1.migration.is_none_or(|m| m.phase.ended()));
+
+        // ---- upgrade: one pod at a time, the next only once the updated one is ready and caught up
+        api.patch("search", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"meilisearch": {"nodesPerGroup": 3, "version": "v1.51.0"}}}))).await.unwrap();
+        eventually("new image, highest ordinal first", || async {
+            let s = sts(&statefulsets).await;
+            s.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("getmeili/meilisearch:v1.51.0") && partition(&s) == 2
+        })
+        .await;
+        wait_phase(&api, "search", ClusterPhase::Ready, 5).await;
+        // The StatefulSet controller has not updated pod 2 yet: the partition stays.
+        kubelet(&statefulsets, 3, 0).await;
+        let before = metrics_reconciles(&op);
+        eventually("a few more reconciles", || async { metrics_reconciles(&op) >= before + 3 }).await;
+        assert_eq!(partition(&sts(&statefulsets).await), 2);
+        // Pod 2 runs the new revision, is ready, its node healthy and caught up: pod 1 next.
+        kubelet(&statefulsets, 3, 1).await;
+        eventually("partition 1", || async { partition(&sts(&statefulsets).await) == 1 }).await;
+        // Pod 1 updated but not ready yet: wait.
+        kubelet(&statefulsets, 2, 2).await;
+        let before = metrics_reconciles(&op);
+        eventually("a few more reconciles", || async { metrics_reconciles(&op) >= before + 3 }).await;
+        assert_eq!(partition(&sts(&statefulsets).await), 1);
+        kubelet(&statefulsets, 3, 2).await;
+        eventually("partition 0", || async { partition(&sts(&statefulsets).await) == 0 }).await;
+        eventually("RollingUpdate events", || has_event(&t, "RollingUpdate", "search-g0-1")).await;
+        assert_all_readable(&http, count).await;
+
+        // ---- delete: the finalizer clears the store, then the object goes (its owned objects
+        // are garbage-collected by Kubernetes through their owner references)
+        api.delete("search", &DeleteParams::default()).await.unwrap();
+        // Gone only once the operator's cleanup ran and released the finalizer.
+        eventually("cluster gone", || async { api.get_opt("search").await.unwrap().is_none() }).await;
+        handle.shutdown().await;
+        op.stop().await;
+    }
+
+    fn metrics_reconciles(op: &RunningOperator) -> u64 {
+        op.context.metrics.reconcile_count("MiroirCluster")
     }
 }

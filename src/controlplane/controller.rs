@@ -7,23 +7,32 @@
 //! change of nodes becomes a migration the proxies execute in the background); only the
 //! lease holder writes status, emits events, manages the finalizer and runs singleton work.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Error as FinalizerError, Event as FinalizerEvent};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::crd::{KeySecretRefs, MiroirCluster, MiroirClusterStatus, RebalanceStatus};
-use super::desired::{self, build_desired, join_errors, RebalanceView, RunningView, StatusInput, StoreChoice};
+use super::desired::{self, build_desired_for, join_errors, RebalanceView, RunningView, StatusInput, StoreChoice};
+use super::managed::{self, ManagedContext, ObservedGroup};
 use super::leader::Leadership;
 use super::metrics::{ControllerMetrics, ErrorCategory};
+use crate::dataplane::health::NodeState;
 use crate::dataplane::rebalance::ChangeError;
+use crate::dataplane::replica::SyncState;
+use crate::dataplane::topology::Topology;
 use crate::dataplane::Proxy;
 use crate::store::{StoreError, TaskStore};
 
@@ -43,6 +52,16 @@ pub enum ControllerError {
     Apply(String),
     #[error("{0}")]
     Secret(String),
+}
+
+impl From<FinalizerError<ControllerError>> for ControllerError {
+    fn from(e: FinalizerError<ControllerError>) -> Self {
+        match e {
+            FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
+            FinalizerError::AddFinalizer(e) | FinalizerError::RemoveFinalizer(e) => ControllerError::Kube(e),
+            other => ControllerError::Apply(other.to_string()),
+        }
+    }
 }
 
 impl ControllerError {
@@ -95,6 +114,9 @@ pub struct Context {
     started_with: Option<StartedWith>,
     /// The last spec settings a `RestartRequired` event was emitted for.
     restart_warned: Mutex<Option<StartedWith>>,
+    /// **Tests only** (see [`ManagedContext::address_override`]): addresses of managed nodes
+    /// by node id instead of their pods' DNS names. Empty in `miroir operator`.
+    pub address_override: BTreeMap<String, String>,
 }
 
 /// Settings a running process cannot change: the task store and the key Secrets.
@@ -133,7 +155,15 @@ impl Context {
             rebalance_seen: Mutex::new(None),
             started_with: None,
             restart_warned: Mutex::new(None),
+            address_override: BTreeMap::new(),
         }
+    }
+
+    /// **Tests only**: managed nodes reached at these addresses (by node id) instead of their
+    /// pods' DNS names, so that nodes from the test seam stand in for pods no kubelet runs.
+    pub fn with_address_override(mut self, address_override: BTreeMap<String, String>) -> Context {
+        self.address_override = address_override;
+        self
     }
 
     /// Records what the process started with, so that spec changes to it are reported
@@ -218,42 +248,32 @@ pub fn merge_patch(old: &Value, new: &Value) -> Value {
     }
 }
 
-/// Writes `status` through the status subresource if it differs from `current`.
-/// Returns whether a write happened.
+/// Writes `status` through the status subresource, with server-side apply under
+/// [`MANAGER`] (fields left out of `next` that the operator set before are removed), if it
+/// differs from `current`. Returns whether a write happened.
 pub async fn write_status<K>(api: &Api<K>, name: &str, current: Option<Value>, next: Value) -> Result<bool, kube::Error>
 where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let current = current.unwrap_or(Value::Object(Default::default()));
     if current == next {
         return Ok(false);
     }
-    let patch = json!({ "status": merge_patch(&current, &next) });
-    api.patch_status(name, &PatchParams::apply(MANAGER), &Patch::Merge(&patch)).await?;
+    let patch = json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": next });
+    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(true)
 }
 
-/// Adds (or removes) our finalizer with a merge patch guarded by `resourceVersion`
-/// (a concurrent change makes it fail with 409 and the reconcile is retried).
-pub async fn set_finalizer<K>(api: &Api<K>, obj: &K, present: bool) -> Result<(), kube::Error>
+/// Applies an owned object with server-side apply under [`MANAGER`] (forced: the operator
+/// owns every field it sets).
+pub async fn apply_object<K>(client: &kube::Client, namespace: &str, obj: &K) -> Result<(), kube::Error>
 where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
-    let mut finalizers: Vec<String> = obj.meta().finalizers.clone().unwrap_or_default();
-    finalizers.retain(|f| f != FINALIZER);
-    if present {
-        finalizers.push(FINALIZER.to_string());
-    }
-    let patch = json!({
-        "metadata": { "finalizers": finalizers, "resourceVersion": obj.meta().resource_version }
-    });
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let name = obj.meta().name.clone().unwrap_or_default();
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj)).await?;
     Ok(())
-}
-
-pub fn has_finalizer<K: Resource>(obj: &K) -> bool {
-    obj.meta().finalizers.as_ref().is_some_and(|f| f.iter().any(|x| x == FINALIZER))
 }
 
 const KIND: &str = "MiroirCluster";
@@ -261,7 +281,7 @@ const KIND: &str = "MiroirCluster";
 /// Reconciles the served MiroirCluster (entry point given to the `Controller`).
 pub async fn reconcile(obj: Arc<MiroirCluster>, ctx: Arc<Context>) -> Result<Action, ControllerError> {
     let started = Instant::now();
-    let res = reconcile_stages(&obj, &ctx).await;
+    let res = reconcile_stages(obj, &ctx).await;
     ctx.metrics.observe(KIND, started.elapsed());
     res
 }
@@ -290,39 +310,122 @@ where
     Action::requeue(retry)
 }
 
-async fn reconcile_stages(obj: &MiroirCluster, ctx: &Context) -> Result<Action, ControllerError> {
+async fn reconcile_stages(obj: Arc<MiroirCluster>, ctx: &Context) -> Result<Action, ControllerError> {
     // ---- read
     let name = obj.name_any();
     if name != ctx.cluster {
         // Another operator serves it.
         return Ok(Action::await_change());
     }
-    let api: Api<MiroirCluster> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let leader = ctx.leadership.is_leader();
-
-    if obj.meta().deletion_timestamp.is_some() {
-        if !has_finalizer(obj) {
-            return Ok(Action::await_change());
-        }
-        if !leader {
+    if !ctx.leadership.is_leader() {
+        if obj.meta().deletion_timestamp.is_some() {
+            // The lease holder runs the finalizer.
             return Ok(Action::requeue(ctx.timing.requeue));
         }
-        // Finalizer: drop the cluster's durable state, then let Kubernetes delete it.
-        ctx.store.delete_cluster_state(&name).await?;
-        set_finalizer(&api, obj, false).await?;
-        tracing::info!(cluster = %name, "cluster state removed from the task store; finalizer released");
-        return Ok(Action::await_change());
+        return apply_and_status(&obj, ctx, false).await;
     }
-    if leader && !has_finalizer(obj) {
-        set_finalizer(&api, obj, true).await?;
+    // The lease holder manages the finalizer (kube-runtime's helper: added before the first
+    // apply, removed once the cleanup succeeded).
+    let api: Api<MiroirCluster> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    finalizer(&api, FINALIZER, obj, |event| async move {
+        match event {
+            FinalizerEvent::Apply(obj) => apply_and_status(&obj, ctx, true).await,
+            FinalizerEvent::Cleanup(obj) => {
+                // Drop the cluster's durable state, then let Kubernetes delete it (the owned
+                // StatefulSets, Services and PodDisruptionBudgets go with it: owner references).
+                ctx.store.delete_cluster_state(&obj.name_any()).await?;
+                tracing::info!(cluster = %obj.name_any(), "cluster state removed from the task store; finalizer released");
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(ControllerError::from)
+}
+
+/// Reads the StatefulSet of every replica group.
+async fn observe_groups(ctx: &Context, cluster: &str, groups: u32) -> Result<Vec<ObservedGroup>, ControllerError> {
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let mut out = Vec::new();
+    for g in 0..groups {
+        out.push(ObservedGroup::of(api.get_opt(&managed::group_name(cluster, g)).await?.as_ref()));
     }
+    Ok(out)
+}
+
+/// Applies the managed nodes' objects (after the declaration, so that a scale-down keeps the
+/// pods the placement still uses) and reports scaling and rolling steps as events.
+async fn apply_managed(
+    obj: &MiroirCluster,
+    ctx: &Context,
+    mctx: &ManagedContext<'_>,
+    (ms, master_key): (&super::crd::MeilisearchSpec, &super::crd::SecretKeyRef),
+    observed: &[ObservedGroup],
+) -> Result<bool, ControllerError> {
+    let placement = ctx.proxy.load_placement().await?;
+    let health = ctx.proxy.node_health();
+    let sync = ctx.proxy.node_sync();
+    let caught_up = |id: &str| {
+        health.iter().find(|(n, _)| n == id).is_none_or(|(_, h)| h.state == NodeState::Healthy)
+            && !sync.iter().find(|(n, _)| n == id).is_some_and(|(_, s)| matches!(s.state, SyncState::CatchingUp | SyncState::Rebuilding))
+    };
+    let objects = managed::managed_objects(&obj.spec, ms, master_key, mctx, observed, placement.as_ref().map(|(_, s)| s), &caught_up);
+    let mut busy = false;
+    for (g, sts) in objects.statefulsets.iter().enumerate() {
+        let obs = observed.get(g).cloned().unwrap_or_default();
+        let spec = sts.spec.as_ref().expect("built with a spec");
+        let replicas = spec.replicas.unwrap_or(0);
+        let partition = spec.update_strategy.as_ref().and_then(|u| u.rolling_update.as_ref()).and_then(|r| r.partition).unwrap_or(0);
+        let sts_name = sts.metadata.name.clone().unwrap_or_default();
+        apply_object(&ctx.client, &ctx.namespace, sts).await?;
+        if obs.exists && obs.replicas != replicas {
+            let (reason, note) = if replicas > obs.replicas {
+                ("ScaledUp", format!("StatefulSet {sts_name}: {} → {replicas} pod(s); each new node joins once its pod is ready, its shards move in", obs.replicas))
+            } else {
+                ("ScaledDown", format!("StatefulSet {sts_name}: {} → {replicas} pod(s), after the leaving nodes' data moved away", obs.replicas))
+            };
+            ctx.distinct_event(obj, EventType::Normal, reason, "Scale", note).await;
+        }
+        if obs.exists && obs.partition != partition && partition < obs.replicas.min(replicas) {
+            let note = format!(
+                "StatefulSet {sts_name}: pod {}-{partition} is next to run the new pod template (partition {} → {partition}); pods above it are updated, ready and caught up",
+                sts_name, obs.partition
+            );
+            ctx.distinct_event(obj, EventType::Normal, "RollingUpdate", "Upgrade", note).await;
+        }
+        busy |= partition > 0 || obs.ready_replicas < replicas;
+    }
+    for svc in &objects.services {
+        apply_object::<Service>(&ctx.client, &ctx.namespace, svc).await?;
+    }
+    for pdb in &objects.disruption_budgets {
+        apply_object::<PodDisruptionBudget>(&ctx.client, &ctx.namespace, pdb).await?;
+    }
+    Ok(busy)
+}
+
+/// Validate → desired (pure) → apply (declare the topology; with `spec.meilisearch`, the
+/// owned objects) → status (lease holder only).
+async fn apply_and_status(obj: &MiroirCluster, ctx: &Context, leader: bool) -> Result<Action, ControllerError> {
+    let name = obj.name_any();
+    let api: Api<MiroirCluster> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
 
     // ---- validate + build desired state (pure)
     let running_before = ctx.proxy.routing();
-    let desired = build_desired(&obj.spec, running_before.as_ref().map(|r| &r.topology));
+    let desired = build_desired_for(&name, &ctx.namespace, &obj.spec, running_before.as_ref().map(|r| &r.topology), &ctx.address_override);
     let generation = obj.meta().generation;
+    let mctx = ManagedContext {
+        cluster: &name,
+        namespace: &ctx.namespace,
+        owner: obj.controller_owner_ref(&()).unwrap_or_default(),
+        address_override: &ctx.address_override,
+    };
 
     let mut declared_changed = false;
+    // Managed nodes: what the operator still waits for (pods to be ready), and whether pods
+    // are being scaled or rolled (followed more closely).
+    let mut waiting: Option<String> = None;
+    let mut managed_busy = false;
     let errors = match desired {
         Ok(desired) => {
             let now = StartedWith { store: desired.store.clone(), keys: desired.keys.clone() };
@@ -332,25 +435,58 @@ async fn reconcile_stages(obj: &MiroirCluster, ctx: &Context) -> Result<Action, 
                     ctx.event(obj, EventType::Warning, "RestartRequired", "Apply", note).await;
                 }
             }
-            // ---- apply: the same declaration `miroir serve` makes for its config file. The
-            // first one is routed by at once; a later change of nodes becomes a migration
-            // (routing switches only at its cut-over, once the data has moved).
-            if leader {
-                let before = ctx.proxy.load_placement().await?;
-                declared_changed = before.and_then(|(_, s)| s.declared).as_ref() != Some(&desired.topology);
-            }
-            match ctx.proxy.declare_topology(desired.topology, "operator").await {
-                Ok(started) => {
-                    ctx.proxy.set_runtime(desired.health, desired.scatter);
-                    if let Some(m) = &started {
-                        tracing::info!(cluster = %name, migration = %m.id, cause = %m.cause.description, shards = m.moves.len(), "topology change planned as a migration");
-                    }
-                    Vec::new()
+            // What to declare: the spec's nodes; with managed nodes, those whose pods are
+            // (or were) ready — decided by the lease holder only, the other pods follow the
+            // stored placement.
+            let mut observed = Vec::new();
+            let to_declare: Option<Topology> = match &desired.meilisearch {
+                None => Some(desired.topology.clone()),
+                Some(_) if !leader => {
+                    ctx.proxy.refresh_placement().await?;
+                    None
                 }
-                Err(ChangeError::Plan(e)) => vec![desired::plan_error(&e)],
-                Err(ChangeError::Store(e)) => return Err(e.into()),
-                Err(other) => return Err(ControllerError::Apply(other.to_string())),
+                Some(_) => {
+                    observed = observe_groups(ctx, &name, obj.spec.replica_groups).await?;
+                    let placement = ctx.proxy.load_placement().await?;
+                    match managed::declared_topology(&obj.spec, &mctx, &observed, placement.as_ref().map(|(_, s)| s)) {
+                        Ok(t) => {
+                            waiting = managed::pods_awaited(&obj.spec, &mctx, &t);
+                            Some(t)
+                        }
+                        Err(w) => {
+                            waiting = Some(w);
+                            None
+                        }
+                    }
+                }
+            };
+            let mut errors = Vec::new();
+            if let Some(topology) = to_declare {
+                // ---- apply: the same declaration `miroir serve` makes for its config file. The
+                // first one is routed by at once; a later change of nodes becomes a migration
+                // (routing switches only at its cut-over, once the data has moved).
+                if leader {
+                    let before = ctx.proxy.load_placement().await?;
+                    declared_changed = before.and_then(|(_, s)| s.declared).as_ref() != Some(&topology);
+                }
+                match ctx.proxy.declare_topology(topology, "operator").await {
+                    Ok(started) => {
+                        ctx.proxy.set_runtime(desired.health.clone(), desired.scatter.clone());
+                        if let Some(m) = &started {
+                            tracing::info!(cluster = %name, migration = %m.id, cause = %m.cause.description, shards = m.moves.len(), "topology change planned as a migration");
+                        }
+                    }
+                    Err(ChangeError::Plan(e)) => errors.push(desired::plan_error(&e)),
+                    Err(ChangeError::Store(e)) => return Err(e.into()),
+                    Err(other) => return Err(ControllerError::Apply(other.to_string())),
+                }
             }
+            if errors.is_empty() && leader {
+                if let Some((ms, key)) = &desired.meilisearch {
+                    managed_busy = apply_managed(obj, ctx, &mctx, (ms, key), &observed).await?;
+                }
+            }
+            errors
         }
         Err(errors) => errors,
     };
@@ -374,6 +510,7 @@ async fn reconcile_stages(obj: &MiroirCluster, ctx: &Context) -> Result<Action, 
             validation: if errors.is_empty() { Ok(()) } else { Err(&errors) },
             running: routing.as_ref().map(|r| RunningView { topology: &r.topology, assignment: &r.assignment, health: &health, sync: &sync }),
             rebalance: view.as_ref(),
+            waiting: waiting.as_deref(),
             now: OffsetDateTime::now_utc(),
         };
         let next: MiroirClusterStatus = desired::cluster_status(obj.status.as_ref(), &input);
@@ -418,8 +555,8 @@ async fn reconcile_stages(obj: &MiroirCluster, ctx: &Context) -> Result<Action, 
         *ctx.rebalance_seen.lock().expect("rebalance lock") = None;
     }
 
-    if migrating {
-        // Follow the migration's progress in the status.
+    if migrating || waiting.is_some() || managed_busy {
+        // Follow the migration's progress (or pods being scaled or rolled) in the status.
         Ok(Action::requeue(ctx.timing.requeue.min(REBALANCE_REQUEUE)))
     } else if errors.is_empty() {
         Ok(Action::requeue(ctx.timing.requeue))

@@ -5,7 +5,7 @@
 use time::OffsetDateTime;
 
 use super::crd::{
-    ClusterPhase, Condition, KeySecretRefs, MiroirClusterSpec, MiroirClusterStatus, NodeStatus, RebalanceStatus,
+    ClusterPhase, Condition, KeySecretRefs, MeilisearchSpec, MiroirClusterSpec, MiroirClusterStatus, NodeStatus, RebalanceStatus,
     SecretKeyRef, ShardCoverage, UnderReplicatedShard,
 };
 use crate::config::{HealthConfig, ScatterConfig};
@@ -42,7 +42,11 @@ pub enum StoreChoice {
 /// Everything the operator applies for one MiroirCluster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredCluster {
+    /// Every node the spec asks for: `spec.nodes` plus, with `spec.meilisearch`, every desired
+    /// managed node (what is declared is [`super::managed::declared_topology`]).
     pub topology: Topology,
+    /// `spec.meilisearch` and the nodes' master key Secret, when the operator runs the nodes.
+    pub meilisearch: Option<(MeilisearchSpec, SecretKeyRef)>,
     pub health: HealthConfig,
     pub scatter: ScatterConfig,
     pub store: StoreChoice,
@@ -95,13 +99,75 @@ fn check_secret_ref(errors: &mut Vec<SpecError>, field: &str, r: &SecretKeyRef) 
 }
 
 /// Validates a spec and builds the desired state. `applied` is the topology the proxy runs
-/// now, if any: `shards` cannot change (the API server enforces it too, with CEL).
+/// now, if any: `shards` cannot change (the API server enforces it too, with CEL). Managed
+/// nodes (`spec.meilisearch`) are named as for a MiroirCluster `cluster` in `default`: use
+/// [`build_desired_for`] with the real name.
 pub fn build_desired(spec: &MiroirClusterSpec, applied: Option<&Topology>) -> Result<DesiredCluster, Vec<SpecError>> {
+    build_desired_for("cluster", "default", spec, applied, &Default::default())
+}
+
+/// [`build_desired`] for the MiroirCluster `name` in `namespace` (managed node ids and
+/// addresses depend on them; `address_override` is the tests' seam, see
+/// [`super::managed::ManagedContext`]).
+pub fn build_desired_for(
+    name: &str,
+    namespace: &str,
+    spec: &MiroirClusterSpec,
+    applied: Option<&Topology>,
+    address_override: &std::collections::BTreeMap<String, String>,
+) -> Result<DesiredCluster, Vec<SpecError>> {
     let mut errors = Vec::new();
-    let topology = topology_of(spec);
+    let ctx = super::managed::ManagedContext { cluster: name, namespace, owner: Default::default(), address_override };
+    let topology = super::managed::full_topology(spec, &ctx);
+    let mut meilisearch = None;
+    let mut rf_reported = false;
+    if let Some(ms) = &spec.meilisearch {
+        // Scaling below RF cannot happen: the data of a group needs RF nodes. Reported (the
+        // cluster is Stalled, nothing is changed) rather than half-done.
+        for g in 0..spec.replica_groups {
+            let external = spec.nodes.iter().filter(|n| n.replica_group == g).count() as u32;
+            if external + ms.nodes_per_group < spec.replication_factor && !rf_reported {
+                rf_reported = true;
+                errors.push(SpecError {
+                    field: "spec.meilisearch.nodesPerGroup".into(),
+                    message: format!(
+                        "replica group {g} would have {} node(s), fewer than replicationFactor {}: every shard needs {} copies in the group; nothing is scaled",
+                        external + ms.nodes_per_group,
+                        spec.replication_factor,
+                        spec.replication_factor
+                    ),
+                });
+            }
+        }
+        if ms.nodes_per_group == 0 {
+            errors.push(SpecError { field: "spec.meilisearch.nodesPerGroup".into(), message: "must be at least 1 (got 0)".into() });
+        }
+        for (field, v) in [("spec.meilisearch.image", &ms.image), ("spec.meilisearch.version", &ms.version)] {
+            if v.is_empty() || v.contains(char::is_whitespace) {
+                errors.push(SpecError { field: field.into(), message: format!("`{v}` is not an image name or tag") });
+            }
+        }
+        match (&ms.master_key_secret_ref, &spec.keys.node_master_key) {
+            (Some(m), Some(k)) if m != k => errors.push(SpecError {
+                field: "spec.meilisearch.masterKeySecretRef".into(),
+                message: "must equal spec.keys.nodeMasterKey (the key Miroir presents to the nodes), or be left out".into(),
+            }),
+            (Some(r), _) | (None, Some(r)) => {
+                check_secret_ref(&mut errors, "spec.meilisearch.masterKeySecretRef", r);
+                meilisearch = Some((ms.clone(), r.clone()));
+            }
+            (None, None) => errors.push(SpecError {
+                field: "spec.keys.nodeMasterKey".into(),
+                message: "is required with spec.meilisearch: the operator's nodes run with this master key".into(),
+            }),
+        }
+    }
     // Shape rules (RF, groups, ids, addresses) are the proxy's own: one implementation.
     if let Err(e) = topology.validate() {
-        errors.push(SpecError { field: topology_field(&e), message: e.to_string() });
+        let rf = matches!(e, TopologyError::ReplicationFactorTooLarge { .. });
+        if !(rf && rf_reported) {
+            errors.push(SpecError { field: topology_field(&e), message: e.to_string() });
+        }
     }
     if let Some(cur) = applied {
         if cur.shards != spec.shards {
@@ -158,6 +224,7 @@ pub fn build_desired(spec: &MiroirClusterSpec, applied: Option<&Topology>) -> Re
     match store {
         Some(store) if errors.is_empty() => Ok(DesiredCluster {
             topology,
+            meilisearch,
             health: (&spec.health).into(),
             scatter: (&spec.scatter).into(),
             store,
@@ -268,6 +335,8 @@ pub struct StatusInput<'a> {
     pub running: Option<RunningView<'a>>,
     /// Migrations, from the stored placement state (None: nothing stored yet).
     pub rebalance: Option<&'a RebalanceView>,
+    /// Managed nodes whose pods are awaited before they become nodes (the message).
+    pub waiting: Option<&'a str>,
     pub now: OffsetDateTime,
 }
 
@@ -539,11 +608,18 @@ pub fn cluster_status(prev: Option<&MiroirClusterStatus>, input: &StatusInput<'_
         }
         (Ok(()), None) => (
             ClusterPhase::Pending,
-            vec![
-                cond("Ready", "Unknown", "Reconciling", "the topology is not applied yet".into(), g, &now),
-                cond("Progressing", "True", "Reconciling", "applying the topology".into(), g, &now),
-                cond("Degraded", "Unknown", "Reconciling", String::new(), g, &now),
-            ],
+            match input.waiting {
+                None => vec![
+                    cond("Ready", "Unknown", "Reconciling", "the topology is not applied yet".into(), g, &now),
+                    cond("Progressing", "True", "Reconciling", "applying the topology".into(), g, &now),
+                    cond("Degraded", "Unknown", "Reconciling", String::new(), g, &now),
+                ],
+                Some(w) => vec![
+                    cond("Ready", "Unknown", "WaitingForPods", w.into(), g, &now),
+                    cond("Progressing", "True", "WaitingForPods", w.into(), g, &now),
+                    cond("Degraded", "Unknown", "WaitingForPods", String::new(), g, &now),
+                ],
+            },
         ),
         (Ok(()), Some(cov)) => {
             let degraded = if !cov.unavailable.is_empty() {
@@ -569,14 +645,18 @@ pub fn cluster_status(prev: Option<&MiroirClusterStatus>, input: &StatusInput<'_
             } else {
                 cond("Degraded", "False", "AllShardsReplicated", String::new(), g, &now)
             };
-            let idle = cond(
-                "Progressing",
-                "False",
-                "Idle",
-                idle_message(input.rebalance.and_then(|r| r.last.as_ref())),
-                g,
-                &now,
-            );
+            let idle = match input.waiting {
+                // A scale-up: new pods become nodes (and a migration) once ready.
+                Some(w) => cond("Progressing", "True", "WaitingForPods", w.into(), g, &now),
+                None => cond(
+                    "Progressing",
+                    "False",
+                    "Idle",
+                    idle_message(input.rebalance.and_then(|r| r.last.as_ref())),
+                    g,
+                    &now,
+                ),
+            };
             // Reads keep going to the old holders until the cut-over: a migration does not
             // make the cluster unready; Ready follows shard coverage.
             let ready = if !cov.unavailable.is_empty() {
@@ -630,6 +710,7 @@ mod tests {
             replication_factor: rf,
             replica_groups: groups.len() as u32,
             nodes,
+            meilisearch: None,
             task_store: Default::default(),
             keys: Default::default(),
             health: Default::default(),
@@ -745,6 +826,7 @@ mod tests {
                 validation: Ok(()),
                 running: Some(RunningView { topology: &t, assignment: &a, health: &health, sync: &[] }),
                 rebalance: None,
+                waiting: None,
                 now: now(),
             },
         );
@@ -768,6 +850,7 @@ mod tests {
             validation: Ok(()),
             running: Some(RunningView { topology: &t, assignment: &a, health: &health, sync: &[] }),
             rebalance: None,
+            waiting: None,
             now: now(),
         };
         let st = cluster_status(None, &input);
@@ -817,6 +900,7 @@ mod tests {
             validation: Ok(()),
             running: Some(RunningView { topology: &t, assignment: &a, health: &[], sync: &[] }),
             rebalance: Some(&view),
+            waiting: None,
             now: now(),
         };
         let st = cluster_status(None, &input);
@@ -881,6 +965,7 @@ mod tests {
                     validation: Err(&errors),
                     running: Some(RunningView { topology: &running_t, assignment: &a, health: &[], sync: &[] }),
                     rebalance: Some(&view),
+                    waiting: None,
                     now: now(),
                 },
             );
@@ -902,7 +987,7 @@ mod tests {
         let view = running(migration("m1", "copying", 0, 0, None));
         let st = cluster_status(
             None,
-            &StatusInput { generation: Some(3), validation: Err(&errors), running: None, rebalance: Some(&view), now: now() },
+            &StatusInput { generation: Some(3), validation: Err(&errors), running: None, rebalance: Some(&view), waiting: None, now: now() },
         );
         let p = st.conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
         assert_eq!((p.status.as_str(), p.reason.as_str()), ("True", "Rebalancing"));
@@ -964,7 +1049,7 @@ mod tests {
     #[test]
     fn invalid_spec_is_stalled_with_reason_and_unchanged_status_is_identical() {
         let errors = vec![SpecError { field: "spec.replicationFactor".into(), message: "too large".into() }];
-        let input = StatusInput { generation: Some(5), validation: Err(&errors), running: None, rebalance: None, now: now() };
+        let input = StatusInput { generation: Some(5), validation: Err(&errors), running: None, rebalance: None, waiting: None, now: now() };
         let st = cluster_status(None, &input);
         assert_eq!(st.phase, Some(ClusterPhase::Stalled));
         assert_eq!(st.conditions[0].reason, "InvalidSpec");

@@ -3,8 +3,11 @@
 //! `rollover_policies`), keyed by (cluster, resource name), so every pod's proxy reads the
 //! same state and it survives restarts. Deleting the resource deletes the row (finalizer).
 //!
-//! Their behaviour (alias flips, tenant routing, canary runs, rollovers) belongs to
-//! follow-up issues; here they get validation, storage and a status.
+//! Their behaviour (alias resolution in the proxy, tenant routing, canary runs, rollovers)
+//! belongs to follow-up issues; here they get validation, storage and an honest status: a
+//! valid, mirrored spec shows `Ready=False` with reason `NotImplemented` (the message says what
+//! does not act on it yet) and `Mirrored=True`; an invalid one `Ready=False/InvalidSpec` and
+//! `Mirrored=False/InvalidSpec`. Nothing claims `Ready=True` without behaviour behind it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +17,7 @@ use kube::api::Api;
 use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -21,7 +25,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::controller::{has_finalizer, report_failure, set_finalizer, write_status, Context, ControllerError};
+use super::controller::{report_failure, write_status, Context, ControllerError, FINALIZER};
 use super::crd::{Alias, AliasStatus, Canary, Condition, RolloverPolicy, Tenant};
 use super::desired::{carry_transition_times, join_errors, rfc3339, SpecError};
 use super::metrics::ErrorCategory;
@@ -54,6 +58,9 @@ pub trait Mirrored:
     fn extra_status(&self, _now: &str) -> serde_json::Map<String, Value> {
         serde_json::Map::new()
     }
+    /// What nothing does yet for this kind: the `Ready=False/NotImplemented` message.
+    /// (`None` once the kind's behaviour exists; then a valid, mirrored spec is `Ready=True`.)
+    const NOT_IMPLEMENTED: Option<&'static str>;
 }
 
 const INDEX_UID_RULE: &str = "only alphanumeric characters, hyphens (-) and underscores (_), 1 to 400 of them";
@@ -241,6 +248,8 @@ fn status_of<S: Serialize>(s: &Option<S>) -> Option<Value> {
 
 impl Mirrored for Alias {
     const KIND: &'static str = "Alias";
+    const NOT_IMPLEMENTED: Option<&'static str> =
+        Some("the proxy does not resolve aliases yet: requests naming this alias are not routed to its targets");
     const TABLE: MirrorTable = MirrorTable::Aliases;
     fn cluster(&self) -> &str {
         &self.spec.cluster
@@ -275,6 +284,8 @@ impl Mirrored for Alias {
 
 impl Mirrored for Tenant {
     const KIND: &'static str = "Tenant";
+    const NOT_IMPLEMENTED: Option<&'static str> =
+        Some("tenant routing is not implemented yet: this tenant's requests are not pinned to its replica group");
     const TABLE: MirrorTable = MirrorTable::TenantMap;
     fn cluster(&self) -> &str {
         &self.spec.cluster
@@ -300,6 +311,8 @@ impl Mirrored for Tenant {
 
 impl Mirrored for Canary {
     const KIND: &'static str = "Canary";
+    const NOT_IMPLEMENTED: Option<&'static str> =
+        Some("canary runs are not implemented yet: the query is never run and no assertion is checked");
     const TABLE: MirrorTable = MirrorTable::Canaries;
     fn cluster(&self) -> &str {
         &self.spec.cluster
@@ -317,6 +330,8 @@ impl Mirrored for Canary {
 
 impl Mirrored for RolloverPolicy {
     const KIND: &'static str = "RolloverPolicy";
+    const NOT_IMPLEMENTED: Option<&'static str> =
+        Some("rollovers are not implemented yet: no index is created, rolled over or deleted by this policy");
     const TABLE: MirrorTable = MirrorTable::RolloverPolicies;
     fn cluster(&self) -> &str {
         &self.spec.cluster
@@ -342,19 +357,29 @@ pub fn mirrored_status<K: Mirrored>(obj: &K, errors: &[SpecError], now: OffsetDa
     let prev = obj.status_value().unwrap_or_else(|| json!({}));
     let prev_conditions: Vec<Condition> =
         prev.get("conditions").and_then(|c| serde_json::from_value(c.clone()).ok()).unwrap_or_default();
-    let (status, reason, message) = if errors.is_empty() {
-        ("True", "Mirrored", format!("spec stored in the `{}` table", K::TABLE.name()))
+    let stored = format!("spec stored in the `{}` table", K::TABLE.name());
+    let ((ready, ready_reason, ready_message), (mirrored, mirrored_reason, mirrored_message)) = if errors.is_empty() {
+        let ready = match K::NOT_IMPLEMENTED {
+            Some(what) => ("False", "NotImplemented", format!("{what} ({stored})")),
+            None => ("True", "Mirrored", stored.clone()),
+        };
+        (ready, ("True", "Mirrored", stored))
     } else {
-        ("False", "InvalidSpec", join_errors(errors))
+        let msg = join_errors(errors);
+        (("False", "InvalidSpec", msg.clone()), ("False", "InvalidSpec", msg))
     };
-    let mut conditions = vec![Condition {
-        type_: "Ready".into(),
+    let condition = |type_: &str, status: &str, reason: &str, message: String| Condition {
+        type_: type_.into(),
         status: status.into(),
         reason: reason.into(),
         message,
         last_transition_time: now_s.clone(),
         observed_generation: generation,
-    }];
+    };
+    let mut conditions = vec![
+        condition("Ready", ready, ready_reason, ready_message),
+        condition("Mirrored", mirrored, mirrored_reason, mirrored_message),
+    ];
     carry_transition_times(&prev_conditions, &mut conditions);
     let mut next = prev.as_object().cloned().unwrap_or_default();
     next.insert("conditions".into(), serde_json::to_value(conditions).expect("conditions serialize"));
@@ -367,12 +392,12 @@ pub fn mirrored_status<K: Mirrored>(obj: &K, errors: &[SpecError], now: OffsetDa
 
 async fn reconcile_mirrored<K: Mirrored>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, ControllerError> {
     let started = Instant::now();
-    let res = mirror_stages(&*obj, &ctx).await;
+    let res = mirror_stages(obj, &ctx).await;
     ctx.metrics.observe(K::KIND, started.elapsed());
     res
 }
 
-async fn mirror_stages<K: Mirrored>(obj: &K, ctx: &Context) -> Result<Action, ControllerError> {
+async fn mirror_stages<K: Mirrored>(obj: Arc<K>, ctx: &Context) -> Result<Action, ControllerError> {
     if obj.cluster() != ctx.cluster {
         return Ok(Action::await_change());
     }
@@ -381,17 +406,24 @@ async fn mirror_stages<K: Mirrored>(obj: &K, ctx: &Context) -> Result<Action, Co
         return Ok(Action::requeue(ctx.timing.requeue));
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let name = obj.name_any();
-    if obj.meta().deletion_timestamp.is_some() {
-        if has_finalizer(obj) {
-            ctx.store.delete_mirror(K::TABLE, obj.cluster(), &name).await?;
-            set_finalizer(&api, obj, false).await?;
+    // kube-runtime's finalizer helper: added before the first apply; on deletion the row is
+    // deleted, then the finalizer released.
+    let api_ref = &api;
+    finalizer(&api, FINALIZER, obj, |event| async move {
+        match event {
+            FinalizerEvent::Apply(obj) => mirror_apply(&*obj, ctx, api_ref).await,
+            FinalizerEvent::Cleanup(obj) => {
+                ctx.store.delete_mirror(K::TABLE, obj.cluster(), &obj.name_any()).await?;
+                Ok(Action::await_change())
+            }
         }
-        return Ok(Action::await_change());
-    }
-    if !has_finalizer(obj) {
-        set_finalizer(&api, obj, true).await?;
-    }
+    })
+    .await
+    .map_err(ControllerError::from)
+}
+
+async fn mirror_apply<K: Mirrored>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Action, ControllerError> {
+    let name = obj.name_any();
     let errors = obj.validate(ctx);
     if errors.is_empty() {
         ctx.store.upsert_mirror(K::TABLE, obj.cluster(), &name, &obj.row()).await?;
@@ -400,7 +432,7 @@ async fn mirror_stages<K: Mirrored>(obj: &K, ctx: &Context) -> Result<Action, Co
         ctx.metrics.failure(K::KIND, ErrorCategory::InvalidSpec);
     }
     let next = mirrored_status(obj, &errors, OffsetDateTime::now_utc());
-    let wrote = write_status(&api, &name, obj.status_value(), next).await?;
+    let wrote = write_status(api, &name, obj.status_value(), next).await?;
     if wrote && !errors.is_empty() {
         ctx.event(obj, EventType::Warning, "InvalidSpec", "Validate", join_errors(&errors)).await;
     }
@@ -570,6 +602,33 @@ mod tests {
         let e = vec![err("spec", "x")];
         let s3 = mirrored_status(&a, &e, t0);
         assert_eq!(s3["conditions"][0]["status"], "False");
+        assert_eq!(s3["conditions"][0]["reason"], "InvalidSpec");
+        assert_eq!(s3["conditions"][1]["reason"], "InvalidSpec");
         assert_eq!(s3["version"], 1);
+    }
+
+    #[test]
+    fn no_mirrored_kind_claims_ready_without_behaviour() {
+        fn check<K: Mirrored>(obj: &K) {
+            let st = mirrored_status(obj, &[], time::macros::datetime!(2026-01-01 00:00:00 UTC));
+            let conditions: Vec<Condition> = serde_json::from_value(st["conditions"].clone()).unwrap();
+            let ready = conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+            let mirrored = conditions.iter().find(|c| c.type_ == "Mirrored").unwrap();
+            assert_eq!((mirrored.status.as_str(), mirrored.reason.as_str()), ("True", "Mirrored"), "{}", K::KIND);
+            match K::NOT_IMPLEMENTED {
+                Some(what) => {
+                    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "NotImplemented"), "{}", K::KIND);
+                    assert!(ready.message.starts_with(what), "{}", ready.message);
+                }
+                None => assert_eq!(ready.status, "True"),
+            }
+        }
+        // Today none of the four has its behaviour.
+        assert!(Alias::NOT_IMPLEMENTED.is_some() && Tenant::NOT_IMPLEMENTED.is_some());
+        assert!(Canary::NOT_IMPLEMENTED.is_some() && RolloverPolicy::NOT_IMPLEMENTED.is_some());
+        check(&Alias::new("a", AliasSpec { cluster: "c".into(), target: Some("m1".into()), targets: None }));
+        check(&Tenant::new("t", TenantSpec { cluster: "c".into(), tenant_id: "t".into(), replica_group: Some(0), dedicated: None, api_key_secret_ref: None }));
+        check(&Canary::new("k", canary()));
+        check(&RolloverPolicy::new("r", rollover()));
     }
 }

@@ -1,6 +1,7 @@
 //! Assembles one operator process: leader election plus the five controllers, sharing one
 //! [`Context`] (client, proxy, store, leadership, metrics).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kube::Client;
@@ -45,6 +46,21 @@ impl RunningOperator {
         metrics: ControllerMetrics,
         config: OperatorConfig,
     ) -> RunningOperator {
+        Self::start_with_address_override(client, store, proxy, metrics, config, BTreeMap::new())
+    }
+
+    /// [`RunningOperator::start`] for **tests only**: managed Meilisearch nodes (node id →
+    /// base URL) are reached at these addresses instead of their pods' DNS names, so that
+    /// nodes from the test seam stand in for pods no kubelet runs. `miroir operator` never
+    /// sets it.
+    pub fn start_with_address_override(
+        client: Client,
+        store: Arc<dyn TaskStore>,
+        proxy: Proxy,
+        metrics: ControllerMetrics,
+        config: OperatorConfig,
+        address_override: BTreeMap<String, String>,
+    ) -> RunningOperator {
         let election =
             Election::start(store.clone(), lease_name(&config.cluster), config.instance.clone(), config.lease);
         let context = Arc::new(Context::new(
@@ -58,7 +74,8 @@ impl RunningOperator {
             config.timing,
             config.instance,
         )
-        .with_started_with(config.started_with));
+        .with_started_with(config.started_with)
+        .with_address_override(address_override));
         // The `leader` gauge follows the election.
         let gauge = {
             let mut leadership = election.leadership.clone();

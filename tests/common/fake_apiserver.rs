@@ -5,7 +5,10 @@
 //! get, list (with `fieldSelector=metadata.name=...`), watch (from a `resourceVersion`,
 //! with bookmarks, ending after `timeoutSeconds`; [`FakeApiServer::compact_and_drop_watches`]
 //! forces clients through the `410 Gone` → relist path), create, replace, merge / JSON / apply /
-//! strategic patches (apply and strategic are treated as merge patches), delete with
+//! strategic patches (strategic is treated as a merge patch; server-side apply as a merge
+//! patch that also removes the fields the same field manager applied last time and left out
+//! now — field ownership between managers is not modelled; a JSON patch `test` of a missing
+//! path against `null` passes, as on Kubernetes), delete with
 //! finalizers and `deletionTimestamp`, the `status` subresource (for `miroir.io` kinds: the
 //! main resource ignores status changes, `/status` ignores everything else),
 //! `metadata.generation` bumped on spec changes only, `resourceVersion` bumped on every
@@ -91,6 +94,8 @@ struct State {
     requests: Vec<String>,
     /// Requests whose `METHOD uri` contains the string are answered with the status code.
     failures: Vec<(String, u16)>,
+    /// Last server-side apply body per (object, field manager, status subresource).
+    applied: BTreeMap<(Key, String, bool), Value>,
 }
 
 /// The fake API server. Cheap to clone; clones share state.
@@ -190,6 +195,7 @@ impl FakeApiServer {
                 compacted_before: 0,
                 requests: Vec::new(),
                 failures: Vec::new(),
+                applied: BTreeMap::new(),
             })),
             tx,
             watch_epoch: Arc::new(tokio::sync::watch::channel(0).0),
@@ -495,22 +501,34 @@ impl FakeApiServer {
         let mut st = self.state.lock().unwrap();
         let existing = st.objects.get(&Self::key(p, name)).cloned();
         let is_apply = content_type.starts_with("application/apply-patch");
+        let applied_key = (Self::key(p, name), p.query.get("fieldManager").cloned().unwrap_or_default(), p.subresource.is_some());
         let old = match existing {
             Some(o) => o,
             None if is_apply => {
-                drop(st);
                 // Server-side apply creates missing objects.
                 let v: Value = match serde_yaml_ng::from_slice(body) {
                     Ok(v) => v,
                     Err(e) => return status_error(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()),
                 };
+                st.applied.insert(applied_key, v.clone());
+                drop(st);
                 return self.create(p, &serde_json::to_vec(&v).unwrap());
             }
             None => return not_found(p, name),
         };
         let mut next = old.clone();
         if content_type.starts_with("application/json-patch+json") {
-            let ops: json_patch::Patch = match serde_json::from_slice(body) {
+            let mut raw: Value = match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(e) => return status_error(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()),
+            };
+            // Kubernetes' JSON patch treats a missing path as null for `test`.
+            if let Some(ops) = raw.as_array_mut() {
+                ops.retain(|op| {
+                    !(op["op"] == "test" && op["value"].is_null() && op["path"].as_str().is_some_and(|p| next.pointer(p).is_none()))
+                });
+            }
+            let ops: json_patch::Patch = match serde_json::from_value(raw) {
                 Ok(v) => v,
                 Err(e) => return status_error(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()),
             };
@@ -537,6 +555,12 @@ impl FakeApiServer {
             if patch["metadata"].get("resourceVersion").is_none() {
                 if let Some(m) = next["metadata"].as_object_mut() {
                     m.remove("resourceVersion");
+                }
+            }
+            if is_apply {
+                // Fields this manager applied before and leaves out now are removed.
+                if let Some(before) = st.applied.insert(applied_key, patch.clone()) {
+                    remove_dropped(&mut next, &before, &patch);
                 }
             }
             json_patch::merge(&mut next, &patch);
@@ -568,6 +592,25 @@ impl FakeApiServer {
             gone["metadata"]["resourceVersion"] = json!(st.rv.to_string());
             self.record(&mut st, &p.collection, &ns, "DELETED", gone.clone());
             json_response(StatusCode::OK, &gone)
+        }
+    }
+}
+
+/// Removes from `target` the fields present in `before` and absent from `now` (server-side
+/// apply by one manager; lists are atomic).
+fn remove_dropped(target: &mut Value, before: &Value, now: &Value) {
+    let (Some(b), Some(t)) = (before.as_object(), target.as_object_mut()) else { return };
+    for (k, bv) in b {
+        match now.get(k) {
+            None => {
+                t.remove(k);
+            }
+            Some(nv) if bv.is_object() && nv.is_object() => {
+                if let Some(tv) = t.get_mut(k) {
+                    remove_dropped(tv, bv, nv);
+                }
+            }
+            Some(_) => {}
         }
     }
 }

@@ -27,11 +27,13 @@ use crate::config::{HealthConfig, ScatterConfig, UnavailableShardPolicy};
     printcolumn(name = "RG", type_ = "integer", json_path = ".spec.replicaGroups"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
-#[x_kube(validation = Rule::new("self.nodes.all(n, n.replicaGroup < self.replicaGroups)")
+#[x_kube(validation = Rule::new("has(self.meilisearch) || (has(self.nodes) && self.nodes.size() >= 1)")
+    .message("give spec.nodes (nodes run elsewhere), spec.meilisearch (nodes the operator runs), or both"))]
+#[x_kube(validation = Rule::new("!has(self.nodes) || self.nodes.all(n, n.replicaGroup < self.replicaGroups)")
     .message("every node's replicaGroup must be less than replicaGroups (groups are numbered from 0)"))]
-#[x_kube(validation = Rule::new("self.nodes.all(n, self.nodes.filter(m, m.replicaGroup == n.replicaGroup).size() >= self.replicationFactor)")
+#[x_kube(validation = Rule::new("!has(self.nodes) || has(self.meilisearch) || self.nodes.all(n, self.nodes.filter(m, m.replicaGroup == n.replicaGroup).size() >= self.replicationFactor)")
     .message("replicationFactor must not exceed the number of nodes of any replica group"))]
-#[x_kube(validation = Rule::new("self.replicaGroups <= self.nodes.size()")
+#[x_kube(validation = Rule::new("has(self.meilisearch) || self.replicaGroups <= self.nodes.size()")
     .message("every replica group needs at least one node"))]
 #[serde(rename_all = "camelCase")]
 pub struct MiroirClusterSpec {
@@ -47,10 +49,18 @@ pub struct MiroirClusterSpec {
     #[serde(default = "one")]
     #[schemars(range(min = 1, max = 64))]
     pub replica_groups: u32,
-    /// The Meilisearch nodes. Ids are unique.
-    #[schemars(length(min = 1, max = 256))]
+    /// Meilisearch nodes run elsewhere (not by the operator). Ids are unique. Optional when
+    /// `meilisearch` is set; both may be used (the operator's nodes are added to these).
+    #[serde(default)]
+    #[schemars(length(max = 256))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["id".into()]))]
     pub nodes: Vec<ClusterNode>,
+    /// Meilisearch nodes the operator runs: per replica group a StatefulSet
+    /// (`<cluster>-g<group>`) with a headless Service and a PodDisruptionBudget. Node ids are
+    /// the pod names, addresses their stable DNS names. Scaling `nodesPerGroup` moves the data
+    /// first (scale-down drains the highest ordinals before the StatefulSet shrinks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meilisearch: Option<MeilisearchSpec>,
     /// Where tasks, leases and mirrored resource state live.
     #[serde(default)]
     pub task_store: TaskStoreSpec,
@@ -83,6 +93,69 @@ pub struct ClusterNode {
     #[serde(default)]
     #[schemars(range(max = 63))]
     pub replica_group: u32,
+}
+
+/// Meilisearch nodes run by the operator (see `docs/operator.md`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeilisearchSpec {
+    /// Container image without its tag.
+    #[serde(default = "default_image")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+    /// Image tag (the Meilisearch version), e.g. `v1.50.0`. Changing it rolls the pods one
+    /// per replica group at a time, each node caught up before the next.
+    #[serde(default = "default_version")]
+    #[schemars(length(min = 1, max = 128))]
+    pub version: String,
+    /// Meilisearch nodes (pods) in every replica group.
+    #[schemars(range(min = 1, max = 256))]
+    pub nodes_per_group: u32,
+    /// CPU and memory of each node. The limits (else the requests) set Meilisearch's
+    /// `--max-indexing-threads` (half the CPUs, at least 1) and `MEILI_MAX_INDEXING_MEMORY`
+    /// (two thirds of the memory), as Meilisearch would derive them from the whole machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    /// The data volume of each node (a PersistentVolumeClaim per pod).
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// The nodes' master key (`MEILI_MASTER_KEY`). Defaults to `spec.keys.nodeMasterKey`
+    /// (the key Miroir presents to the nodes); when both are given they must be equal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_key_secret_ref: Option<SecretKeyRef>,
+    /// Extra environment variables of the Meilisearch container (after the operator's own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<k8s_openapi::api::core::v1::EnvVar>,
+}
+
+fn default_image() -> String {
+    "getmeili/meilisearch".into()
+}
+
+fn default_version() -> String {
+    "v1.50.0".into()
+}
+
+/// A node's data volume.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// StorageClass of the claims (the cluster's default class when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Size of each claim, e.g. `10Gi`.
+    #[serde(default = "default_size")]
+    pub size: k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+}
+
+fn default_size() -> k8s_openapi::apimachinery::pkg::api::resource::Quantity {
+    k8s_openapi::apimachinery::pkg::api::resource::Quantity("10Gi".into())
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        StorageSpec { storage_class_name: None, size: default_size() }
+    }
 }
 
 /// Exactly one of `sqlite` (one operator pod) or `redis` (several pods).

@@ -20,8 +20,8 @@ mod tenant;
 pub use alias::{Alias, AliasSpec, AliasStatus};
 pub use canary::{Canary, CanaryAssertions, CanaryFailure, CanarySpec, CanaryStatus, TopKContains};
 pub use cluster::{
-    ClusterNode, ClusterPhase, HealthSpec, KeySecretRefs, MiroirCluster, MiroirClusterSpec, MiroirClusterStatus,
-    NodeStatus, RebalanceStatus, RedisStoreSpec, ScatterSpec, ShardCoverage, SqliteStoreSpec, TaskStoreSpec, UnavailableShardPolicySpec,
+    ClusterNode, ClusterPhase, HealthSpec, KeySecretRefs, MeilisearchSpec, MiroirCluster, MiroirClusterSpec, MiroirClusterStatus,
+    NodeStatus, RebalanceStatus, RedisStoreSpec, ScatterSpec, ShardCoverage, SqliteStoreSpec, StorageSpec, TaskStoreSpec, UnavailableShardPolicySpec,
     UnderReplicatedShard,
 };
 pub use rollover::{RetentionSpec, RolloverPolicy, RolloverPolicySpec, RolloverPolicyStatus, RolloverTemplate, RolloverTriggers};
@@ -74,9 +74,51 @@ pub(crate) fn free_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema
     })
 }
 
-/// Every CRD, in a stable order.
+/// Every CRD, in a stable order, with only the integer formats the API server knows
+/// (see [`kubernetes_formats`]).
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![MiroirCluster::crd(), Alias::crd(), Tenant::crd(), Canary::crd(), RolloverPolicy::crd()]
+    [MiroirCluster::crd(), Alias::crd(), Tenant::crd(), Canary::crd(), RolloverPolicy::crd()]
+        .into_iter()
+        .map(kubernetes_formats)
+        .collect()
+}
+
+/// `format` values of an integer the Kubernetes API server knows (others draw an
+/// `unrecognized format` warning on every apply).
+pub const KNOWN_INTEGER_FORMATS: [&str; 2] = ["int32", "int64"];
+
+/// schemars names Rust's unsigned and small integers (`uint32`, `uint64`, `uint8`, `int16`,
+/// ...); the API server only knows `int32` and `int64` (and stores every integer as a
+/// 64-bit signed one). Each is mapped to the smallest known format holding its range
+/// (`uint32` → `int64`; `uint64` → `int64`, the API server's own limit); the `minimum: 0`
+/// schemars emits for unsigned types stays.
+pub fn kubernetes_formats(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.get("type").and_then(|t| t.as_str()) == Some("integer") {
+                    if let Some(f) = m.get("format").and_then(|f| f.as_str()) {
+                        let mapped = match f {
+                            "int8" | "int16" | "uint8" | "uint16" | "int32" => "int32",
+                            _ => "int64",
+                        };
+                        m.insert("format".into(), mapped.into());
+                    }
+                }
+                m.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    for v in &mut crd.spec.versions {
+        if let Some(schema) = v.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            let mut json = serde_json::to_value(&*schema).expect("a schema is JSON");
+            walk(&mut json);
+            *schema = serde_json::from_value(json).expect("still a schema");
+        }
+    }
+    crd
 }
 
 /// File name under `crds/` of each CRD (`<plural>.<group>.yaml`) paired with its YAML,
