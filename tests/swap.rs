@@ -165,6 +165,7 @@ fn spec() -> Spec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn swaps_and_renames_are_atomic_and_follow_meilisearch() {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(std::env::var("MIROIR_TEST_LOG").unwrap_or_else(|_| "warn".into()))).with_test_writer().try_init();
     let mut single = Node::start("single").await;
     let plain = Http { base: single.url.clone(), key: Some(NODE_KEY.to_string()) };
     let mut c = Cluster::start(spec()).await;

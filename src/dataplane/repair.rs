@@ -637,6 +637,11 @@ impl Proxy {
             }
             // No primary key on an up-to-date node: the index has no document yet.
             let Some(pk) = pk else { continue };
+            // The held shards grouped by the up-to-date holder they are copied from, each group
+            // copied at once: a few node tasks per source instead of a few per shard (on real
+            // Meilisearch every task is a commit; a node holding hundreds of shards would take
+            // minutes to come back otherwise).
+            let mut by_source: BTreeMap<String, Vec<u32>> = BTreeMap::new();
             for &shard in &held {
                 let source = routing
                     .assignment
@@ -645,11 +650,18 @@ impl Proxy {
                     .flat_map(|g| g[shard as usize].iter())
                     .find(|id| id.as_str() != node && self.serves_reads(id))
                     .ok_or_else(|| SyncError::NoSource { index: Some(uid.clone()), shard: Some(shard) })?;
-                let src_addr = address_of(source).ok_or_else(|| SyncError::UnknownNode(source.clone()))?;
-                let copy = self.copy_shard(&src_addr, &dst_addr, &index, pk, shard).await?;
-                tracing::info!(node = %node, index = %uid, shard, source = %source, documents = copy.documents, fixed = copy.fixed, elapsed_ms = copy.elapsed_ms, "shard rebuilt");
+                by_source.entry(source.clone()).or_default().push(shard);
+            }
+            for (source, shards) in by_source {
+                let src_addr = address_of(&source).ok_or_else(|| SyncError::UnknownNode(source.clone()))?;
+                let copy = self.copy_shards(&src_addr, &dst_addr, &index, pk, &shards, None).await?;
+                tracing::info!(node = %node, index = %uid, shards = shards.len(), source = %source, documents = copy.documents, fixed = copy.fixed, elapsed_ms = copy.elapsed_ms, "shards rebuilt");
                 stats.documents += copy.documents;
-                stats.shards.push(ShardRebuild { index: uid.clone(), shard, source: source.clone(), stats: copy });
+                for shard in shards {
+                    let documents = copy.per_shard.get(&shard).copied().unwrap_or(0);
+                    let one = CopyStats { documents, per_shard: BTreeMap::new(), ..copy.clone() };
+                    stats.shards.push(ShardRebuild { index: uid.clone(), shard, source: source.clone(), stats: one });
+                }
             }
         }
         stats.elapsed_ms = started.elapsed().as_millis() as u64;
