@@ -98,7 +98,7 @@ fn every_crd_has_status_printer_columns_and_validation() {
     let mc = crds.iter().find(|c| c.spec.names.kind == "MiroirCluster").unwrap();
     let cols: Vec<&str> =
         mc.spec.versions[0].additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(cols, ["Phase", "Nodes", "Shards", "RF", "RG", "Age"]);
+    assert_eq!(cols, ["Phase", "Nodes", "Shards", "RF", "RG", "Rebalance", "Age"]);
     let schema = serde_json::to_string(&mc.spec.versions[0].schema).unwrap();
     assert!(schema.contains(r#""rule":"self == oldSelf""#), "shards is immutable");
 }

@@ -306,6 +306,7 @@ impl RebalanceView {
                 shards_moved: m.shards_moved,
                 shards_total: m.shards_total,
                 documents_copied: m.documents_copied,
+                progress: Some(format!("{} {}/{}", m.phase, m.shards_moved, m.shards_total)),
                 error: m.error.clone(),
             },
             (None, Some(m)) => RebalanceStatus {
@@ -315,9 +316,10 @@ impl RebalanceView {
                 shards_moved: m.shards_moved,
                 shards_total: m.shards_total,
                 documents_copied: m.documents_copied,
+                progress: Some(IDLE.into()),
                 error: None,
             },
-            (None, None) => RebalanceStatus { phase: IDLE.into(), ..Default::default() },
+            (None, None) => RebalanceStatus { phase: IDLE.into(), progress: Some(IDLE.into()), ..Default::default() },
         }
     }
 }
@@ -1009,6 +1011,8 @@ mod tests {
         assert_eq!(ev, vec![RebalanceEvent { warning: false, reason: "RebalanceStarted", note: "migration m1: added d; 3 shard(s) to move".into() }]);
         // A status that already says it: nothing more.
         let seen = run.status();
+        assert_eq!(seen.progress.as_deref(), Some(format!("{} {}/{}", seen.phase, seen.shards_moved, seen.shards_total).as_str()));
+        assert_eq!(idle_before.progress.as_deref(), Some("idle"));
         assert!(rebalance_events(Some(&seen), &running(migration("m1", "copying", 2, 500, None))).is_empty());
 
         // An error: one Warning, not repeated while the text stays; a new text is reported.

@@ -473,19 +473,14 @@ impl Proxy {
         }
     }
 
-    /// Makes shard `shard` of the index on `dst` exactly the source's: its documents on `dst`
-    /// are deleted, every document of the shard on `src` is written to `dst`, and then the id
-    /// sets of both are compared and the difference fixed (offset paging over a source that
-    /// changes meanwhile can skip a document), up to [`VERIFY_ROUNDS`] rounds. Differences
-    /// still new after the last round are writes the source took meanwhile, which reach `dst`
-    /// by replay; one that survived its own fix is an error.
-    pub(crate) async fn copy_shard(&self, src_addr: &str, dst_addr: &str, index: &IndexUid, pk: &str, shard: u32) -> Result<CopyStats, SyncError> {
-        self.copy_shards(src_addr, dst_addr, index, pk, &[shard], None).await
-    }
-
-    /// [`Proxy::copy_shard`] for several shards at once (one filter, one page stream, one
-    /// verification over their union: a migration moving many small shards between the same
-    /// two nodes pays the per-copy round trips once). With `Some(per_second)`, pages wait for
+    /// Makes shards `shards` of the index on `dst` exactly the source's: their documents on
+    /// `dst` are deleted, every document of theirs on `src` is written to `dst` (one filter,
+    /// one page stream: copying many small shards between the same two nodes pays the
+    /// per-copy round trips and node tasks once), and then the id sets of both are compared
+    /// and the difference fixed (offset paging over a source that changes meanwhile can skip
+    /// a document), up to [`VERIFY_ROUNDS`] rounds. Differences still new after the last round
+    /// are writes the source took meanwhile, which reach `dst` by replay; one that survived
+    /// its own fix is an error. With `Some(per_second)`, pages wait for
     /// the shared documents-per-second budget of migrations (`0`: none) and count in the
     /// rebalance progress.
     pub(crate) async fn copy_shards(

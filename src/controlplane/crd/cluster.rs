@@ -25,6 +25,7 @@ use crate::config::{HealthConfig, ScatterConfig, UnavailableShardPolicy};
     printcolumn(name = "Shards", type_ = "integer", json_path = ".spec.shards"),
     printcolumn(name = "RF", type_ = "integer", json_path = ".spec.replicationFactor"),
     printcolumn(name = "RG", type_ = "integer", json_path = ".spec.replicaGroups"),
+    printcolumn(name = "Rebalance", type_ = "string", json_path = ".status.rebalance.progress", description = "idle, or the running migration's phase and shards moved/total"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("has(self.meilisearch) || (has(self.nodes) && self.nodes.size() >= 1)")
@@ -386,6 +387,10 @@ pub struct RebalanceStatus {
     pub shards_total: u32,
     #[serde(default)]
     pub documents_copied: u64,
+    /// `idle`, or `<phase> <shards moved>/<shards total>` while a migration runs (the
+    /// `Rebalance` column of `kubectl get miroirclusters`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
     /// The last error the running migration met (it is retried).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
