@@ -49,6 +49,9 @@ use miroir_testnode::corpus::{document, settings};
 #[path = "support/queries.rs"]
 mod queries;
 use queries::queries;
+#[path = "support/process.rs"]
+mod process;
+use process::{cpu_ticks, wait_healthy};
 
 // ---------------------------------------------------------------------------------------
 // CPU time.
@@ -62,17 +65,6 @@ fn clock_ticks() -> f64 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100.0)
-}
-
-/// utime+stime of a process, in clock ticks (0 when it cannot be read).
-fn cpu_ticks(pid: &str) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
-    // Fields after the parenthesised command name, which may contain spaces: state is
-    // field 3, utime field 14, stime field 15.
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0 };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    get(11) + get(12)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -101,19 +93,6 @@ impl Setup {
         };
         cpu_ticks("self") + node
     }
-}
-
-async fn wait_healthy(url: &str) {
-    let http = reqwest::Client::new();
-    for _ in 0..600 {
-        if let Ok(r) = http.get(format!("{url}/health")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("node {url} did not become healthy");
 }
 
 async fn start() -> Setup {

@@ -34,6 +34,9 @@ use serde_json::{json, Value};
 
 #[path = "support/queries.rs"]
 mod queries;
+#[path = "support/process.rs"]
+mod process;
+use process::wait_healthy;
 use miroir_testnode::corpus::{document, settings};
 
 const MASTER_KEY: &str = "miroir-bench-master-key";
@@ -63,11 +66,7 @@ impl Proc {
 
     /// utime+stime in clock ticks.
     fn cpu_ticks(&self) -> u64 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())) else { return 0 };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0 };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        get(11) + get(12)
+        process::cpu_ticks(&self.pid().to_string())
     }
 
     /// A `VmRSS` / `VmHWM` line of /proc/PID/status, in MiB.
@@ -86,19 +85,6 @@ impl Proc {
     fn reset_peak(&self) {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
     }
-}
-
-async fn wait_healthy(url: &str) {
-    let http = reqwest::Client::new();
-    for _ in 0..1200 {
-        if let Ok(r) = http.get(format!("{url}/health")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{url} did not become healthy");
 }
 
 async fn start_meilisearch(bin: &Path, dir: &Path, name: &str) -> Proc {
