@@ -477,6 +477,7 @@ fn routes() -> Vec<Route> {
         r(Method::POST, "/indexes/matrix/similar", "search", Some(json!({"id": 1}))),
         r(Method::POST, "/multi-search", "search", Some(json!({"queries": [{"indexUid": "matrix", "q": "a"}]}))),
         r(Method::GET, "/indexes/matrix/stats", "stats.get", None),
+        r(Method::POST, "/indexes/matrix/fields", "fields.post", Some(json!({}))),
         r(Method::GET, "/stats", "stats.get", None),
         r(Method::GET, "/tasks", "tasks.get", None),
         r(Method::GET, "/tasks/0", "tasks.get", None),

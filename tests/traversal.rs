@@ -64,6 +64,7 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("POST", "/indexes/{}/search", Some(json!({"q": "a"}))),
         ("POST", "/indexes/{}/facet-search", Some(json!({"facetName": "genre"}))),
         ("GET", "/indexes/{}/stats", None),
+        ("POST", "/indexes/{}/fields", Some(json!({}))),
         ("GET", "/tasks/{}", None),
     ]
 }
@@ -79,6 +80,7 @@ fn allowed(method: &str, target: &str) -> bool {
         ["tasks", n] => n.bytes().all(|b| b.is_ascii_digit()),
         ["indexes", "movies"] => method != "DELETE",
         ["indexes", "movies", "settings"] | ["indexes", "movies", "stats"] | ["indexes", "movies", "search"] | ["indexes", "movies", "facet-search"] => true,
+        ["indexes", "movies", "fields"] => method == "POST",
         ["indexes", "movies", "settings", s] => miroir::model::SettingRoute::from_segment(s).is_some(),
         ["indexes", "movies", "documents"] => method == "GET" || method == "POST" && target.contains("primaryKey="),
         ["indexes", "movies", "documents", "fetch"] | ["indexes", "movies", "documents", "delete-batch"] => method == "POST",

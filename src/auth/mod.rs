@@ -229,6 +229,15 @@ impl AuthContext {
         }
     }
 
+    /// The tenant token's filter for `index` alone (`None` without a token or a rule).
+    /// `/similar` also requires the reference document to match it, as Meilisearch does.
+    pub fn tenant_filter(&self, index: &str) -> Option<Value> {
+        match self {
+            AuthContext::TenantToken { rules, .. } => rules.filter_for(index),
+            _ => None,
+        }
+    }
+
     /// Applies [`AuthContext::fused_filter`] to a search body (`filter` replaced, or set).
     pub fn fuse_into(&self, index: &str, body: &mut serde_json::Map<String, Value>) {
         if !matches!(self, AuthContext::TenantToken { .. }) {

@@ -33,7 +33,6 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
     ("taskQueueCompactionRoute", "`/tasks/compact` compacts one node's queue and Miroir does not route it"),
     ("chatCompletions", "the `/chats` routes are not routed by Miroir"),
     ("foreignKeys", "hydrating a document from another index needs the documents of every shard on the node that answers"),
-    ("renderRoute", "`/render-template` is not routed by Miroir"),
     ("dynamicSearchRules", "the `/dynamic-search-rules` routes are not routed by Miroir yet"),
 ];
 
@@ -54,7 +53,26 @@ pub fn refuse_unsupported(body: &Value) -> ApiResult<()> {
     Ok(())
 }
 
+/// Meilisearch's refusal of `POST /render-template` while `renderRoute` is off.
+pub fn render_route_disabled() -> ApiError {
+    ApiError::new(
+        Code::FeatureNotEnabled,
+        "calling the /render-template route requires enabling the `render_route` experimental feature. See https://github.com/orgs/meilisearch/discussions/888",
+    )
+}
+
 impl Proxy {
+    /// Whether the cluster's stored features enable `renderRoute` (never set: no). The
+    /// nodes hold the same object, so a node answering `/render-template` judges the same.
+    pub async fn check_render_route(&self) -> ApiResult<()> {
+        let stored = self.store().get_features().await.map_err(store_error)?;
+        if stored.as_ref().and_then(|f| f.get("renderRoute")) == Some(&Value::Bool(true)) {
+            Ok(())
+        } else {
+            Err(render_route_disabled())
+        }
+    }
+
     /// `GET /experimental-features`: the nodes that serve reads are asked. When they agree,
     /// that is the answer. When one differs from the stored object (changed behind Miroir's
     /// back), it is marked unchecked, so it gets the stored object again before it serves,

@@ -1,5 +1,5 @@
 //! The read path: search, facet search, multi-search (plain and federated), document
-//! listing and stats. Each read goes to one covering set (see `scatter`), each node's
+//! listing, index fields and stats. Each read goes to one covering set (see `scatter`), each node's
 //! sub-query restricted to the shards it answers for, and the answers are merged by
 //! `merge` into what one Meilisearch holding every document would answer.
 
@@ -14,11 +14,17 @@ use super::merge::{self, IndexContext, RESERVED_PREFIX};
 use super::scatter::{covering_set, shard_filter, CoveringSet};
 use super::{Proxy, RoutingTable};
 use crate::config::UnavailableShardPolicy;
-use crate::model::IndexUid;
+use crate::model::fields::ListFields;
+use crate::model::{DocumentId, IndexUid};
+use super::hash::shard_of;
 use crate::node::NodePath;
 use crate::error::{ApiError, ApiResult, Code};
 
 static NEXT_GROUP: AtomicU32 = AtomicU32::new(0);
+
+/// A limit that lists all of a node's fields: milli's field ids are `u16`, so no index has
+/// more than 65,536 fields.
+const ALL_FIELDS: usize = 65_536;
 
 /// A merged answer and the shards it had to leave out.
 pub struct ReadAnswer {
@@ -92,7 +98,26 @@ pub fn sanitize_message(m: &str) -> String {
         out.push(c);
         rest = &rest[c.len_utf8()..];
     }
-    out
+    without_reserved_liquid_keys(&out)
+}
+
+/// A template error of `/render-template` (liquid's "Unknown index") lists the keys of the
+/// object a template read (`    available indexes=id, title, _miroir_shard`); a document a
+/// node renders holds Miroir's fields, which one Meilisearch's documents do not.
+fn without_reserved_liquid_keys(m: &str) -> String {
+    const KEYS: &str = "available indexes=";
+    m.split_inclusive('\n')
+        .map(|line| {
+            let Some(at) = line.find(KEYS) else { return line.to_string() };
+            let (head, rest) = line.split_at(at + KEYS.len());
+            let (list, end) = match rest.strip_suffix('\n') {
+                Some(list) => (list, "\n"),
+                None => (rest, ""),
+            };
+            let kept: Vec<&str> = list.split(", ").filter(|k| !k.starts_with(RESERVED_PREFIX)).collect();
+            format!("{head}{}{end}", kept.join(", "))
+        })
+        .collect()
 }
 
 /// Parses `` `a`, `b`. `` or `` `a, b`. `` at the start of `s`: the names, whether they were
@@ -424,6 +449,158 @@ impl Proxy {
         Ok(answers.iter().map(|(_, _, b)| b.get("estimatedTotalHits").and_then(Value::as_u64).unwrap_or(0)).sum())
     }
 
+    /// `POST /indexes/{uid}/similar` (and its GET twin), planned and merged as
+    /// `merge::similar` describes: the node of a covering set answering for the reference
+    /// document's shard runs `/similar` on its shards and gives the reference's vector (its
+    /// `documents/fetch` with `retrieveVectors`); every other node of the set runs a vector
+    /// search with that vector on its shards. `client` is the client's request with a tenant
+    /// token's rule fused into its filter; `reference_rule` is that rule alone (Meilisearch
+    /// answers `not_found_similar_id` for a reference the token cannot see).
+    pub async fn similar(&self, uid: &IndexUid, client: &Map<String, Value>, reference_rule: Option<&Value>) -> ApiResult<ReadAnswer> {
+        let routing = self.routing().ok_or_else(no_topology)?;
+        let path = NodePath::index(uid).then("similar");
+        let client_value = Value::Object(client.clone());
+        let Some(id) = client.get("id").and_then(DocumentId::from_value) else {
+            // No document has such an id. Meilisearch judges the embedder and the filter
+            // before the id, so one node words the error for the client's own request.
+            let r = self.read_any(&routing, Method::POST, &path, Some(&client_value)).await?;
+            return Err(if r.is_success() {
+                ApiError::internal("A node found similar documents for a document id no document can have.")
+            } else {
+                passthrough(r.status, &r.body)
+            });
+        };
+        let ctx = index_context(self, &routing, uid).await?;
+        let shard = shard_of(id.as_str(), routing.topology.shards);
+        let unavailable = || {
+            ApiError::new(Code::MiroirShardUnavailable, format!("Shard {shard} has no healthy copy; the reference document cannot be read right now."))
+                .with_header(DEGRADED_HEADER, format!("shards={shard}"))
+        };
+        let fetch_path = NodePath::index(uid).then("documents").then("fetch");
+        let search_path = NodePath::index(uid).then("search");
+        let call = |node: &str, path: &NodePath, body: Value| NodeCall {
+            node_id: node.to_string(),
+            method: Method::POST,
+            path: path.clone(),
+            content_type: Some("application/json"),
+            body: Some(serde_json::to_vec(&body).expect("json")),
+        };
+        let mut exclude: Vec<String> = Vec::new();
+        for attempt in 0..2 {
+            let cover = self.choose_cover(&routing, false, &exclude);
+            let Some((holder, holder_shards)) = cover.per_node.iter().find(|(_, s)| s.contains(&shard)) else {
+                return Err(unavailable());
+            };
+            // 1. The holder: `/similar` on its shards, and the reference's vectors.
+            let mut similar = merge::similar_holder_body(client);
+            set_filter(&mut similar, shard_filter(client.get("filter"), holder_shards, routing.holds_only(holder, holder_shards)));
+            let mut fetch = json!({"ids": [id.as_str()], "fields": [], "retrieveVectors": true, "limit": 1});
+            if let Some(rule) = reference_rule {
+                fetch["filter"] = rule.clone();
+            }
+            let calls = vec![call(holder, &path, Value::Object(similar)), call(holder, &fetch_path, fetch)];
+            let mut outcomes = self.call_nodes(&routing, calls).await.into_iter();
+            let (similar, fetched) = (outcomes.next().expect("two outcomes"), outcomes.next().expect("two outcomes"));
+            let similar = match similar.result {
+                Ok(r) if r.is_success() => r.body,
+                Ok(r) if (400..500).contains(&r.status) => {
+                    // The error may quote the shard restriction: the holder words it for the
+                    // client's own request (only the holder can judge the reference's id).
+                    let err = passthrough(r.status, &r.body);
+                    return Err(match self.read_from(&routing, vec![holder.as_str()], Method::POST, &path, Some(&client_value)).await {
+                        Ok(r) if !r.is_success() => passthrough(r.status, &r.body),
+                        _ => err,
+                    });
+                }
+                _ => {
+                    exclude.push(holder.clone());
+                    if attempt == 1 {
+                        return Err(unavailable());
+                    }
+                    continue;
+                }
+            };
+            let fetched = match fetched.result {
+                Ok(r) if r.is_success() => r.body,
+                Ok(r) if (400..500).contains(&r.status) => return Err(passthrough(r.status, &r.body)),
+                _ => {
+                    exclude.push(holder.clone());
+                    if attempt == 1 {
+                        return Err(unavailable());
+                    }
+                    continue;
+                }
+            };
+            let Some(reference) = fetched.get("results").and_then(Value::as_array).and_then(|a| a.first()) else {
+                // The holder found the reference, but the token's rule does not match it.
+                return Err(ApiError::new(Code::NotFoundSimilarId, format!("Document `{id}` not found.")));
+            };
+            let others: Vec<(&String, &Vec<u32>)> = cover.per_node.iter().filter(|(n, _)| *n != holder).collect();
+            if others.is_empty() {
+                self.check_missing(&cover.missing)?;
+                let body = merge::merge_similar(client, ctx.max_total_hits, &similar, &[])?;
+                return Ok(ReadAnswer { body, missing_shards: cover.missing.clone() });
+            }
+            let embedder = client.get("embedder").and_then(Value::as_str).unwrap_or_default();
+            let embeddings = reference
+                .get("_vectors")
+                .and_then(|v| v.get(embedder))
+                .and_then(|e| e.get("embeddings"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if ctx.distinct_attribute.is_some() {
+                return Err(ApiError::not_implemented(
+                    "`/similar` on an index with a `distinctAttribute` (the nodes' vector searches would apply it, Meilisearch's `/similar` does not)",
+                ));
+            }
+            if embeddings.len() > 1 {
+                return Err(ApiError::not_implemented(
+                    "`/similar` for a reference document with several embeddings for the embedder (Meilisearch compares each of them only with the other documents' embedding of the same rank)",
+                ));
+            }
+            if !embeddings.is_empty() && !merge::vector_rule_leads(&ctx.ranking_rules) {
+                return Err(ApiError::not_implemented(
+                    "`/similar` on an index whose ranking rules put a custom `attribute:asc`/`attribute:desc` rule before every word rule (the nodes' vector searches would sort by it first)",
+                ));
+            }
+            // 2. Every other node: a vector search with the reference's vector on its shards
+            // (only a count when the reference has no vector: Meilisearch then finds nothing).
+            let base = merge::similar_vector_search_body(client, embeddings.first());
+            let calls: Vec<NodeCall> = others
+                .iter()
+                .map(|(node, shards)| {
+                    let mut b = base.clone();
+                    set_filter(&mut b, shard_filter(client.get("filter"), shards, routing.holds_only(node, shards)));
+                    call(node, &search_path, Value::Object(b))
+                })
+                .collect();
+            let outcomes = self.call_nodes(&routing, calls).await;
+            let mut answers = Vec::new();
+            let mut failed = Vec::new();
+            for (o, (node, _)) in outcomes.into_iter().zip(others.iter()) {
+                match o.result {
+                    Ok(r) if r.is_success() => answers.push(r.body),
+                    Ok(r) if (400..500).contains(&r.status) => return Err(passthrough(r.status, &r.body)),
+                    _ => failed.push((*node).clone()),
+                }
+            }
+            if !failed.is_empty() && attempt == 0 {
+                exclude.extend(failed);
+                continue;
+            }
+            let mut missing = cover.missing.clone();
+            for f in &failed {
+                missing.extend(cover.per_node.get(f).cloned().unwrap_or_default());
+            }
+            missing.sort_unstable();
+            self.check_missing(&missing)?;
+            let body = merge::merge_similar(client, ctx.max_total_hits, &similar, &answers)?;
+            return Ok(ReadAnswer { body, missing_shards: missing });
+        }
+        unreachable!("two attempts")
+    }
+
     /// `GET /documents` and `POST /documents/fetch`: `request` holds `offset, limit,
     /// fields, filter, ids` as the fetch route takes them.
     pub async fn list_documents(&self, uid: &IndexUid, request: &Map<String, Value>) -> ApiResult<ReadAnswer> {
@@ -518,6 +695,24 @@ impl Proxy {
         };
         let pages = answers.into_iter().map(|(_, _, b)| b).collect();
         let body = merge::merge_sorted_document_pages(offset, limit, &criteria, &widened, pages)?;
+        Ok(ReadAnswer { body, missing_shards: missing })
+    }
+
+    /// `POST /indexes/{uid}/fields`: every node of one covering set lists all of its fields
+    /// (the client's filter applied: it judges each field by its name and the index's
+    /// settings, which every node holds); the union, without Miroir's fields, sorted and
+    /// paginated as the client asked (see [`merge::merge_fields`]).
+    pub async fn list_fields(&self, uid: &IndexUid, request: &ListFields) -> ApiResult<ReadAnswer> {
+        let routing = self.routing().ok_or_else(no_topology)?;
+        let path = NodePath::index(uid).then("fields");
+        let mut body = json!({"offset": 0, "limit": ALL_FIELDS});
+        if let Some(filter) = &request.filter {
+            body["filter"] = filter.to_json();
+        }
+        let body_for = |_: &str, _: &[u32], _: bool| body.clone();
+        let (answers, missing) = self.scatter(&routing, &path, false, &body_for).await?;
+        self.check_missing(&missing)?;
+        let body = merge::merge_fields(request.offset, request.limit, answers.into_iter().map(|(_, _, b)| b).collect())?;
         Ok(ReadAnswer { body, missing_shards: missing })
     }
 
@@ -672,6 +867,17 @@ mod tests {
         assert_eq!(e["message"], "Attribute `rating` is not filterable. Available filterable attribute patterns are: `_geo`, `director`.\n1:7 rating > 8");
         let e = sanitize_node_error(json!({"message": "Attribute `x` is not filterable. Available filterable attribute patterns are: `_miroir_shard`.\n1:2 x = 1"}));
         assert_eq!(e["message"], "Attribute `x` is not filterable. This index does not have configured filterable attributes.\n1:2 x = 1");
+    }
+
+    #[test]
+    fn template_errors_do_not_list_the_shard_field() {
+        let m = "error while rendering template: user error: missing field in document: liquid: Unknown index\n  with:\n    variable=doc\n    requested index=price\n    available indexes=id, title, _miroir_shard\n";
+        assert_eq!(
+            sanitize_message(m),
+            "error while rendering template: user error: missing field in document: liquid: Unknown index\n  with:\n    variable=doc\n    requested index=price\n    available indexes=id, title\n"
+        );
+        let m = "liquid: Unknown index\n  with:\n    available indexes=_miroir_shard, a";
+        assert_eq!(sanitize_message(m), "liquid: Unknown index\n  with:\n    available indexes=a");
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub fn route_action(method: &Method, path: &str) -> Option<(&'static str, Option
         ("GET", ["", "chats", _, "settings"]) => "chatsSettings.get",
         ("PATCH" | "DELETE", ["", "chats", _, "settings"]) => "chatsSettings.update",
         ("POST", ["", "chats", _, "chat", "completions"]) => "chatCompletions",
+        // Meilisearch's `DoubleActionPolicy`: `documents.get` too (see [`second_action`]).
+        ("POST", ["", "render-template"]) => "settings.get",
         ("GET", ["", "indexes"]) => "indexes.get",
         ("POST", ["", "indexes"]) => "indexes.create",
         (_, ["", "indexes", uid, rest @ ..]) => {
@@ -84,6 +86,12 @@ pub fn route_action(method: &Method, path: &str) -> Option<(&'static str, Option
     Some((action, None))
 }
 
+/// The other action a route needs, for the few routes that need two (Meilisearch's
+/// `DoubleActionPolicy`): checked after the first, with the same index.
+pub fn second_action(method: &Method, path: &str) -> Option<&'static str> {
+    (method == Method::POST && path == "/render-template").then_some("documents.get")
+}
+
 /// Handlers take the middleware's [`AuthContext`] as an argument.
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuthContext {
     type Rejection = ApiError;
@@ -111,10 +119,16 @@ pub async fn auth(State(proxy): State<Proxy>, mut req: Request, next: Next) -> R
     let route = if path.starts_with("/_miroir/") { None } else { route_action(req.method(), &path) };
     let context = match route {
         Some((action, index)) => {
-            match auth::authenticate(proxy.store().as_ref(), keys.master_key.get(), &bearer, action, index.as_deref()).await {
+            let context = match auth::authenticate(proxy.store().as_ref(), keys.master_key.get(), &bearer, action, index.as_deref()).await {
                 Ok(c) => c,
                 Err(e) => return refuse(e),
+            };
+            if let Some(second) = second_action(req.method(), &path) {
+                if let Err(e) = auth::authenticate(proxy.store().as_ref(), keys.master_key.get(), &bearer, second, index.as_deref()).await {
+                    return refuse(e);
+                }
             }
+            context
         }
         // `/_miroir/*` (the admin key, falling back to the master key) and paths that are not
         // Meilisearch routes (the master key): one secret, or open when none is set.
@@ -154,5 +168,9 @@ mod tests {
         assert_eq!(act(Method::GET, "/indexes/a%2Db"), Some(("indexes.get", Some("a-b".into()))));
         assert_eq!(act(Method::GET, "/nope"), None);
         assert_eq!(act(Method::PUT, "/indexes/movies"), None);
+        assert_eq!(act(Method::POST, "/indexes/movies/fields"), Some(("fields.post", Some("movies".into()))));
+        assert_eq!(act(Method::POST, "/render-template"), Some(("settings.get", None)));
+        assert_eq!(second_action(&Method::POST, "/render-template"), Some("documents.get"));
+        assert_eq!(second_action(&Method::POST, "/indexes/movies/search"), None);
     }
 }

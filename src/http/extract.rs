@@ -48,6 +48,12 @@ impl RouteParams {
         IndexUid::parse(self.get("uid"))
     }
 
+    /// `{uid}` as the client sent it (decoded), for routes that look an index up by the name
+    /// as given (`POST /indexes/{uid}/fields`: not a valid uid, not an index).
+    pub fn raw_index_uid(&self) -> &str {
+        self.get("uid")
+    }
+
     /// `{id}` of a document route: `Some` when it can name a document (see [`DocumentId`]).
     pub fn document_id(&self) -> Option<DocumentId> {
         DocumentId::parse(self.get("id"))

@@ -5,12 +5,14 @@ use axum::response::Response;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::{accepted, pass, query_pairs, JsonBody, RouteParams};
+use super::{accepted, node_error_or, pass, query_pairs, read_response, JsonBody, RouteParams};
 use crate::dataplane::fanout::NodeCall;
 use crate::dataplane::tasks::store_error;
 use crate::dataplane::write::WriteAck;
 use crate::dataplane::{Proxy, RoutingTable};
 use crate::error::{ApiError, ApiResult, Code};
+use crate::model::deserr::parse;
+use crate::model::fields::ListFields;
 use crate::model::IndexUid;
 use crate::node::NodePath;
 
@@ -160,4 +162,22 @@ pub async fn compact(State(proxy): State<Proxy>, params: RouteParams) -> ApiResu
     let uid = params.index_uid()?;
     let path = NodePath::index(&uid).then("compact");
     Ok(accepted(proxy.broadcast_write(Method::POST, &path, None, Some(&uid), json!({})).await?))
+}
+
+/// `POST /indexes/{uid}/fields`: the union of the field lists of one covering set of nodes,
+/// paginated (see [`Proxy::list_fields`]). Meilisearch reads the body first, then looks the
+/// index up by the name as given: a name that is not a valid uid is an index it does not have.
+pub async fn fields(State(proxy): State<Proxy>, params: RouteParams, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    let uid = params.index_uid();
+    let request: ListFields = match parse(body.clone()) {
+        Ok(r) => r,
+        Err(own) => {
+            return Err(match &uid {
+                Ok(uid) => node_error_or(&proxy, &NodePath::index(uid).then("fields"), &body, own).await,
+                Err(_) => own,
+            })
+        }
+    };
+    let uid = uid.map_err(|_| ApiError::new(Code::IndexNotFound, format!("Index `{}` not found.", params.raw_index_uid())))?;
+    Ok(read_response(proxy.list_fields(&uid, &request).await?))
 }

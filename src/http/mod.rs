@@ -13,6 +13,7 @@ mod features;
 mod indexes;
 mod keys;
 mod nodes;
+mod render;
 mod search;
 mod settings;
 mod stats;
@@ -58,6 +59,7 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/indexes/{uid}/documents/{id}", get(documents::get_one).delete(documents::delete_one))
         .route("/indexes/{uid}/search", get(search::search_get).post(search::search_post))
         .route("/indexes/{uid}/facet-search", post(search::facet_search))
+        .route("/indexes/{uid}/similar", get(search::similar_get).post(search::similar_post))
         .route("/indexes/{uid}/stats", get(stats::index_stats))
         .route("/multi-search", post(search::multi_search))
         .route("/stats", get(stats::global_stats))
@@ -98,9 +100,8 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/tasks/{uid}/documents", any(unsupported))
         .route("/indexes/{uid}/documents/edit", post(documents::edit))
         .route("/indexes/{uid}/compact", post(indexes::compact))
-        .route("/indexes/{uid}/similar", any(unsupported))
-        .route("/indexes/{uid}/fields", any(unsupported))
-        .route("/render-template", any(unsupported))
+        .route("/indexes/{uid}/fields", post(indexes::fields))
+        .route("/render-template", post(render::render))
         .route("/dynamic-search-rules", any(unsupported))
         .route("/dynamic-search-rules/{uid}", any(unsupported))
         .fallback(not_found)
@@ -251,6 +252,17 @@ fn sort_param(v: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// A body Miroir's request model refused: one node is asked the client's own request (for the
+/// route the client named), so the client gets the node's, that is Meilisearch's, wording.
+/// Should the node accept it, Miroir's own error stands.
+async fn node_error_or(proxy: &Proxy, path: &crate::node::NodePath, body: &Value, own: ApiError) -> ApiError {
+    let Ok(routing) = proxy.routing_or_error() else { return own };
+    match proxy.read_any(&routing, reqwest::Method::POST, path, Some(body)).await {
+        Ok(r) if !r.is_success() => ApiError::Passthrough { status: r.status, body: crate::dataplane::read::sanitize_node_error(r.body) },
+        _ => own,
+    }
 }
 
 /// Answers a GET from one node as it is (used for requests Miroir cannot parse, so the

@@ -1,5 +1,6 @@
-//! `/indexes/{uid}/search` (GET and POST), `/indexes/{uid}/facet-search`, `/multi-search`:
-//! scattered over one covering set by the read service, merged as one node would answer.
+//! `/indexes/{uid}/search` (GET and POST), `/indexes/{uid}/facet-search`, `/multi-search`,
+//! `/indexes/{uid}/similar` (GET and POST): scattered over one covering set by the read
+//! service, merged as one node would answer.
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
@@ -8,7 +9,7 @@ use serde_json::{Map, Value};
 use super::{node_answers_get, params_to_body, query_pairs, read_response, JsonBody, RouteParams};
 use crate::auth::AuthContext;
 use crate::model::deserr::parse;
-use crate::model::search::{FacetSearchQuery, MultiSearch, SearchQuery};
+use crate::model::search::{FacetSearchQuery, MultiSearch, SearchQuery, SimilarQuery};
 use crate::dataplane::Proxy;
 use crate::error::ApiResult;
 use crate::node::NodePath;
@@ -56,6 +57,39 @@ pub async fn multi_search(State(proxy): State<Proxy>, auth: AuthContext, JsonBod
     parse::<MultiSearch>(body.clone())?.check()?;
     auth.authorize_multi_search(&mut body)?;
     Ok(read_response(proxy.multi_search(&body).await?))
+}
+
+const SIMILAR_LISTS: &[&str] = &["attributesToRetrieve"];
+const SIMILAR_INTS: &[&str] = &["offset", "limit"];
+const SIMILAR_FLOATS: &[&str] = &["rankingScoreThreshold"];
+const SIMILAR_BOOLS: &[&str] = &["retrieveVectors", "showRankingScore", "showRankingScoreDetails", "showPerformanceDetails"];
+const SIMILAR_STRINGS: &[&str] = &["id", "embedder", "filter"];
+
+/// `GET /indexes/{uid}/similar`: the query parameters become the POST body (1.50's
+/// `SimilarQueryGet` → `SimilarQuery`: `id` a string, `filter` JSON when it reads as JSON).
+/// What Miroir cannot read as one valid request is answered by a node for the client's own
+/// GET, so the client gets Meilisearch's query-parameter wording.
+pub async fn similar_get(State(proxy): State<Proxy>, auth: AuthContext, params: RouteParams, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let query = query_pairs(&q);
+    let body = params_to_body(&query, SIMILAR_LISTS, SIMILAR_INTS, SIMILAR_FLOATS, SIMILAR_BOOLS, SIMILAR_STRINGS)
+        .filter(|b| parse::<SimilarQuery>(Value::Object(b.clone())).is_ok());
+    let uid = params.index_uid()?;
+    match body {
+        Some(b) => similar(&proxy, &auth, &uid, b).await,
+        None => node_answers_get(&proxy, NodePath::index(&uid).then("similar").client_query(query)).await,
+    }
+}
+
+pub async fn similar_post(State(proxy): State<Proxy>, auth: AuthContext, params: RouteParams, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    let _: SimilarQuery = parse(body.clone())?;
+    let uid = params.index_uid()?;
+    similar(&proxy, &auth, &uid, object(body)).await
+}
+
+async fn similar(proxy: &Proxy, auth: &AuthContext, uid: &crate::model::IndexUid, mut client: Map<String, Value>) -> ApiResult<Response> {
+    let rule = auth.tenant_filter(uid);
+    auth.fuse_into(uid, &mut client);
+    Ok(read_response(proxy.similar(uid, &client, rule.as_ref()).await?))
 }
 
 /// GET parameters whose POST form is not one field of the same name (1.50's `SearchQueryGet`

@@ -48,6 +48,13 @@ code_markers! {
     InvalidMultiSearchFacetsByIndex, InvalidMultiSearchMergeFacets, InvalidMultiSearchMaxValuesPerFacet,
     InvalidDocumentOffset, InvalidDocumentLimit, InvalidDocumentFields, InvalidDocumentRetrieveVectors, InvalidDocumentIds,
     InvalidDocumentFilter, InvalidDocumentSort, InvalidDocumentUseNetwork,
+    InvalidSimilarId, InvalidSimilarOffset, InvalidSimilarLimit, InvalidSimilarFilter, InvalidSimilarEmbedder,
+    InvalidSimilarAttributesToRetrieve, InvalidSimilarRetrieveVectors, InvalidSimilarShowRankingScore,
+    InvalidSimilarShowRankingScoreDetails, InvalidSimilarShowPerformanceDetails, InvalidSimilarRankingScoreThreshold,
+    InvalidIndexOffset, InvalidIndexLimit, InvalidIndexFieldsFilter, InvalidIndexFieldsFilterAttributePatterns,
+    InvalidIndexFieldsFilterDisplayed, InvalidIndexFieldsFilterSearchable, InvalidIndexFieldsFilterSortable,
+    InvalidIndexFieldsFilterDistinct, InvalidIndexFieldsFilterRankingRule, InvalidIndexFieldsFilterFilterable,
+    InvalidRenderTemplate, InvalidRenderInput,
 }
 
 /// A JSON body error: deserr's message, the failing field's code.

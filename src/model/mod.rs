@@ -5,8 +5,10 @@
 
 pub mod deserr;
 pub mod document_id;
+pub mod fields;
 pub mod index_uid;
 pub mod json;
+pub mod render;
 pub mod search;
 pub mod setting;
 

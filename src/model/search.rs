@@ -378,6 +378,37 @@ pub struct BrowseQuery {
     pub use_network: Option<bool>,
 }
 
+/// `POST /indexes/{uid}/similar` (Meilisearch 1.50's `SimilarQuery`, fields in its order).
+/// `id` is any JSON value here: Meilisearch judges it (`invalid_similar_id`) only after the
+/// embedder and the filter, so a node words that error. A missing `id` or `embedder` is a
+/// `bad_request`, as on Meilisearch.
+#[derive(Debug, Deserr)]
+#[deserr(error = JsonError, rename_all = camelCase, deny_unknown_fields)]
+pub struct SimilarQuery {
+    #[deserr(error = JsonError<codes::InvalidSimilarId>)]
+    pub id: Value,
+    #[deserr(default, error = JsonError<codes::InvalidSimilarOffset>)]
+    pub offset: usize,
+    #[deserr(default = 20, error = JsonError<codes::InvalidSimilarLimit>)]
+    pub limit: usize,
+    #[deserr(default, error = JsonError<codes::InvalidSimilarFilter>)]
+    pub filter: Option<Value>,
+    #[deserr(error = JsonError<codes::InvalidSimilarEmbedder>)]
+    pub embedder: String,
+    #[deserr(default, error = JsonError<codes::InvalidSimilarAttributesToRetrieve>)]
+    pub attributes_to_retrieve: Option<Vec<String>>,
+    #[deserr(default, error = JsonError<codes::InvalidSimilarRetrieveVectors>)]
+    pub retrieve_vectors: bool,
+    #[deserr(default, error = JsonError<codes::InvalidSimilarShowRankingScore>)]
+    pub show_ranking_score: bool,
+    #[deserr(default, error = JsonError<codes::InvalidSimilarShowRankingScoreDetails>)]
+    pub show_ranking_score_details: bool,
+    #[deserr(default, error = JsonError<codes::InvalidSimilarShowPerformanceDetails>)]
+    pub show_performance_details: bool,
+    #[deserr(default, error = JsonError<codes::InvalidSimilarRankingScoreThreshold>)]
+    pub ranking_score_threshold: Option<RankingScoreThreshold>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,6 +480,40 @@ mod tests {
             assert_eq!(e.code_name(), "invalid_multi_search_query_show_performance_details");
             assert!(e.body()["message"].as_str().unwrap().starts_with("Inside `.queries[1]`: Using `.showPerformanceDetails` is not allowed"));
         }
+    }
+
+    #[test]
+    fn similar_errors_are_meilisearch_s() {
+        // Meilisearch 1.50's own tests (crates/meilisearch/tests/similar/errors.rs).
+        assert!(parse::<SimilarQuery>(json!({"id": 143, "embedder": "manual", "filter": ["a = 1"]})).is_ok());
+        assert!(parse::<SimilarQuery>(json!({"id": ["doggo"], "embedder": "manual"})).is_ok(), "the id is judged later");
+        assert_eq!(
+            err::<SimilarQuery>(json!({"id": 287947, "offset": "doggo", "embedder": "manual"})),
+            ("invalid_similar_offset".into(), "Invalid value type at `.offset`: expected a positive integer, but found a string: `\"doggo\"`".into())
+        );
+        assert_eq!(err::<SimilarQuery>(json!({"id": 287947, "limit": "doggo", "embedder": "manual"})).0, "invalid_similar_limit");
+        assert_eq!(
+            err::<SimilarQuery>(json!({"rankingScoreThreshold": ["doggo"]})),
+            ("invalid_similar_ranking_score_threshold".into(), "Invalid value type at `.rankingScoreThreshold`: expected a number, but found an array: `[\"doggo\"]`".into())
+        );
+        assert_eq!(
+            err::<SimilarQuery>(json!({"rankingScoreThreshold": 42})),
+            ("invalid_similar_ranking_score_threshold".into(), "Invalid value at `.rankingScoreThreshold`: the value of `rankingScoreThreshold` is invalid, expected a float between `0.0` and `1.0`.".into())
+        );
+        assert_eq!(
+            err::<SimilarQuery>(json!({"retrieveVectors": "doggo", "embedder": "manual"})),
+            ("invalid_similar_retrieve_vectors".into(), "Invalid value type at `.retrieveVectors`: expected a boolean, but found a string: `\"doggo\"`".into())
+        );
+        assert_eq!(
+            err::<SimilarQuery>(json!({"id": 287947, "embedder": 42})),
+            ("invalid_similar_embedder".into(), "Invalid value type at `.embedder`: expected a string, but found a positive integer: `42`".into())
+        );
+        assert_eq!(
+            err::<SimilarQuery>(json!({"id": 287947, "embedder": null})),
+            ("invalid_similar_embedder".into(), "Invalid value type at `.embedder`: expected a string, but found null".into())
+        );
+        assert_eq!(err::<SimilarQuery>(json!({"id": 287947})), ("bad_request".into(), "Missing field `embedder`".into()));
+        assert_eq!(err::<SimilarQuery>(json!({"id": 287947, "marin": "hello"})).0, "bad_request");
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //!   [`merge_federated`] over every query's node answers.
 //! * **Document listing** — [`plan_document_pages`] then [`merge_document_pages`].
 //! * **Index stats** — [`merge_index_stats`].
+//! * **Similar documents** — [`similar_holder_body`] for the node holding the reference
+//!   document, [`similar_vector_search_body`] for the others, [`merge_similar`] (see `similar`).
+//! * **Index fields** — [`merge_fields`] (the union of the nodes' field lists, paginated).
 //!
 //! Every merged answer has `_miroir_shard` (and any other `_miroir_*` field) removed. None of
 //! the merged answers carries `requestUid`: the caller appends its own (it is the last field
@@ -27,17 +30,21 @@
 mod context;
 mod documents;
 mod facets;
+mod fields;
 mod federated;
 mod rank;
 mod search;
+mod similar;
 mod stats;
 
 pub use context::{FacetOrder, IndexContext, NODE_MAX_VALUES_PER_FACET_FLOOR};
 pub use documents::{compare_documents, merge_document_pages, merge_sorted_document_pages, plan_document_pages, sort_widened_fields, DocumentSort};
 pub use facets::{merge_facet_distributions, merge_facet_search, merge_facet_stats};
+pub use fields::merge_fields;
 pub use federated::{merge_federated, plan_federated_node_search, FederatedQuery};
 pub use rank::compare_hits;
 pub use search::{finish_search_answer, merge_performance_details, merge_search, multi_search_result, plan_node_search};
+pub use similar::{holder_body as similar_holder_body, merge_similar, vector_rule_leads, vector_search_body as similar_vector_search_body};
 pub use stats::{human_size, humanize_index_stats, merge_index_stats, merge_index_stats_with, NodeIndexStats};
 
 use serde_json::{Map, Value};

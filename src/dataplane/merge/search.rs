@@ -348,6 +348,12 @@ pub fn merge_search(
     let (offset, limit) = pagination.window();
     let end = offset.saturating_add(limit).min(ctx.max_total_hits).min(merged.hits.len() as u64) as usize;
     let start = (offset.min(end as u64)) as usize;
+    // Meilisearch's `semanticHitCount` counts the hits of the page that come from the vector
+    // search (every hit of a semantic search; in a hybrid one those ranked by `vectorSort`).
+    let semantic_hits = merged.hits[start..end]
+        .iter()
+        .filter(|h| h.get("_rankingScoreDetails").is_some_and(|d| d.get("vectorSort").is_some()))
+        .count();
     let hits: Vec<Value> = merged.hits[start..end]
         .iter()
         .cloned()
@@ -384,9 +390,8 @@ pub fn merge_search(
     if !stats.is_empty() {
         out.insert("facetStats".into(), Value::Object(merge_facet_stats(&stats)));
     }
-    let semantic: Vec<u64> = answers.iter().filter_map(|a| get_u64(a, "semanticHitCount")).collect();
-    if !semantic.is_empty() {
-        out.insert("semanticHitCount".into(), json!(semantic.iter().sum::<u64>()));
+    if answers.iter().any(|a| a.contains_key("semanticHitCount")) {
+        out.insert("semanticHitCount".into(), json!(semantic_hits));
     }
     if let Some(first) = first {
         for (k, v) in first {
@@ -400,7 +405,7 @@ pub fn merge_search(
 
 /// Fields of a search answer that Meilisearch writes after `requestUid` (the caller appends
 /// them after its own `requestUid`).
-const AFTER_REQUEST_UID: [&str; 3] = ["requestUid", "metadata", "performanceDetails"];
+const AFTER_REQUEST_UID: [&str; 4] = ["requestUid", "metadata", "performanceDetails", "semanticHitCount"];
 
 /// A duration as Meilisearch prints it (`{:.2?}` of a `Duration`: `812.00ns`, `15.43µs`,
 /// `1.20ms`, `2.00s`), in nanoseconds.
@@ -443,12 +448,17 @@ pub fn merge_performance_details<'a>(answers: impl IntoIterator<Item = &'a Value
 }
 
 /// Appends `requestUid` and, after it as Meilisearch orders them, the merged
-/// `performanceDetails` of the node answers.
+/// `performanceDetails` of the node answers, then `semanticHitCount` (the last field of
+/// Meilisearch's search answer).
 pub fn finish_search_answer(body: &mut Value, request_uid: &str, performance: Option<Value>) {
     let Some(o) = body.as_object_mut() else { return };
+    let semantic = o.shift_remove("semanticHitCount");
     o.insert("requestUid".into(), json!(request_uid));
     if let Some(p) = performance {
         o.insert("performanceDetails".into(), p);
+    }
+    if let Some(s) = semantic {
+        o.insert("semanticHitCount".into(), s);
     }
 }
 

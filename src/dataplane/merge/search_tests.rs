@@ -538,3 +538,23 @@ fn performance_details_keep_the_slowest_node_per_step() {
     let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["hits", "query", "requestUid", "performanceDetails"]);
 }
+
+#[test]
+fn semantic_hit_count_counts_the_page_and_comes_last() {
+    use super::finish_search_answer;
+    let hit = |id: u64, s: Option<f64>| {
+        json!({"id": id, "_rankingScore": s.unwrap_or(0.0), "_rankingScoreDetails": {"vectorSort": {"order": 0, "similarity": s}}})
+    };
+    let client: Map<String, Value> = json!({"vector": [1.0], "hybrid": {"embedder": "e"}, "limit": 3, "offset": 1}).as_object().unwrap().clone();
+    let a = json!({"hits": [hit(1, Some(0.9)), hit(2, Some(0.5))], "query": "", "processingTimeMs": 1, "limit": 4, "offset": 0, "estimatedTotalHits": 2, "semanticHitCount": 2});
+    let b = json!({"hits": [hit(3, Some(0.7)), hit(4, None)], "query": "", "processingTimeMs": 1, "limit": 4, "offset": 0, "estimatedTotalHits": 2, "semanticHitCount": 2});
+    let mut merged = merge_search(&client, &movies_ctx(), vec![a, b]).unwrap();
+    finish_search_answer(&mut merged, "u", None);
+    let ids: Vec<u64> = merged["hits"].as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [3, 2, 4]);
+    // Meilisearch counts the hits of the page, after `requestUid`.
+    assert_eq!(merged["semanticHitCount"], 3);
+    let keys: Vec<&String> = merged.as_object().unwrap().keys().collect();
+    assert_eq!(keys.last().unwrap().as_str(), "semanticHitCount");
+    assert_eq!(keys[keys.len() - 2].as_str(), "requestUid");
+}

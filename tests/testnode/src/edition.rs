@@ -110,6 +110,7 @@ pub fn apply(ix: &mut Index, filter_expr: Option<&Value>, context: Option<&Value
     for (internal, change) in changes {
         match change {
             Some(d) => {
+                ix.note_fields(&d);
                 ix.docs.insert(internal, d);
             }
             None => {

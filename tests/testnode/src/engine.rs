@@ -11,8 +11,9 @@
 //! rule's `Rank { rank, max_rank }` and the global `_rankingScore` are milli's; ties keep
 //! insertion order, as in Meilisearch. Exact as long as no document matches through what is
 //! not implemented: n-grams and split words (`sun flower` ↔ `sunflower`), multi-word
-//! synonyms, non-Latin segmentation (CJK, …), custom separators and dictionary. Hybrid and
-//! vector search, `personalize`, `useNetwork` answer 501; `showPerformanceDetails` reports measured steps.
+//! synonyms, non-Latin segmentation (CJK, …), custom separators and dictionary. Vector search
+//! with `userProvided` embedders and `/similar` are exact (see `vector`); mixed hybrid search,
+//! `personalize`, `useNetwork` answer 501; `showPerformanceDetails` reports measured steps.
 
 mod cache;
 mod facets;
@@ -21,6 +22,7 @@ mod params;
 mod rank;
 mod settings;
 mod text;
+pub mod vector;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -150,6 +152,8 @@ pub fn parse_search_params(params: &[(String, String)]) -> ApiResult<SearchQuery
 struct Ranked<'a> {
     params: params::Params,
     settings: settings::EngineSettings,
+    /// The index's settings as stored (embedders, displayed attributes).
+    index_settings: &'a Value,
     terms: Vec<rank::Term>,
     /// Matching documents after `rankingScoreThreshold` and `distinct`, best first.
     hits: Vec<(&'a Map<String, Value>, rank::Evaluated, f64)>,
@@ -358,7 +362,7 @@ fn check_facets(s: &settings::EngineSettings, facets: &[String]) -> ApiResult<()
 fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<Ranked<'a>> {
     let p = params::Params::from_object(&query.raw, "")?;
     if p.semantic {
-        return Err(ApiError::not_implemented("Hybrid and vector search in the test node"));
+        return Err(ApiError::not_implemented("Hybrid and vector search here (facet search, federated search) in the test node"));
     }
     if let Some(what) = p.unsupported {
         return Err(ApiError::not_implemented(what));
@@ -497,7 +501,7 @@ fn rank_query<'a>(index: &IndexSnapshot<'a>, query: &SearchQuery) -> ApiResult<R
             }
         }
     }
-    Ok(Ranked { params: p, settings: s, terms, hits, field_order })
+    Ok(Ranked { params: p, settings: s, index_settings: index.settings, terms, hits, field_order })
 }
 
 /// Puts the top-level fields in the index's field order (Meilisearch stores documents by
@@ -521,12 +525,12 @@ fn in_field_order(map: Map<String, Value>, order: &[String]) -> Map<String, Valu
 /// `_matchesPosition`, `_rankingScore`, `_rankingScoreDetails`).
 fn render_hit(r: &Ranked<'_>, doc: &Map<String, Value>, eval: &rank::Evaluated, score: f64, extra: Option<(&str, Value)>) -> Value {
     let p = &r.params;
+    let original = doc;
     let mut doc = in_field_order(doc.clone(), &r.field_order);
-    if !p.retrieve_vectors {
-        doc.shift_remove("_vectors");
-    }
+    doc.shift_remove("_vectors");
     let retrieve = p.attributes_to_retrieve.as_deref();
     let mut hit = format::select(&doc, &r.settings, retrieve);
+    vector::render(&mut hit, original, r.index_settings, p.retrieve_vectors && vector::displayed(r.index_settings));
     // `_geoDistance` is computed from the retrieved `_geo` only.
     if let (Some(d), true) = (eval.geo_distance, hit.contains_key("_geo")) {
         hit.insert("_geoDistance".into(), json!(d.round() as u64));
@@ -622,8 +626,73 @@ fn facet_objects(s: &settings::EngineSettings, facets: &[String], docs: &[&Map<S
     (Value::Object(dist), Value::Object(stats))
 }
 
+/// A search the vector store answers (Meilisearch's `search_kind`, semantic case).
+pub struct Semantic {
+    pub embedder: String,
+    pub vector: Vec<f32>,
+}
+
+/// What kind of search `query` is on an index with `settings`, with Meilisearch's errors
+/// (checked before the filter): `None` for a keyword search (no `hybrid`, `semanticRatio:
+/// 0`, or neither `q` nor `vector`), else the embedder and the query vector.
+pub fn semantic_kind(query: &SearchQuery, settings: &Value) -> ApiResult<Option<Semantic>> {
+    let given = |k: &str| query.raw.get(k).filter(|v| !v.is_null());
+    if given("media").is_some() {
+        return Err(ApiError::not_implemented("`media` in the test node"));
+    }
+    let vector = given("vector");
+    let Some(hybrid) = given("hybrid") else {
+        if vector.is_some() {
+            return Err(ApiError::new(Code::MissingSearchHybrid, "Invalid request: missing `hybrid` parameter when `vector` or `media` are present."));
+        }
+        return Ok(None);
+    };
+    let parsed = hybrid.as_object().and_then(|h| {
+        let embedder = h.get("embedder")?.as_str()?.to_string();
+        let ratio = match h.get("semanticRatio") {
+            None => 0.5f32,
+            Some(r) => r.as_f64().filter(|r| (0.0..=1.0).contains(r))? as f32,
+        };
+        h.keys().all(|k| k == "embedder" || k == "semanticRatio").then_some((embedder, ratio))
+    });
+    let Some((embedder, ratio)) = parsed else {
+        return Err(ApiError::not_implemented("Validating this `hybrid` value in the test node"));
+    };
+    let placeholder = query.raw.get("q").and_then(Value::as_str).is_none_or(|q| q.trim().is_empty());
+    if ratio == 0.0 || (placeholder && vector.is_none()) {
+        return Ok(None);
+    }
+    if ratio != 1.0 && !placeholder {
+        return Err(ApiError::not_implemented("Hybrid search mixing keyword and semantic results in the test node"));
+    }
+    let Some(dimensions) = vector::embedders(settings).into_iter().find(|(n, _)| *n == embedder).map(|(_, d)| d) else {
+        return Err(ApiError::new(Code::InvalidSearchEmbedder, format!("Cannot find embedder with name `{embedder}`.")));
+    };
+    let Some(vector) = vector.and_then(Value::as_array) else {
+        return Err(ApiError::not_implemented("Embedding a query (userProvided embedders cannot) in the test node"));
+    };
+    let vector: Vec<f32> = vector.iter().filter_map(Value::as_f64).map(|f| f as f32).collect();
+    if vector.len() != dimensions {
+        return Err(ApiError::new(
+            Code::InvalidVectorDimensions,
+            format!("Invalid vector dimensions: expected: `{dimensions}`, found: `{}`.", vector.len()),
+        ));
+    }
+    Ok(Some(Semantic { embedder, vector }))
+}
+
 /// Runs one search; returns the response body (without `requestUid`).
 pub fn search(index: &IndexSnapshot<'_>, query: &SearchQuery) -> ApiResult<Value> {
+    if let Some(semantic) = semantic_kind(query, index.settings)? {
+        return semantic_search(index, query, semantic);
+    }
+    if query.raw.contains_key("hybrid") || query.raw.contains_key("vector") {
+        // A keyword search after all: `hybrid` and `vector` play no part.
+        let mut keyword = query.clone();
+        keyword.raw.shift_remove("hybrid");
+        keyword.raw.shift_remove("vector");
+        return search(index, &keyword);
+    }
     let started = Instant::now();
     let r = rank_query(index, query)?;
     let ranked = started.elapsed();
@@ -688,6 +757,197 @@ pub fn search(index: &IndexSnapshot<'_>, query: &SearchQuery) -> ApiResult<Value
         out.insert("performanceDetails".into(), Value::Object(steps));
     }
     Ok(Value::Object(out))
+}
+
+/// `offset`/`limit` or `page`/`hitsPerPage` of a search: `(finite, offset, limit)`.
+fn window(p: &params::Params) -> (bool, usize, usize) {
+    let finite = p.page.is_some() || p.hits_per_page.is_some();
+    if finite {
+        let hpp = p.hits_per_page.unwrap_or(20);
+        match p.page.unwrap_or(1) {
+            0 => (true, 0, 0),
+            page => (true, hpp.saturating_mul(page - 1), hpp),
+        }
+    } else {
+        (false, p.offset.unwrap_or(0), p.limit.unwrap_or(20))
+    }
+}
+
+/// Whether milli's vector search of an index with these rules is its vector rule alone: a
+/// word rule (where milli puts the vector rule) and no custom `attr:asc`/`attr:desc` rule.
+fn vector_rule_alone(rules: &[String]) -> bool {
+    rules.iter().any(|r| matches!(r.as_str(), "words" | "typo" | "proximity" | "attribute" | "attributeRank" | "wordPosition" | "exactness"))
+        && rules.iter().all(|r| !r.ends_with(":asc") && !r.ends_with(":desc"))
+}
+
+/// A vector search: the filtered documents by their best similarity to the query vector,
+/// those without a vector for the embedder last (milli's `VectorSort` alone).
+fn semantic_search(index: &IndexSnapshot<'_>, query: &SearchQuery, semantic: Semantic) -> ApiResult<Value> {
+    let started = Instant::now();
+    let p = params::Params::from_object(&query.raw, "")?;
+    let s = settings::EngineSettings::from_value(index.settings);
+    if let Some(what) = p.unsupported {
+        return Err(ApiError::not_implemented(what));
+    }
+    let unsupported = p.sort.as_ref().is_some_and(|l| !l.is_empty())
+        || p.distinct.is_some()
+        || s.distinct.is_some()
+        || p.attributes_to_highlight.is_some()
+        || p.attributes_to_crop.is_some()
+        || p.show_matches_position
+        || !vector_rule_alone(&s.ranking_rules);
+    if unsupported {
+        return Err(ApiError::not_implemented(
+            "Vector search with `sort`, `distinct`, custom ranking rules, highlighting, cropping or matches in the test node",
+        ));
+    }
+    if let Some(f) = &p.facets {
+        check_facets(&s, f).map_err(|e| prefix_error(&format!("Index `{}`: ", index.uid), e))?;
+    }
+    let mut ranked: Vec<(&Map<String, Value>, Option<f32>)> = index
+        .documents
+        .iter()
+        .map(|d| (*d, vector::best_similarity(&vector::embeddings_of(d, &semantic.embedder), &semantic.vector)))
+        .collect();
+    // Stable: equal similarities keep the internal order, as a bucket of milli does.
+    ranked.sort_by(|a, b| match (a.1, b.1) {
+        (Some(x), Some(y)) => y.total_cmp(&x),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    let score = |sim: Option<f32>| sim.map_or(0.0, |s| s as f64);
+    if let Some(t) = p.ranking_score_threshold {
+        ranked.retain(|(_, sim)| score(*sim) >= t);
+    }
+    let mut field_order: Vec<String> = Vec::new();
+    for d in &index.documents {
+        for k in d.keys() {
+            if !field_order.contains(k) {
+                field_order.push(k.clone());
+            }
+        }
+    }
+    let total = ranked.len();
+    let (finite, offset, limit) = window(&p);
+    let retrieve_vectors = p.retrieve_vectors && vector::displayed(index.settings);
+    let hits: Vec<Value> = ranked
+        .iter()
+        .take(total.min(s.max_total_hits))
+        .skip(offset)
+        .take(limit)
+        .map(|(d, sim)| {
+            let mut doc = in_field_order((*d).clone(), &field_order);
+            doc.shift_remove("_vectors");
+            let mut hit = format::select(&doc, &s, p.attributes_to_retrieve.as_deref());
+            vector::render(&mut hit, d, index.settings, retrieve_vectors);
+            if p.show_ranking_score {
+                hit.insert("_rankingScore".into(), json!(score(*sim)));
+            }
+            if p.show_ranking_score_details {
+                hit.insert("_rankingScoreDetails".into(), vector::details(*sim));
+            }
+            Value::Object(hit)
+        })
+        .collect();
+    let ranked_at = started.elapsed();
+    let page_hits = hits.len();
+    let mut out = Map::new();
+    out.insert("hits".into(), Value::Array(hits));
+    out.insert("query".into(), json!(p.q.clone().unwrap_or_default()));
+    if p.retrieve_vectors {
+        out.insert("queryVector".into(), Value::Array(semantic.vector.iter().map(|f| json!(*f as f64)).collect()));
+    }
+    out.insert("processingTimeMs".into(), json!(started.elapsed().as_millis() as u64));
+    if finite {
+        let hpp = p.hits_per_page.unwrap_or(20);
+        out.insert("hitsPerPage".into(), json!(hpp));
+        out.insert("page".into(), json!(p.page.unwrap_or(1)));
+        out.insert("totalPages".into(), json!(if hpp == 0 { 0 } else { total.div_ceil(hpp) }));
+        out.insert("totalHits".into(), json!(total));
+    } else {
+        out.insert("limit".into(), json!(limit));
+        out.insert("offset".into(), json!(offset));
+        out.insert("estimatedTotalHits".into(), json!(total.min(s.max_total_hits)));
+    }
+    if let Some(f) = &p.facets {
+        let docs: Vec<&Map<String, Value>> = ranked.iter().map(|h| h.0).collect();
+        let (dist, stats) = facet_objects(&s, f, &docs);
+        out.insert("facetDistribution".into(), dist);
+        out.insert("facetStats".into(), stats);
+    }
+    if p.show_performance_details {
+        let mut steps = Map::new();
+        steps.insert("search > semantic ranking".into(), json!(format!("{ranked_at:.2?}")));
+        steps.insert("search".into(), json!(format!("{:.2?}", started.elapsed())));
+        out.insert("performanceDetails".into(), Value::Object(steps));
+    }
+    // Every hit of a semantic search comes from the vector store.
+    out.insert("semanticHitCount".into(), json!(page_hits));
+    Ok(Value::Object(out))
+}
+
+/// The reference document and the documents it is compared with for `/similar`.
+pub struct SimilarInput<'a> {
+    pub settings: &'a Value,
+    /// The reference document's external id, as the answer's `id`.
+    pub id: String,
+    pub reference: &'a Map<String, Value>,
+    /// The filtered documents without the reference, in internal-id order.
+    pub candidates: Vec<&'a Map<String, Value>>,
+    /// Top-level fields in the order the index first saw them.
+    pub field_order: Vec<String>,
+}
+
+/// `/similar` (milli's `Similar`, Meilisearch's `perform_similar`), the request already
+/// validated: the `SimilarQuery` object.
+pub fn similar(input: SimilarInput<'_>, q: &Map<String, Value>) -> Value {
+    let started = Instant::now();
+    let s = settings::EngineSettings::from_value(input.settings);
+    let flag = |k: &str| q.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let offset = q.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let limit = q.get("limit").and_then(Value::as_u64).unwrap_or(20) as usize;
+    let threshold = q.get("rankingScoreThreshold").and_then(Value::as_f64);
+    let embedder = q.get("embedder").and_then(Value::as_str).unwrap_or_default();
+    let retrieve: Option<Vec<String>> =
+        q.get("attributesToRetrieve").and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect());
+    let retrieve_vectors = flag("retrieveVectors") && vector::displayed(input.settings);
+    let reference = vector::embeddings_of(input.reference, embedder);
+    let embeddings: Vec<Vec<Vec<f32>>> = input.candidates.iter().map(|d| vector::embeddings_of(d, embedder)).collect();
+    let refs: Vec<&[Vec<f32>]> = embeddings.iter().map(Vec::as_slice).collect();
+    let ranking = vector::similar_ranking(&reference, &refs, offset.saturating_add(limit).saturating_add(1));
+    let mut total = input.candidates.len();
+    let mut hits = Vec::new();
+    for (i, (pos, sim)) in ranking.into_iter().enumerate().skip(offset).take(limit) {
+        let score = sim as f64;
+        if threshold.is_some_and(|t| score < t) {
+            total = i;
+            break;
+        }
+        let d = input.candidates[pos];
+        let mut doc = in_field_order(d.clone(), &input.field_order);
+        doc.shift_remove("_vectors");
+        let mut hit = format::select(&doc, &s, retrieve.as_deref());
+        vector::render(&mut hit, d, input.settings, retrieve_vectors);
+        if flag("showRankingScore") {
+            hit.insert("_rankingScore".into(), json!(score));
+        }
+        if flag("showRankingScoreDetails") {
+            hit.insert("_rankingScoreDetails".into(), vector::details(Some(sim)));
+        }
+        hits.push(Value::Object(hit));
+    }
+    let mut out = Map::new();
+    out.insert("hits".into(), Value::Array(hits));
+    out.insert("id".into(), json!(input.id));
+    out.insert("processingTimeMs".into(), json!(started.elapsed().as_millis() as u64));
+    out.insert("limit".into(), json!(limit));
+    out.insert("offset".into(), json!(offset));
+    out.insert("estimatedTotalHits".into(), json!(total.min(s.max_total_hits)));
+    if flag("showPerformanceDetails") {
+        out.insert("performanceDetails".into(), json!({"search": format!("{:.2?}", started.elapsed())}));
+    }
+    Value::Object(out)
 }
 
 fn prefix_error(prefix: &str, e: ApiError) -> ApiError {
@@ -1175,7 +1435,11 @@ mod tests {
         assert_eq!(e.body()["message"], "Invalid value type at `.limit`: expected a positive integer, but found a string: `\"x\"`");
         assert_eq!(run(json!({"sort": ["title:asc"]})).unwrap_err().code_name(), "invalid_search_sort");
         assert_eq!(run(json!({"facets": ["title"]})).unwrap_err().code_name(), "invalid_search_facets");
-        assert_eq!(run(json!({"hybrid": {"embedder": "x"}})).unwrap_err().code_name(), "not_implemented_by_test_node");
+        // Without `q` nor `vector`, `hybrid` is a placeholder search (Meilisearch's `search_kind`).
+        assert!(run(json!({"hybrid": {"embedder": "x"}})).is_ok());
+        assert_eq!(run(json!({"hybrid": {"embedder": "x"}, "vector": [1.0]})).unwrap_err().code_name(), "invalid_search_embedder");
+        assert_eq!(run(json!({"vector": [1.0]})).unwrap_err().code_name(), "missing_search_hybrid");
+        assert_eq!(run(json!({"q": "a", "hybrid": {"embedder": "x", "semanticRatio": 0.5}})).unwrap_err().code_name(), "not_implemented_by_test_node");
         let e = parse_multi_search_query(&json!({"indexUid": "a", "nope": 1}), 2).unwrap_err();
         assert!(e.body()["message"].as_str().unwrap().starts_with("Unknown field `nope` inside `.queries[2]`: expected one of `indexUid`, `q`"));
         let e = parse_search_params(&[("limit".into(), "-1".into())]).unwrap_err();

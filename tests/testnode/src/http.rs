@@ -82,6 +82,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/indexes/{uid}/documents/{id}", get(get_document).delete(delete_document))
         .route("/indexes/{uid}/search", get(search_get).post(search_post))
         .route("/indexes/{uid}/facet-search", post(facet_search))
+        .route("/indexes/{uid}/similar", get(similar_get).post(similar_post))
         .route("/multi-search", post(multi_search))
         .route("/dumps", post(create_dump))
         .route("/snapshots", post(create_snapshot))
@@ -89,6 +90,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/indexes/{uid}/documents/edit", post(edit_documents))
         .route("/indexes/{uid}/compact", post(compact_index))
         .route("/swap-indexes", post(swap_indexes))
+        .route("/indexes/{uid}/fields", post(list_fields))
+        .route("/render-template", post(render_template))
         .merge(settings_routes)
         .merge(unimplemented_routes())
         .layer(middleware::from_fn_with_state(node.clone(), auth))
@@ -110,7 +113,6 @@ fn unimplemented_routes() -> Router<Arc<Node>> {
         "/export",
         "/logs/stream",
         "/logs/stderr",
-        "/indexes/{uid}/similar",
     ] {
         r = r.route(path, axum::routing::any(move || async move { ApiError::not_implemented(&format!("`{path}` in the test node")) }));
     }
@@ -298,6 +300,8 @@ pub fn select_fields(doc: &Document, fields: Option<&[String]>) -> Document {
 enum FilterUse {
     Documents,
     Search,
+    /// `/similar`: its own code; errors name the filter as written, without the index.
+    Similar,
 }
 
 /// Parses a filter parameter (syntax only).
@@ -305,6 +309,7 @@ fn parse_filter(value: Option<&Value>, usage: FilterUse) -> ApiResult<Option<fil
     let code = match usage {
         FilterUse::Documents => Code::InvalidDocumentFilter,
         FilterUse::Search => Code::InvalidSearchFilter,
+        FilterUse::Similar => Code::InvalidSimilarFilter,
     };
     match value {
         None => Ok(None),
@@ -321,11 +326,12 @@ fn filtered_docs<'a>(index: &'a Index, filter: Option<&Value>, usage: FilterUse)
         return Ok(index.docs.iter().map(|(i, d)| (*i, d)).collect());
     };
     let form = match usage {
-        FilterUse::Documents => ErrorForm::Original,
+        FilterUse::Documents | FilterUse::Similar => ErrorForm::Original,
         FilterUse::Search => ErrorForm::Quoted,
     };
     let compiled = filter::compile(&expr, &index.filterable(), form).map_err(|e| match (e, usage) {
         (EvalError::Invalid(fe), FilterUse::Documents) => ApiError::new(Code::InvalidDocumentFilter, fe.to_string()),
+        (EvalError::Invalid(fe), FilterUse::Similar) => ApiError::new(Code::InvalidSimilarFilter, fe.to_string()),
         (EvalError::Invalid(fe), FilterUse::Search) => {
             ApiError::new(Code::InvalidSearchFilter, format!("Index `{}`: {fe}", index.uid))
         }
@@ -680,14 +686,28 @@ async fn get_document(AxState(node): S, Path((uid, id)): Path<(String, String)>,
     path_uid(&uid)?;
     let pairs = query_pairs(&q);
     check_params(&pairs, &["fields", "retrieveVectors"])?;
+    let retrieve_vectors = retrieve_vectors_param(&pairs)?;
     let fields: Option<Vec<String>> = param(&pairs, "fields").map(|f| f.split(',').map(|s| s.trim().to_string()).collect());
     let st = node.lock();
     let ix = st.indexes.get(&uid).ok_or_else(|| index_not_found(&uid))?;
     let doc = ix.get(&id).ok_or_else(|| ApiError::new(Code::DocumentNotFound, format!("Document `{id}` not found.")))?;
-    Ok(ok(Value::Object(select_fields(doc, fields.as_deref()))))
+    let mut out = select_fields(doc, fields.as_deref());
+    engine::vector::render(&mut out, doc, &ix.settings, retrieve_vectors);
+    Ok(ok(Value::Object(out)))
+}
+
+/// `retrieveVectors` of a documents GET.
+fn retrieve_vectors_param(pairs: &[(String, String)]) -> ApiResult<bool> {
+    match param(pairs, "retrieveVectors") {
+        None => Ok(false),
+        Some(v) => v.parse::<bool>().map_err(|_| {
+            ApiError::new(Code::InvalidDocumentRetrieveVectors, format!("Invalid value in parameter `retrieveVectors`: could not parse `{v}` as a boolean, expected either `true` or `false`"))
+        }),
+    }
 }
 
 struct FetchParams {
+    retrieve_vectors: bool,
     offset: usize,
     limit: usize,
     fields: Option<Vec<String>>,
@@ -738,7 +758,11 @@ fn fetch(node: &Node, uid: &str, p: FetchParams) -> ApiResult<Response> {
         .into_iter()
         .skip(p.offset)
         .take(p.limit)
-        .map(|(_, d)| Value::Object(select_fields(d, p.fields.as_deref())))
+        .map(|(_, d)| {
+            let mut out = select_fields(d, p.fields.as_deref());
+            engine::vector::render(&mut out, d, &ix.settings, p.retrieve_vectors);
+            Value::Object(out)
+        })
         .collect();
     Ok(ok(json!({"results": results, "offset": p.offset, "limit": p.limit, "total": total})))
 }
@@ -747,13 +771,10 @@ async fn list_documents(AxState(node): S, Path(uid): Path<String>, RawQuery(q): 
     path_uid(&uid)?;
     let pairs = query_pairs(&q);
     check_params(&pairs, &["offset", "limit", "fields", "retrieveVectors", "ids", "filter", "sort"])?;
-    if let Some(v) = param(&pairs, "retrieveVectors") {
-        v.parse::<bool>().map_err(|_| {
-            ApiError::new(Code::InvalidDocumentRetrieveVectors, format!("Invalid value in parameter `retrieveVectors`: could not parse `{v}` as a boolean, expected either `true` or `false`"))
-        })?;
-    }
+    let retrieve_vectors = retrieve_vectors_param(&pairs)?;
     let split = |s: &str| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect::<Vec<_>>();
     let p = FetchParams {
+        retrieve_vectors,
         offset: parse_usize_param(&pairs, "offset", Code::InvalidDocumentOffset)?.unwrap_or(0),
         limit: parse_usize_param(&pairs, "limit", Code::InvalidDocumentLimit)?.unwrap_or(20),
         fields: param(&pairs, "fields").map(split),
@@ -794,6 +815,7 @@ async fn fetch_documents(AxState(node): S, Path(uid): Path<String>, headers: Hea
         }
     };
     let p = FetchParams {
+        retrieve_vectors: obj.get("retrieveVectors").and_then(Value::as_bool).unwrap_or(false),
         offset: uint("offset", Code::InvalidDocumentOffset, 0)?,
         limit: uint("limit", Code::InvalidDocumentLimit, 20)?,
         fields: strings("fields", Code::InvalidDocumentFields)?,
@@ -819,11 +841,16 @@ fn snapshot<'a>(index: &'a Index, query: &SearchQuery) -> ApiResult<IndexSnapsho
 
 fn with_request_uid(mut v: Value, uid: &str) -> Value {
     if let Some(o) = v.as_object_mut() {
-        // `performanceDetails` comes after `requestUid` in Meilisearch's answers.
+        // `performanceDetails`, then `semanticHitCount`, come after `requestUid` in
+        // Meilisearch's answers.
         let perf = o.shift_remove("performanceDetails");
+        let semantic = o.shift_remove("semanticHitCount");
         o.insert("requestUid".to_string(), Value::String(uid.to_string()));
         if let Some(p) = perf {
             o.insert("performanceDetails".to_string(), p);
+        }
+        if let Some(s) = semantic {
+            o.insert("semanticHitCount".to_string(), s);
         }
     }
     v
@@ -832,6 +859,8 @@ fn with_request_uid(mut v: Value, uid: &str) -> Value {
 fn run_search(node: &Node, uid: &str, query: &SearchQuery) -> ApiResult<Value> {
     let st = node.lock();
     let ix = st.indexes.get(uid).ok_or_else(|| index_not_found(uid))?;
+    // Meilisearch decides the kind of search (embedder, vector) before it reads the filter.
+    engine::semantic_kind(query, &ix.settings)?;
     let snap = snapshot(ix, query)?;
     engine::search(&snap, query)
 }
@@ -848,6 +877,120 @@ async fn search_get(AxState(node): S, Path(uid): Path<String>, RawQuery(q): RawQ
     path_uid(&uid)?;
     let query = engine::parse_search_params(&query_pairs(&q))?;
     Ok(ok(with_request_uid(run_search(&node, &uid, &query)?, &request_uid())))
+}
+
+// ---------------------------------------------------------------------------------------
+// similar documents
+
+/// `SimilarQueryGet`'s parameters, in Meilisearch's order.
+const SIMILAR_PARAMS: &[&str] = &[
+    "id",
+    "embedder",
+    "offset",
+    "limit",
+    "attributesToRetrieve",
+    "retrieveVectors",
+    "filter",
+    "showRankingScore",
+    "showRankingScoreDetails",
+    "showPerformanceDetails",
+    "rankingScoreThreshold",
+];
+
+/// `GET /similar` parameters as the `SimilarQuery` object, with Meilisearch's errors.
+fn similar_params(pairs: &[(String, String)]) -> ApiResult<Map<String, Value>> {
+    let mut out = Map::new();
+    for (k, v) in pairs {
+        let value = match k.as_str() {
+            "id" | "embedder" => Value::String(v.clone()),
+            "filter" => serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.clone())),
+            "offset" | "limit" => {
+                let code = if k == "offset" { Code::InvalidSimilarOffset } else { Code::InvalidSimilarLimit };
+                let n: usize = v.parse().map_err(|_| {
+                    ApiError::new(code, format!("Invalid value in parameter `{k}`: could not parse `{v}` as a positive integer"))
+                })?;
+                json!(n)
+            }
+            "attributesToRetrieve" => Value::Array(v.split(',').filter(|s| !s.is_empty()).map(|s| Value::String(s.to_string())).collect()),
+            "retrieveVectors" | "showRankingScore" | "showRankingScoreDetails" | "showPerformanceDetails" => {
+                let code = match k.as_str() {
+                    "retrieveVectors" => Code::InvalidSimilarRetrieveVectors,
+                    "showRankingScore" => Code::InvalidSimilarShowRankingScore,
+                    "showRankingScoreDetails" => Code::InvalidSimilarShowRankingScoreDetails,
+                    _ => Code::InvalidSimilarShowPerformanceDetails,
+                };
+                let b: bool = v.parse().map_err(|_| {
+                    ApiError::new(code, format!("Invalid value in parameter `{k}`: could not parse `{v}` as a boolean, expected either `true` or `false`"))
+                })?;
+                Value::Bool(b)
+            }
+            "rankingScoreThreshold" => {
+                let f = v.parse::<f64>().ok().filter(|f| (0.0..=1.0).contains(f)).ok_or_else(|| {
+                    ApiError::new(
+                        Code::InvalidSimilarRankingScoreThreshold,
+                        "Invalid value in parameter `rankingScoreThreshold`: the value of `rankingScoreThreshold` is invalid, expected a float between `0.0` and `1.0`.",
+                    )
+                })?;
+                json!(f)
+            }
+            _ => return Err(miroir::model::deserr::unknown_param(k, SIMILAR_PARAMS).into()),
+        };
+        out.insert(k.clone(), value);
+    }
+    for required in ["id", "embedder"] {
+        if !out.contains_key(required) {
+            return Err(bad_request(format!("Missing parameter `{required}`")));
+        }
+    }
+    Ok(out)
+}
+
+/// `/similar` on one index, as Meilisearch's `perform_similar` checks and answers it: the
+/// embedder, the filter's syntax, the id's form, the id's document, the filter's attributes.
+fn run_similar(node: &Node, uid: &str, q: &Map<String, Value>) -> ApiResult<Value> {
+    let st = node.lock();
+    let ix = st.indexes.get(uid).ok_or_else(|| index_not_found(uid))?;
+    let embedder = q.get("embedder").and_then(Value::as_str).unwrap_or_default();
+    if !engine::vector::embedders(&ix.settings).iter().any(|(n, _)| n == embedder) {
+        return Err(ApiError::new(Code::InvalidSimilarEmbedder, format!("Cannot find embedder with name `{embedder}`.")));
+    }
+    let filter = q.get("filter").filter(|f| !f.is_null());
+    parse_filter(filter, FilterUse::Similar)?;
+    let given = q.get("id").cloned().unwrap_or(Value::Null);
+    let id = miroir::model::DocumentId::from_value(&given).ok_or_else(|| {
+        ApiError::new(
+            Code::InvalidSimilarId,
+            format!("Invalid value at `.id`: Document identifier `{given}` is invalid. A document identifier can be of type integer or string, only composed of alphanumeric characters (a-z A-Z 0-9), hyphens (-) and underscores (_), and can not be more than 511 bytes."),
+        )
+    })?;
+    let id = id.as_str().to_string();
+    let Some(&internal) = ix.ids.get(&id) else {
+        return Err(ApiError::new(Code::NotFoundSimilarId, format!("Document `{id}` not found.")));
+    };
+    let candidates: Vec<&Document> = filtered_docs(ix, filter, FilterUse::Similar)?.into_iter().filter(|(i, _)| *i != internal).map(|(_, d)| d).collect();
+    let mut field_order: Vec<String> = Vec::new();
+    for d in ix.docs.values() {
+        for k in d.keys() {
+            if !field_order.contains(k) {
+                field_order.push(k.clone());
+            }
+        }
+    }
+    let input = engine::SimilarInput { settings: &ix.settings, id, reference: &ix.docs[&internal], candidates, field_order };
+    Ok(engine::similar(input, q))
+}
+
+async fn similar_post(AxState(node): S, Path(uid): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let body = json_body(&headers, &read_body(body).await?)?;
+    check_typed::<miroir::model::search::SimilarQuery>(&body)?;
+    path_uid(&uid)?;
+    Ok(ok(run_similar(&node, &uid, expect_object(&body)?)?))
+}
+
+async fn similar_get(AxState(node): S, Path(uid): Path<String>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let query = similar_params(&query_pairs(&q))?;
+    path_uid(&uid)?;
+    Ok(ok(run_similar(&node, &uid, &query)?))
 }
 
 async fn facet_search(AxState(node): S, Path(uid): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
@@ -1315,4 +1458,23 @@ async fn edit_documents(AxState(node): S, Path(uid): Path<String>, headers: Head
 async fn compact_index(AxState(node): S, Path(uid): Path<String>) -> ApiResult<Response> {
     path_uid(&uid)?;
     Ok(accepted(node.enqueue(Some(uid), TaskKind::IndexCompaction, None)))
+}
+
+// ---------------------------------------------------------------------------------------
+// index fields, template rendering
+
+async fn list_fields(AxState(node): S, Path(uid): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    // Meilisearch's order: the body, then the index, looked up by the name as given.
+    let body = json_body(&headers, &read_body(body).await?)?;
+    let request = miroir::model::deserr::parse::<miroir::model::fields::ListFields>(body)?;
+    let st = node.lock();
+    let ix = st.indexes.get(&uid).ok_or_else(|| index_not_found(&uid))?;
+    Ok(ok(super::fields::list(&ix.fields, &ix.settings, &request)))
+}
+
+async fn render_template(AxState(node): S, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let body = json_body(&headers, &read_body(body).await?)?;
+    let query = miroir::model::deserr::parse::<miroir::model::render::RenderQuery>(body)?;
+    let st = node.lock();
+    Ok(ok(super::render::render(&st, &query)?))
 }

@@ -22,8 +22,10 @@ pub mod engine;
 pub mod edition;
 pub mod error;
 pub mod features;
+pub mod fields;
 pub mod filter;
 pub mod http;
+pub mod render;
 pub mod settings;
 pub mod state;
 

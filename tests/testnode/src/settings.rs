@@ -269,16 +269,50 @@ fn normalize(field: &str, v: &Value, current: &Value) -> Result<Value, ApiError>
             v.as_array().ok_or_else(|| type_error(field, &path, "an array", v))?;
             v.clone()
         }
-        "embedders" => {
-            let obj = v.as_object().ok_or_else(|| type_error(field, &path, "an object", v))?;
-            if !obj.is_empty() {
-                return Err(ApiError::not_implemented("embedders in the test node"));
-            }
-            json!({})
-        }
+        "embedders" => embedders(v, current)?,
         "typoTolerance" | "faceting" | "pagination" => merge_nested(field, v, current)?,
         _ => return Err(ApiError::not_implemented(&format!("the `{field}` setting in the test node"))),
     })
+}
+
+/// `embedders`: a PATCH of embedders by name (`null` removes one), each embedder's fields
+/// merged into what it had. Only `userProvided` embedders (`source`, `dimensions`) are
+/// implemented; Meilisearch shows them as `{"source": "userProvided", "dimensions": n}`, in
+/// name order.
+fn embedders(v: &Value, current: &Value) -> Result<Value, ApiError> {
+    const FIELD: &str = "embedders";
+    let obj = v.as_object().ok_or_else(|| type_error(FIELD, ".embedders", "an object", v))?;
+    let mut out = current.as_object().cloned().unwrap_or_default();
+    for (name, conf) in obj {
+        if conf.is_null() {
+            out.shift_remove(name);
+            continue;
+        }
+        let path = format!(".embedders.{name}");
+        let given = conf.as_object().ok_or_else(|| type_error(FIELD, &path, "an object", conf))?;
+        let mut merged = out.get(name).and_then(Value::as_object).cloned().unwrap_or_default();
+        for (k, val) in given {
+            match (k.as_str(), val) {
+                ("source", Value::String(src)) if src == "userProvided" => {}
+                ("source", _) => return Err(ApiError::not_implemented("Embedder sources other than `userProvided` in the test node")),
+                ("dimensions", _) => {
+                    let n = val.as_u64().ok_or_else(|| type_error(FIELD, &format!("{path}.dimensions"), "a positive integer", val))?;
+                    if n == 0 {
+                        return Err(ApiError::new(Code::InvalidSettingsEmbedders, format!("`.embedders.{name}.dimensions`: `dimensions` cannot be zero")));
+                    }
+                }
+                (other, _) => return Err(ApiError::not_implemented(&format!("The `{other}` embedder setting in the test node"))),
+            }
+            merged.insert(k.clone(), val.clone());
+        }
+        let dimensions = merged.get("dimensions").cloned();
+        if merged.get("source") != Some(&json!("userProvided")) || dimensions.is_none() {
+            return Err(ApiError::not_implemented("An embedder without `source: userProvided` and `dimensions` in the test node"));
+        }
+        out.insert(name.clone(), json!({"source": "userProvided", "dimensions": dimensions}));
+    }
+    out.sort_keys();
+    Ok(Value::Object(out))
 }
 
 fn merge_nested(field: &str, v: &Value, current: &Value) -> Result<Value, ApiError> {
@@ -418,6 +452,8 @@ pub fn validate_update(body: &Value, current: &Value) -> Result<SettingsUpdate, 
             "typoTolerance" | "faceting" | "pagination" => {
                 merge_nested(field, v, &Value::Object(Map::new()))?
             }
+            // embedders show what was sent
+            "embedders" => v.clone(),
             _ => stored.clone(),
         };
         details.insert(field.to_string(), shown);

@@ -37,6 +37,9 @@ pub struct Index {
     /// Internal ids freed by deletions below `next_id` (milli reuses the smallest free id).
     free: BTreeSet<u32>,
     next_id: u32,
+    /// The fields-ids map: every field (nested paths included) any document ever had; like
+    /// milli's, it never shrinks (`POST /indexes/{uid}/fields`).
+    pub fields: BTreeSet<String>,
 }
 
 impl Index {
@@ -51,6 +54,16 @@ impl Index {
             ids: HashMap::new(),
             free: BTreeSet::new(),
             next_id: 0,
+            fields: BTreeSet::new(),
+        }
+    }
+
+    /// Adds a stored document's fields to the fields-ids map.
+    pub fn note_fields(&mut self, doc: &Document) {
+        for f in crate::fields::field_paths(doc) {
+            if !self.fields.contains(&f) {
+                self.fields.insert(f);
+            }
         }
     }
 
@@ -495,11 +508,35 @@ impl State {
                 for d in &documents {
                     ext_ids.push(payload::document_id(d, &pk)?);
                 }
+                // New and replaced documents must give an entry for every embedder.
+                let mut missing: Option<(String, Vec<String>)> = None;
+                for (d, ext) in documents.iter().zip(&ext_ids) {
+                    if !replace && ix.ids.contains_key(ext) {
+                        continue;
+                    }
+                    if let Some(name) = crate::engine::vector::missing_entry(d, &ix.settings) {
+                        let m = missing.get_or_insert_with(|| (name, Vec::new()));
+                        m.1.push(ext.clone());
+                    }
+                }
+                if let Some((name, ids)) = missing {
+                    return Err(with_index_prefix(index_uid, ApiError::new(Code::VectorEmbeddingError, crate::engine::vector::missing_message(&name, &ids))));
+                }
+                for (d, ext) in documents.iter().zip(&ext_ids) {
+                    crate::engine::vector::check_document(d, ext, &ix.settings).map_err(|(known, msg)| {
+                        if known {
+                            ApiError::new(Code::InvalidVectorDimensions, msg)
+                        } else {
+                            ApiError::not_implemented(&format!("This `_vectors` value ({msg}) in the test node"))
+                        }
+                    })?;
+                }
                 ix.primary_key = Some(pk);
                 let n = documents.len();
                 for (doc, ext) in documents.into_iter().zip(ext_ids) {
                     match ix.ids.get(&ext) {
                         Some(&internal) => {
+                            ix.note_fields(&doc);
                             let slot = ix.docs.get_mut(&internal).unwrap();
                             if replace {
                                 *slot = doc;
@@ -513,6 +550,7 @@ impl State {
                         None => {
                             let internal = ix.alloc_id();
                             ix.ids.insert(ext, internal);
+                            ix.note_fields(&doc);
                             ix.docs.insert(internal, doc);
                         }
                     }
@@ -708,6 +746,7 @@ impl State {
                 let ext = payload::document_id(&doc, pk).map_err(|e| e.to_string())?;
                 let internal = index.alloc_id();
                 index.ids.insert(ext, internal);
+                index.note_fields(&doc);
                 index.docs.insert(internal, doc);
             }
             state.indexes.insert(uid.to_string(), index);

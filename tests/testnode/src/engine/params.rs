@@ -363,5 +363,20 @@ pub fn params_to_object(params: &[(String, String)]) -> ApiResult<Map<String, Va
     if given("vector") && !given("hybridEmbedder") {
         return Err(ApiError::new(Code::MissingSearchHybrid, "`hybridEmbedder` is mandatory when `vector` is present"));
     }
+    // `hybridEmbedder` + `hybridSemanticRatio` → `hybrid`, `vector` → a list of floats.
+    let last = |n: &str| params.iter().rev().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    if let Some(embedder) = last("hybridEmbedder") {
+        let mut hybrid = Map::new();
+        hybrid.insert("embedder".into(), Value::String(embedder.to_string()));
+        if let Some(r) = last("hybridSemanticRatio") {
+            let r: f32 = r.parse().map_err(|_| ApiError::not_implemented("Validating `hybridSemanticRatio` in the test node"))?;
+            hybrid.insert("semanticRatio".into(), Value::from(r as f64));
+        }
+        obj.insert("hybrid".into(), Value::Object(hybrid));
+    }
+    if let Some(v) = last("vector") {
+        let floats: Option<Vec<Value>> = v.split(',').map(|x| x.trim().parse::<f32>().ok().map(|f| Value::from(f as f64))).collect();
+        obj.insert("vector".into(), Value::Array(floats.ok_or_else(|| ApiError::not_implemented("Validating `vector` in the test node"))?));
+    }
     Ok(obj)
 }
