@@ -137,6 +137,13 @@ pub struct ReplicationConfig {
     /// How often the replay worker looks for nodes to catch up (it is also woken by writes).
     #[serde(default = "d_replay_interval")]
     pub replay_interval_ms: u64,
+    /// How long a write that misses quorum only because holders of its shards are replaying
+    /// missed writes waits for the replay to apply it before it is refused (0: never waits).
+    #[serde(default = "d_queued_write_wait")]
+    pub queued_write_wait_ms: u64,
+}
+fn d_queued_write_wait() -> u64 {
+    2_000
 }
 fn d_missed_budget() -> u64 {
     256 * 1024 * 1024
@@ -153,6 +160,7 @@ impl Default for ReplicationConfig {
             missed_budget_bytes: d_missed_budget(),
             anti_entropy_interval_ms: d_anti_entropy_interval(),
             replay_interval_ms: d_replay_interval(),
+            queued_write_wait_ms: d_queued_write_wait(),
         }
     }
 }

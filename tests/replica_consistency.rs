@@ -58,6 +58,7 @@ fn replication(budget: Option<u64>) -> ReplicationConfig {
         missed_budget_bytes: budget.unwrap_or(ReplicationConfig::default().missed_budget_bytes),
         anti_entropy_interval_ms: 0,
         replay_interval_ms: 100,
+        ..ReplicationConfig::default()
     }
 }
 

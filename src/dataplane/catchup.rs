@@ -41,13 +41,13 @@ const PAGE_BYTES: usize = 16 * 1024 * 1024;
 impl Proxy {
     /// Appends a write part the node did not take to its missed-operation log (durably),
     /// then enforces the node's byte budget. Called before the write is acknowledged.
-    pub(crate) async fn record_missed(&self, index: Option<&str>, part: WritePart) -> ApiResult<()> {
+    pub(crate) async fn record_missed(&self, index: Option<&str>, part: WritePart) -> ApiResult<u64> {
         let node = part.call.node_id.clone();
         let op = part.into_op(index);
         let bytes = op.body.len() as u64;
         let lock = self.inner.sync.lock_of(&node);
         let _held = lock.lock().await;
-        self.store().append_missed(&node, op).await.map_err(store_error)?;
+        let seq = self.store().append_missed(&node, op).await.map_err(store_error)?.seq;
         self.inner.sync.add_pending(&node, bytes, false);
         let budget = self.options().replication.missed_budget_bytes;
         if self.inner.sync.get(&node).pending_bytes > budget {
@@ -56,7 +56,7 @@ impl Proxy {
             self.queue_rebuild_locked(&node, &scope).await.map_err(store_error)?;
         }
         self.publish_sync_metrics(&node);
-        Ok(())
+        Ok(seq)
     }
 
     /// Queues a rebuild of the node: a marker appended to its log, then (for a rebuild of

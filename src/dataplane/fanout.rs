@@ -254,10 +254,63 @@ impl Proxy {
             }
         }
         let outcomes = self.send_write(routing, index, parts, true).await?;
-        let accepted: HashSet<String> = outcomes.iter().filter(|o| o.accepted()).map(|o| o.node_id.clone()).collect();
         let all: BTreeSet<u32> = (0..routing.topology.shards).collect();
-        let report = evaluate_quorum(&routing.assignment, routing.topology.replication_factor, &all, &accepted);
+        let report = self.judge_quorum(routing, &all, &outcomes).await;
         Ok((outcomes, report))
+    }
+
+    /// The quorum rule over `shards` for the outcomes of one write. A write that misses
+    /// quorum only because holders of its shards are healthy but still replaying writes they
+    /// missed (the write was appended to their log, behind those) waits up to
+    /// `replication.queued_write_wait_ms` for the replay to apply it: a node whose log no
+    /// longer holds the write's operation has applied it (the replay acknowledges an
+    /// operation only once the node's task for it finished), so it counts for quorum. Without
+    /// this, with one copy per group, every write to a shard whose holder is catching up
+    /// for a moment (after a rebalance, a restart) would be refused.
+    pub(crate) async fn judge_quorum(&self, routing: &RoutingTable, shards: &BTreeSet<u32>, outcomes: &[CallOutcome]) -> QuorumReport {
+        let rf = routing.topology.replication_factor;
+        let mut accepted: HashSet<String> = outcomes.iter().filter(|o| o.accepted()).map(|o| o.node_id.clone()).collect();
+        let report = evaluate_quorum(&routing.assignment, rf, shards, &accepted);
+        let wait = self.options().replication.queued_write_wait_ms;
+        if report.ok() || wait == 0 {
+            return report;
+        }
+        let mut waiting: Vec<(String, u64)> = outcomes
+            .iter()
+            .filter_map(|o| match &o.result {
+                Err(NodeError::Queued { node, seq })
+                    if self.inner.health.get(node).state == super::health::NodeState::Healthy
+                        && self.inner.sync.get(node).state == super::replica::SyncState::CatchingUp =>
+                {
+                    Some((node.clone(), *seq))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut could = accepted.clone();
+        could.extend(waiting.iter().map(|(n, _)| n.clone()));
+        if waiting.is_empty() || !evaluate_quorum(&routing.assignment, rf, shards, &could).ok() {
+            return report;
+        }
+        self.inner.sync.wake.notify_one();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait);
+        loop {
+            let mut still = Vec::new();
+            for (node, seq) in waiting {
+                match self.store().list_missed(&node, None, 1).await {
+                    Ok(ops) if ops.first().is_none_or(|op| op.seq > seq) => {
+                        accepted.insert(node);
+                    }
+                    _ => still.push((node, seq)),
+                }
+            }
+            waiting = still;
+            if waiting.is_empty() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        evaluate_quorum(&routing.assignment, rf, shards, &accepted)
     }
 
     /// Sends the parts of one write, in the order this process received its writes to the
@@ -326,8 +379,8 @@ impl Proxy {
         }
         for part in deferred {
             let node = part.call.node_id.clone();
-            self.record_missed(index, part).await?;
-            outcomes.push(CallOutcome { node_id: node.clone(), result: Err(NodeError::Queued { node }) });
+            let seq = self.record_missed(index, part).await?;
+            outcomes.push(CallOutcome { node_id: node.clone(), result: Err(NodeError::Queued { node, seq }) });
         }
         if let Some(m) = &routing.migration {
             for part in queued {

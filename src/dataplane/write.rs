@@ -2,7 +2,7 @@
 //! node, deletions by id; each judged by the quorum rule and recorded as one Miroir task.
 //! The HTTP layer parses and validates the request; this module only routes and records.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -232,8 +232,7 @@ impl Proxy {
     /// node's 4xx is the client's error.
     async fn routed_write(&self, routing: &RoutingTable, index: &str, parts: Vec<WritePart>, shards: &BTreeSet<u32>) -> ApiResult<(Vec<CallOutcome>, QuorumReport)> {
         let outcomes = self.send_write(routing, Some(index), parts, false).await?;
-        let accepted: HashSet<String> = outcomes.iter().filter(|o| o.accepted()).map(|o| o.node_id.clone()).collect();
-        let report = super::fanout::evaluate_quorum(&routing.assignment, routing.topology.replication_factor, shards, &accepted);
+        let report = self.judge_quorum(routing, shards, &outcomes).await;
         if !report.ok() {
             return Err(super::fanout::auth_refusals(&outcomes).unwrap_or_else(|| report.into_error()));
         }

@@ -40,7 +40,7 @@ pub enum NodeError {
     /// A write was not sent: the node is down or behind, so the write was appended to its
     /// missed-operation log instead (it reaches the node by replay, in order).
     #[error("node {node} is not caught up; the write was queued for it")]
-    Queued { node: String },
+    Queued { node: String, seq: u64 },
 }
 
 /// What one health probe found.
