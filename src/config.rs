@@ -223,13 +223,25 @@ pub struct ScatterConfig {
     pub node_timeout_ms: u64,
     #[serde(default)]
     pub unavailable_shard_policy: UnavailableShardPolicy,
+    /// Longest time a search reuses an index's cached primary key and settings (a safety
+    /// net: writes through Miroir drop the cache at once, see `dataplane::context_cache`);
+    /// 0 turns the cache off.
+    #[serde(default = "d_index_context_ttl")]
+    pub index_context_ttl_ms: u64,
 }
 fn d_node_timeout() -> u64 {
     5000
 }
+fn d_index_context_ttl() -> u64 {
+    5000
+}
 impl Default for ScatterConfig {
     fn default() -> Self {
-        ScatterConfig { node_timeout_ms: d_node_timeout(), unavailable_shard_policy: UnavailableShardPolicy::Partial }
+        ScatterConfig {
+            node_timeout_ms: d_node_timeout(),
+            unavailable_shard_policy: UnavailableShardPolicy::Partial,
+            index_context_ttl_ms: d_index_context_ttl(),
+        }
     }
 }
 

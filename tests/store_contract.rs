@@ -90,6 +90,7 @@ contract!(
     cdc_cursor_never_goes_backwards,
     index_settings_overlay_rows,
     features_record_round_trips_and_is_replaced,
+    index_context_version_bumps_and_is_published,
     api_keys_crud_and_order,
     default_api_keys_only_into_an_empty_store,
     missed_ops_append_in_order_per_node,
@@ -626,6 +627,28 @@ async fn features_record_round_trips_and_is_replaced(s: Store) {
     assert_eq!(s.get_features().await.unwrap(), Some(w));
     // Nothing else of the store is touched by it.
     assert_eq!(s.get_index_settings("features").await.unwrap(), None);
+}
+
+async fn index_context_version_bumps_and_is_published(s: Store) {
+    use miroir::store::ContextEvent;
+    async fn next(w: &mut tokio::sync::mpsc::Receiver<ContextEvent>) -> ContextEvent {
+        tokio::time::timeout(Duration::from_secs(10), w.recv()).await.expect("an event in time").expect("watch open")
+    }
+    assert_eq!(s.index_context_version().await.unwrap(), 0);
+    let mut watch = s.watch_index_context();
+    match (&mut watch, s.backend()) {
+        (Some(w), "redis") => assert_eq!(next(w).await, ContextEvent::Connected),
+        (None, "sqlite") => {}
+        (w, b) => panic!("backend {b} watch: {}", w.is_some()),
+    }
+    let a = s.bump_index_context(Some("movies")).await.unwrap();
+    let b = s.bump_index_context(None).await.unwrap();
+    assert!(a >= 1 && b > a, "{a} {b}");
+    assert_eq!(s.index_context_version().await.unwrap(), b);
+    if let Some(w) = &mut watch {
+        assert_eq!(next(w).await, ContextEvent::Changed(Some("movies".into())));
+        assert_eq!(next(w).await, ContextEvent::Changed(None));
+    }
 }
 
 async fn index_settings_overlay_rows(s: Store) {

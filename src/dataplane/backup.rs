@@ -251,6 +251,7 @@ impl Proxy {
         for (uid, s) in &settings {
             store.put_index_settings(uid, s).await.map_err(store_error)?;
         }
+        self.index_context_changed(None).await;
         Ok(json!({ "apiKeys": keys.len(), "webhooks": webhooks.len(), "indexSettings": settings.len() }))
     }
 

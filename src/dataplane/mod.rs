@@ -30,6 +30,7 @@ pub mod backup;
 pub mod features;
 pub mod edition;
 pub mod swap;
+pub mod context_cache;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -130,6 +131,8 @@ pub(crate) struct ProxyInner {
     pub(crate) swap: swap::SwapState,
     /// Set on SIGTERM: `/ready` answers 503 while the requests in flight finish.
     pub(crate) draining: std::sync::atomic::AtomicBool,
+    /// Index contexts (primary key, settings) the read path reuses (see `context_cache`).
+    pub(crate) contexts: context_cache::ContextCache,
 }
 
 impl Proxy {
@@ -151,6 +154,7 @@ impl Proxy {
                 webhooks: Default::default(),
                 swap: Default::default(),
                 draining: Default::default(),
+                contexts: Default::default(),
             }),
         }
     }
@@ -280,6 +284,43 @@ impl Proxy {
     /// The HTTP application (Meilisearch API + `/_miroir/*`).
     pub fn router(&self) -> axum::Router {
         crate::http::router(self.clone())
+    }
+
+    /// The context (primary key, settings) of `index` (`None`: of every index) may have
+    /// changed through a write whose task is already stored: drops the cached contexts here
+    /// and, through the task store, in every other process (see [`context_cache`]).
+    pub(crate) async fn index_context_changed(&self, index: Option<&str>) {
+        self.inner.contexts.invalidate(index);
+        if let Err(e) = self.inner.store.bump_index_context(index).await {
+            // The other processes' subscriptions fail with the store: their caches are off.
+            tracing::warn!(index, error = %e, "cannot publish an index context change");
+        }
+    }
+
+    /// The cached context of an index, however old (for tests and diagnostics).
+    pub fn cached_index_context(&self, uid: &str) -> Option<Arc<merge::IndexContext>> {
+        self.inner.contexts.get(uid, std::time::Duration::MAX)
+    }
+
+    /// Starts following the index context changes other processes publish through the task
+    /// store (none with SQLite): the cache is off while the subscription is down, and emptied
+    /// whenever it (re)connects. Stops when aborted.
+    pub fn spawn_context_watch(&self) -> tokio::task::JoinHandle<()> {
+        let Some(mut events) = self.inner.store.watch_index_context() else {
+            return tokio::spawn(async {});
+        };
+        self.inner.contexts.set_enabled(false);
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                let Some(inner) = weak.upgrade() else { return };
+                match ev {
+                    crate::store::ContextEvent::Changed(index) => inner.contexts.invalidate(index.as_deref()),
+                    crate::store::ContextEvent::Connected => inner.contexts.set_enabled(true),
+                    crate::store::ContextEvent::Disconnected => inner.contexts.set_enabled(false),
+                }
+            }
+        })
     }
 
     /// Starts the background node health checker; it stops when the returned handle is

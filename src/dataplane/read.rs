@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Map, Value};
@@ -13,6 +15,8 @@ use super::fanout::{NodeCall, DEGRADED_HEADER};
 use super::merge::{self, IndexContext, RESERVED_PREFIX};
 use super::scatter::{covering_set, shard_filter, CoveringSet};
 use super::{Proxy, RoutingTable};
+use super::context_cache::CONTEXT_TASK_TYPES;
+use crate::store::{TaskFilter, TaskRecord, TaskStatus};
 use crate::config::UnavailableShardPolicy;
 use crate::model::fields::ListFields;
 use crate::model::{DocumentId, IndexUid};
@@ -151,8 +155,67 @@ fn passthrough(status: u16, body: &Value) -> ApiError {
     ApiError::Passthrough { status, body: sanitize_node_error(body.clone()) }
 }
 
+/// Client-visible context of an index: primary key and settings, from the cache when an entry
+/// is there, otherwise from one node (cached when that is safe; see `context_cache`).
+pub async fn index_context(proxy: &Proxy, routing: &RoutingTable, uid: &IndexUid) -> ApiResult<Arc<IndexContext>> {
+    let ttl = Duration::from_millis(proxy.options().scatter.index_context_ttl_ms);
+    let cache = &proxy.inner.contexts;
+    if let Some(ctx) = cache.get(uid.as_str(), ttl) {
+        return Ok(ctx);
+    }
+    // Steps 1 and 2 of `context_cache` come before the fetch (step 3).
+    let generation = cache.generation();
+    let pending = if ttl.is_zero() { None } else { pending_context_tasks(proxy, uid).await };
+    let ctx = Arc::new(fetch_index_context(proxy, routing, uid).await?);
+    if let Some(pending) = pending {
+        let blocking: Vec<TaskRecord> = pending
+            .into_iter()
+            .filter(|t| t.kind != "documentAdditionOrUpdate" || ctx.primary_key.is_none())
+            .collect();
+        if blocking.is_empty() {
+            cache.insert_if_unchanged(uid.as_str(), ctx.clone(), generation);
+        } else if cache.begin_refresh() {
+            // Tasks nobody polls would keep the index uncacheable: learn whether they ended.
+            let p = proxy.clone();
+            tokio::spawn(async move {
+                for t in blocking.into_iter().take(16) {
+                    if let Err(e) = p.refreshed_task(t).await {
+                        tracing::debug!(error = ?e, "cannot refresh a settings task");
+                    }
+                }
+                p.inner.contexts.end_refresh();
+            });
+        }
+    }
+    Ok(ctx)
+}
+
+/// The unfinished Miroir tasks that may change `uid`'s context (`None`: the store cannot say).
+async fn pending_context_tasks(proxy: &Proxy, uid: &IndexUid) -> Option<Vec<TaskRecord>> {
+    let unfinished = vec![TaskStatus::Enqueued, TaskStatus::Processing];
+    let own = TaskFilter {
+        statuses: unfinished.clone(),
+        index_uids: vec![uid.as_str().to_string()],
+        types: CONTEXT_TASK_TYPES.iter().map(|t| t.to_string()).collect(),
+        ..Default::default()
+    };
+    let swaps = TaskFilter { statuses: unfinished, types: vec!["indexSwap".into()], ..Default::default() };
+    let store = proxy.store();
+    let (own, swaps) = tokio::join!(store.find_tasks(&own), store.find_tasks(&swaps));
+    match (own, swaps) {
+        (Ok(mut own), Ok(swaps)) => {
+            own.extend(swaps);
+            Some(own)
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::debug!(error = %e, "task store unavailable; the index context is not cached");
+            None
+        }
+    }
+}
+
 /// Client-visible context of an index: primary key and settings, from one node.
-pub async fn index_context(proxy: &Proxy, routing: &RoutingTable, uid: &IndexUid) -> ApiResult<IndexContext> {
+async fn fetch_index_context(proxy: &Proxy, routing: &RoutingTable, uid: &IndexUid) -> ApiResult<IndexContext> {
     // Both reads at once: they are independent, and this is on every search's path.
     let (index_path, settings_path) = (NodePath::index(uid), NodePath::index(uid).then("settings"));
     let (index, settings) = tokio::join!(
@@ -166,8 +229,12 @@ pub async fn index_context(proxy: &Proxy, routing: &RoutingTable, uid: &IndexUid
     if !settings.is_success() {
         return Err(passthrough(settings.status, &settings.body));
     }
-    let pk = index.body.get("primaryKey").and_then(Value::as_str);
-    let mut ctx = IndexContext::from_settings(pk, &settings.body);
+    let mut pk = index.body.get("primaryKey").and_then(Value::as_str).map(str::to_string);
+    if pk.is_none() {
+        // An inferred key is only on the nodes that got documents (see `index_meta`).
+        pk = proxy.cluster_primary_key(routing, uid).await.and_then(|p| p.as_str().map(str::to_string));
+    }
+    let mut ctx = IndexContext::from_settings(pk.as_deref(), &settings.body);
     // The nodes hold a larger facet limit than the client set (see `settings`).
     match proxy.store().get_index_settings(uid.as_str()).await {
         Ok(Some(overlay)) => {
@@ -406,7 +473,7 @@ impl Proxy {
                             performance.push(json!({"performanceDetails": p}));
                         }
                     }
-                    fq.push(merge::FederatedQuery { query: q.clone(), ctx, node_responses });
+                    fq.push(merge::FederatedQuery { query: q.clone(), ctx: (*ctx).clone(), node_responses });
                 }
                 let mut body = merge::merge_federated(&federation, fq)?;
                 let mut uids: Vec<&str> = queries_maps.iter().filter_map(|q| q.get("indexUid").and_then(Value::as_str)).collect();

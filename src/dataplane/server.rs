@@ -22,6 +22,8 @@ pub struct ServerHandle {
     shutdown: Option<oneshot::Sender<()>>,
     join: Option<JoinHandle<()>>,
     health: JoinHandle<()>,
+    /// Drops cached index contexts other processes changed (see `context_cache`).
+    context_watch: JoinHandle<()>,
     sync: JoinHandle<()>,
     /// To release the replica-sync lease on a clean shutdown (another process takes over at once).
     proxy: Proxy,
@@ -34,6 +36,11 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
+    /// The proxy this server serves.
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -47,6 +54,7 @@ impl ServerHandle {
             let _ = j.await;
         }
         self.health.abort();
+        self.context_watch.abort();
         self.sync.abort();
         let _ = (&mut self.sync).await;
         if let Err(e) = self.proxy.store().release_lease(crate::dataplane::catchup::REPLAY_LEASE, &self.sync_holder).await {
@@ -79,6 +87,7 @@ impl Drop for ServerHandle {
             let _ = tx.send(());
         }
         self.health.abort();
+        self.context_watch.abort();
         self.sync.abort();
         self.anti_entropy.abort();
         self.rebalance.abort();
@@ -129,6 +138,7 @@ pub async fn serve(listener: TcpListener, router: axum::Router, shutdown: impl s
 /// releases its leases.
 pub fn spawn_workers(proxy: Proxy, addr: SocketAddr) -> ServerHandle {
     let health = proxy.spawn_health_checker();
+    let context_watch = proxy.spawn_context_watch();
     let (sync, sync_holder) = proxy.spawn_replica_sync();
     let anti_entropy = proxy.spawn_anti_entropy();
     let (rebalance, rebalance_holder) = crate::dataplane::rebalance::spawn(proxy.clone());
@@ -146,6 +156,7 @@ pub fn spawn_workers(proxy: Proxy, addr: SocketAddr) -> ServerHandle {
         shutdown: None,
         join: None,
         health,
+        context_watch,
         sync,
         anti_entropy,
         rebalance,

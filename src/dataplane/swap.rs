@@ -527,6 +527,7 @@ impl Proxy {
             })
             .await
             .map_err(store_error);
+        self.index_context_changed(None).await;
         let task = match task {
             Ok(t) => t,
             Err(e) => {
@@ -659,6 +660,8 @@ impl Proxy {
                 tracing::error!(error = %e, "cannot store the end of an index swap task");
             }
         }
+        // The indexes' contexts were swapped (overlays too): see `context_cache`.
+        self.index_context_changed(None).await;
         drop(held);
         if let Some(r) = renew {
             r.abort();

@@ -383,6 +383,12 @@ impl Proxy {
         self.inner.store.update_task(after).await.map_err(store_error)?;
         if after.status.is_terminal() && !before.status.is_terminal() {
             tracing::debug!(uid = after.uid, kind = %after.kind, status = after.status.as_str(), "miroir task finished");
+            // Document writes are left out: a cached context never depends on an unfinished
+            // one (see `context_cache`), and bumping on each would empty the cache constantly.
+            if super::context_cache::changes_context(&after.kind) && after.kind != "documentAdditionOrUpdate" {
+                let index = if after.kind == "indexSwap" { None } else { after.index_uid.as_deref() };
+                self.index_context_changed(index).await;
+            }
         }
         Ok(())
     }

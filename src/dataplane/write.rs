@@ -86,6 +86,10 @@ impl Proxy {
             })
             .unwrap_or_default();
         let task = self.create_task(&kind, index_uid.map(IndexUid::as_str), details, node_tasks(&outcomes), enqueued_at).await?;
+        if super::context_cache::changes_context(&kind) {
+            // After the task is stored: see `context_cache`.
+            self.index_context_changed(index_uid.map(IndexUid::as_str)).await;
+        }
         Ok(WriteAck { task, report: Some(report) })
     }
 
@@ -188,6 +192,9 @@ impl Proxy {
                 }
                 let details = json!({"receivedDocuments": documents.len(), "indexedDocuments": 0});
                 let task = self.create_failed_task(KIND, Some(uid.as_str()), details, &e).await?;
+                if index_pk.is_none() {
+                    self.index_context_changed(Some(uid.as_str())).await;
+                }
                 return Ok(WriteAck { task, report: None });
             }
         };
@@ -225,6 +232,10 @@ impl Proxy {
         let shards: BTreeSet<u32> = routed.iter().map(|(s, _)| *s).collect();
         let (outcomes, report) = self.routed_write(&routing, uid.as_str(), parts, &shards).await?;
         let task = self.create_task(KIND, Some(uid.as_str()), details, node_tasks(&outcomes), enqueued_at).await?;
+        if index_pk.is_none() {
+            // The nodes set (or infer) the primary key: a context change (see `context_cache`).
+            self.index_context_changed(Some(uid.as_str())).await;
+        }
         Ok(WriteAck { task, report: Some(report) })
     }
 

@@ -91,6 +91,7 @@ pub async fn create(State(proxy): State<Proxy>, auth: crate::auth::AuthContext, 
     let ack = proxy.broadcast_write(Method::POST, &NodePath::route("/indexes"), Some(&body), uid.as_ref(), json!({"primaryKey": pk})).await?;
     if let (Some(u), false) = (&uid, exists) {
         proxy.init_index_settings(&routing, u).await?;
+        proxy.index_context_changed(Some(u.as_str())).await;
     }
     Ok(accepted(ack))
 }
@@ -153,6 +154,7 @@ pub async fn delete(State(proxy): State<Proxy>, params: RouteParams) -> ApiResul
     let uid = params.index_uid()?;
     let ack = proxy.broadcast_write(Method::DELETE, &NodePath::index(&uid), None, Some(&uid), json!({"deletedDocuments": null})).await?;
     proxy.store().delete_index_settings(uid.as_str()).await.map_err(store_error)?;
+    proxy.index_context_changed(Some(uid.as_str())).await;
     Ok(accepted(ack))
 }
 

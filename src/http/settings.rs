@@ -49,6 +49,8 @@ async fn settings_write(proxy: &Proxy, uid: &IndexUid, method: Method, path: Nod
     let ack = proxy.broadcast_write(method, &path, node_body, Some(uid), details).await?;
     if let Some(f) = client_faceting {
         record_faceting(proxy, uid, &f).await?;
+        // The overlay is part of the context too (`broadcast_write` bumped before it changed).
+        proxy.index_context_changed(Some(uid.as_str())).await;
     }
     Ok(accepted(ack))
 }

@@ -395,6 +395,17 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything Miroir keeps durably. All methods are safe to call concurrently from several
 /// processes sharing one backend.
+/// What [`TaskStore::watch_index_context`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContextEvent {
+    /// The context of this index (`None`: of every index) may have changed.
+    Changed(Option<String>),
+    /// The subscription is (again) up: bumps made before may have been missed.
+    Connected,
+    /// The subscription failed: bumps are missed until the next `Connected`.
+    Disconnected,
+}
+
 #[async_trait]
 pub trait TaskStore: Send + Sync + 'static {
     /// Backend name for logs and metrics: `sqlite` or `redis`.
@@ -443,6 +454,19 @@ pub trait TaskStore: Send + Sync + 'static {
     async fn put_index_settings(&self, index_uid: &str, settings: &Value) -> StoreResult<()>;
     async fn get_index_settings(&self, index_uid: &str) -> StoreResult<Option<Value>>;
     async fn delete_index_settings(&self, index_uid: &str) -> StoreResult<()>;
+
+    // ---- index context version (the read path's cache of primary keys and settings)
+    /// Records that the context (primary key, client-visible settings) of `index_uid`
+    /// (`None`: of every index) may have changed, and tells every Miroir process sharing this
+    /// store ([`TaskStore::watch_index_context`]). Returns the new version (one counter for
+    /// the whole backend, increasing).
+    async fn bump_index_context(&self, index_uid: Option<&str>) -> StoreResult<u64>;
+    /// The current index context version (0: never bumped).
+    async fn index_context_version(&self) -> StoreResult<u64>;
+    /// Bumps made by any process sharing this store, as they happen (the subscription is
+    /// kept up in the background; it ends when the receiver is dropped). `None`: no other
+    /// process shares this backend's state, local invalidation is enough (SQLite).
+    fn watch_index_context(&self) -> Option<tokio::sync::mpsc::Receiver<ContextEvent>>;
 
     // ---- experimental features (one record for the whole backend)
     /// Stores the features object the client last set (replaces the previous one).

@@ -651,6 +651,11 @@ impl RedisStore {
         format!("{}{rest}", self.prefix)
     }
 
+    /// The pub/sub channel of index context bumps.
+    fn context_channel(&self) -> String {
+        self.key("ctx")
+    }
+
     fn lease_index(&self) -> String {
         self.key("_index:leases")
     }
@@ -1095,6 +1100,68 @@ impl TaskStore for RedisStore {
         let key = self.index_settings_key(index_uid);
         let mut c = self.conn();
         self.bounded(async move { c.del::<_, ()>(key).await }).await
+    }
+
+    async fn bump_index_context(&self, index_uid: Option<&str>) -> StoreResult<u64> {
+        let (key, channel) = (self.key("index_context_version"), self.context_channel());
+        // An index uid is never empty: the empty payload means every index.
+        let payload = index_uid.unwrap_or_default().to_string();
+        let mut c = self.conn();
+        let (v, _): (u64, i64) = self
+            .bounded(async move { redis::pipe().atomic().incr(key, 1).publish(channel, payload).query_async(&mut c).await })
+            .await?;
+        Ok(v)
+    }
+
+    async fn index_context_version(&self) -> StoreResult<u64> {
+        let key = self.key("index_context_version");
+        let mut c = self.conn();
+        let v: Option<u64> = self.bounded(async move { c.get(key).await }).await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    fn watch_index_context(&self) -> Option<tokio::sync::mpsc::Receiver<super::ContextEvent>> {
+        use futures::StreamExt;
+        use super::ContextEvent;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let (client, channel) = (self.client.clone(), self.context_channel());
+        tokio::spawn(async move {
+            loop {
+                let subscribed = tokio::time::timeout(CALL_TIMEOUT, async {
+                    let mut ps = client.get_async_pubsub().await?;
+                    ps.subscribe(&channel).await?;
+                    Ok::<_, RedisError>(ps)
+                })
+                .await;
+                if let Ok(Ok(mut ps)) = subscribed {
+                    if tx.send(ContextEvent::Connected).await.is_err() {
+                        return;
+                    }
+                    let mut messages = ps.on_message();
+                    loop {
+                        tokio::select! {
+                            m = messages.next() => match m {
+                                Some(m) => {
+                                    let uid: String = m.get_payload().unwrap_or_default();
+                                    let ev = ContextEvent::Changed((!uid.is_empty()).then_some(uid));
+                                    if tx.send(ev).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                None => break,
+                            },
+                            _ = tx.closed() => return,
+                        }
+                    }
+                }
+                tracing::warn!("index context subscription lost; the settings cache is off until it is back");
+                if tx.send(ContextEvent::Disconnected).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        Some(rx)
     }
 
     async fn put_features(&self, features: &Value) -> StoreResult<()> {

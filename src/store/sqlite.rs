@@ -45,6 +45,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// The index context version: kept in memory, since one process uses a SQLite store
+    /// (its cache is the only one to invalidate).
+    context_version: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -72,7 +75,7 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Other(format!("sqlite open task failed: {e}")))??;
         tracing::info!(path = %path.display(), version = SCHEMA_VERSION, "sqlite task store opened");
-        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), path })
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), path, context_version: Default::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -638,6 +641,18 @@ impl TaskStore for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn bump_index_context(&self, _index_uid: Option<&str>) -> StoreResult<u64> {
+        Ok(self.context_version.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
+    }
+
+    async fn index_context_version(&self) -> StoreResult<u64> {
+        Ok(self.context_version.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    fn watch_index_context(&self) -> Option<tokio::sync::mpsc::Receiver<super::ContextEvent>> {
+        None
     }
 
     async fn put_features(&self, features: &Value) -> StoreResult<()> {

@@ -319,6 +319,7 @@ impl From<&ScatterSpec> for ScatterConfig {
                 UnavailableShardPolicySpec::Partial => UnavailableShardPolicy::Partial,
                 UnavailableShardPolicySpec::Error => UnavailableShardPolicy::Error,
             },
+            ..ScatterConfig::default()
         }
     }
 }
