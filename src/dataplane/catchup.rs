@@ -106,7 +106,7 @@ impl Proxy {
         Ok(())
     }
 
-    async fn refresh_sync(&self, node: &str) -> StoreResult<()> {
+    pub(crate) async fn refresh_sync(&self, node: &str) -> StoreResult<()> {
         let lock = self.inner.sync.lock_of(node);
         let _held = lock.lock().await;
         self.refresh_sync_locked(node).await

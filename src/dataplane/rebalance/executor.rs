@@ -325,7 +325,38 @@ impl Proxy {
             tokio::time::sleep(Duration::from_millis(o.cutover_grace_ms.max(2 * o.poll_interval_ms))).await;
         }
         self.drain_queues(m, routing, true).await?;
+        self.await_joining_caught_up(m).await?;
         self.advance(m, Phase::Fencing, Phase::CutOver).await
+    }
+
+    /// A joining node may have writes of its own to replay (a broadcast it could not take
+    /// yet, e.g. before this process first read its empty log): after the cut-over it is the
+    /// only holder of its shards in a group with one copy, and while it replays, reads of
+    /// those shards would be partial and writes would wait. With writes held, the replay
+    /// worker (whichever process runs it) empties its log first; past `FENCE_CATCH_UP` (or when it is down) the
+    /// cut-over goes on as before (the node catches up afterwards; nothing is lost).
+    async fn await_joining_caught_up(&self, m: &Migration) -> Result<(), String> {
+        const FENCE_CATCH_UP: Duration = Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + FENCE_CATCH_UP;
+        for node in &m.joining {
+            loop {
+                let pending = self.store().missed_summary(node).await.map_err(|e| e.to_string())?.pending;
+                if pending == 0 {
+                    // This process routes writes by its own view of the log: read it now.
+                    self.refresh_sync(node).await.map_err(|e| e.to_string())?;
+                    break;
+                }
+                // Only a healthy node is replayed to: holding writes for a down one helps nobody.
+                let healthy = self.inner.health.get(node).state == crate::dataplane::health::NodeState::Healthy;
+                if !healthy || tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(node = %node, pending, healthy, "a joining node is still replaying missed writes at the cut-over");
+                    break;
+                }
+                self.inner.sync.wake.notify_one();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
     }
 
     /// Replays every queue of the migration to its node: to its end (`to_end`, writes are held),
