@@ -570,7 +570,14 @@ async fn apply_and_status(obj: &MiroirCluster, ctx: &Context, leader: bool) -> R
 pub async fn run(ctx: Arc<Context>) {
     let api: Api<MiroirCluster> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let wc = watcher::Config::default().fields(&format!("metadata.name={}", ctx.cluster));
+    // The StatefulSets of managed Meilisearch nodes: a pod becoming ready (or an upgraded pod
+    // coming back) is seen at once, not at the next periodic requeue, so scale-ups, drains and
+    // rolling upgrades move on as soon as Kubernetes does.
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let owned = watcher::Config::default()
+        .labels(&format!("app.kubernetes.io/managed-by={MANAGER},app.kubernetes.io/instance={}", ctx.cluster));
     Controller::new(api, wc)
+        .owns(statefulsets, owned)
         .reconcile_all_on(ctx.leadership.acquisitions())
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
