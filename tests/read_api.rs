@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 
 use common::corpus;
 use common::{Cluster, Http, Node, Spec, NODE_KEY};
@@ -40,44 +39,7 @@ async fn load(http: &Http) {
     assert_eq!(t["status"], "succeeded", "{t}");
 }
 
-/// Groups consecutive items with equal keys; compares groups as sets (by count for a group
-/// cut by the window's start or end).
-fn compare_groups(single: &[(Value, String)], miroir: &[(Value, String)], cut_start: bool, cut_end: bool) -> Result<(), String> {
-    if single.len() != miroir.len() {
-        return Err(format!("{} items vs {}", single.len(), miroir.len()));
-    }
-    let groups = |items: &[(Value, String)]| -> Vec<(Value, Vec<String>)> {
-        let mut g: Vec<(Value, Vec<String>)> = Vec::new();
-        for (k, id) in items {
-            match g.last_mut() {
-                Some((last, ids)) if last == k => ids.push(id.clone()),
-                _ => g.push((k.clone(), vec![id.clone()])),
-            }
-        }
-        g
-    };
-    let (a, b) = (groups(single), groups(miroir));
-    if a.len() != b.len() {
-        return Err(format!("{} tie groups vs {}", a.len(), b.len()));
-    }
-    let n = a.len();
-    for (i, ((ka, ia), (kb, ib))) in a.iter().zip(&b).enumerate() {
-        if ka != kb {
-            return Err(format!("group {i}: keys differ: {ka} vs {kb}"));
-        }
-        if (i == 0 && cut_start) || (i + 1 == n && cut_end) {
-            if ia.len() != ib.len() {
-                return Err(format!("group {i}: {} vs {} items", ia.len(), ib.len()));
-            }
-        } else {
-            let (sa, sb): (BTreeSet<_>, BTreeSet<_>) = (ia.iter().collect(), ib.iter().collect());
-            if sa != sb {
-                return Err(format!("group {i}: {sa:?} vs {sb:?}"));
-            }
-        }
-    }
-    Ok(())
-}
+use common::ties::compare_groups;
 
 fn sort_fields(sort: &[&str]) -> Vec<String> {
     sort.iter()

@@ -78,44 +78,7 @@ async fn load(http: &Http) {
     assert_eq!(t["status"], "succeeded", "{t}");
 }
 
-/// Groups consecutive hits with equal keys and compares groups as sets (by size for a group
-/// cut by the window's start or end).
-fn compare_groups(single: &[(String, String)], miroir: &[(String, String)], cut_start: bool, cut_end: bool) -> Result<(), String> {
-    if single.len() != miroir.len() {
-        return Err(format!("{} hits vs {}", single.len(), miroir.len()));
-    }
-    let groups = |items: &[(String, String)]| -> Vec<(String, Vec<String>)> {
-        let mut g: Vec<(String, Vec<String>)> = Vec::new();
-        for (k, id) in items {
-            match g.last_mut() {
-                Some((last, ids)) if last == k => ids.push(id.clone()),
-                _ => g.push((k.clone(), vec![id.clone()])),
-            }
-        }
-        g
-    };
-    let (a, b) = (groups(single), groups(miroir));
-    if a.len() != b.len() {
-        return Err(format!("{} tie groups vs {}: {a:?} / {b:?}", a.len(), b.len()));
-    }
-    let n = a.len();
-    for (i, ((ka, ia), (kb, ib))) in a.iter().zip(&b).enumerate() {
-        if ka != kb {
-            return Err(format!("group {i}: scores differ: {ka} vs {kb}"));
-        }
-        if (i == 0 && cut_start) || (i + 1 == n && cut_end) {
-            if ia.len() != ib.len() {
-                return Err(format!("group {i}: {} vs {} hits", ia.len(), ib.len()));
-            }
-        } else {
-            let (sa, sb): (BTreeSet<_>, BTreeSet<_>) = (ia.iter().collect(), ib.iter().collect());
-            if sa != sb {
-                return Err(format!("group {i}: {sa:?} vs {sb:?}"));
-            }
-        }
-    }
-    Ok(())
-}
+use common::ties::compare_groups;
 
 /// Two answers: same fields in the same order, same values but `hits` and the volatile
 /// ones; hits equal modulo ties, keyed by `score_of(hit)`.

@@ -9,6 +9,7 @@
 pub mod engine;
 pub mod raw_http;
 pub mod recorder;
+pub mod ties;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
