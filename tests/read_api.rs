@@ -90,17 +90,8 @@ fn hits_keyed(body: &Value) -> Vec<(Value, String)> {
 /// A search answer: same fields in the same order, same values except timings and ids of
 /// the request, hits equal modulo ties.
 fn compare_search(single: &Value, miroir: &Value, offset: u64, limit: u64) -> Result<(), String> {
-    let (sa, sb) = (single.as_object().unwrap(), miroir.as_object().unwrap());
-    let ka: Vec<&String> = sa.keys().collect();
-    let kb: Vec<&String> = sb.keys().collect();
-    if ka != kb {
-        return Err(format!("fields {ka:?} vs {kb:?}"));
-    }
-    for (k, v) in sa {
-        if !["hits", "processingTimeMs", "requestUid", "performanceDetails"].contains(&k.as_str()) && sb.get(k) != Some(v) {
-            return Err(format!("`{k}`: {v} vs {}", sb[k]));
-        }
-    }
+    common::ties::same_fields_but_hits(single, miroir)?;
+    let (sa, sb) = (single, miroir);
     let (a, b) = (hits_keyed(single), hits_keyed(miroir));
     compare_groups(&a, &b, offset > 0, a.len() as u64 == limit)?;
     for h in sb["hits"].as_array().unwrap() {

@@ -83,17 +83,7 @@ use common::ties::compare_groups;
 /// Two answers: same fields in the same order, same values but `hits` and the volatile
 /// ones; hits equal modulo ties, keyed by `score_of(hit)`.
 fn compare(single: &Value, miroir: &Value, limit: u64, offset: u64, score_of: &dyn Fn(&Value) -> String) -> Result<(), String> {
-    let (sa, sb) = (single.as_object().ok_or("not an object")?, miroir.as_object().ok_or("not an object")?);
-    let ka: Vec<&String> = sa.keys().collect();
-    let kb: Vec<&String> = sb.keys().collect();
-    if ka != kb {
-        return Err(format!("fields {ka:?} vs {kb:?}"));
-    }
-    for (k, v) in sa {
-        if !["hits", "processingTimeMs", "requestUid", "performanceDetails"].contains(&k.as_str()) && sb.get(k) != Some(v) {
-            return Err(format!("`{k}`: {v} vs {}", sb[k]));
-        }
-    }
+    common::ties::same_fields_but_hits(single, miroir)?;
     // A hit is known by all it shows (some requests leave `id` out); within a tie group the
     // same hits, whole, must appear.
     let keyed = |b: &Value| -> Vec<(String, String)> { b["hits"].as_array().unwrap().iter().map(|h| (score_of(h), h.to_string())).collect() };

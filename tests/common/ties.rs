@@ -44,3 +44,20 @@ pub fn compare_groups<K: PartialEq + Clone + Debug>(single: &[(K, String)], miro
     }
     Ok(())
 }
+
+/// Two answers of the same request: the same fields in the same order, with equal values
+/// except `hits` (compared modulo ties by the caller) and what names or times the request.
+pub fn same_fields_but_hits(single: &serde_json::Value, miroir: &serde_json::Value) -> Result<(), String> {
+    let (sa, sb) = (single.as_object().ok_or("not an object")?, miroir.as_object().ok_or("not an object")?);
+    let ka: Vec<&String> = sa.keys().collect();
+    let kb: Vec<&String> = sb.keys().collect();
+    if ka != kb {
+        return Err(format!("fields {ka:?} vs {kb:?}"));
+    }
+    for (k, v) in sa {
+        if !["hits", "processingTimeMs", "requestUid", "performanceDetails"].contains(&k.as_str()) && sb.get(k) != Some(v) {
+            return Err(format!("`{k}`: {v} vs {}", sb[k]));
+        }
+    }
+    Ok(())
+}
