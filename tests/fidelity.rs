@@ -142,43 +142,21 @@ fn compare_hits(single: &[Value], miroir: &[Value], distinct: Option<&str>, page
     if single.len() != miroir.len() {
         return Err(format!("{} hits vs {}", single.len(), miroir.len()));
     }
-    let groups = |hits: &[Value]| -> Vec<(Value, Vec<String>)> {
-        let mut g: Vec<(Value, Vec<String>)> = Vec::new();
-        for h in hits {
-            let d = h.get("_rankingScoreDetails").cloned().unwrap_or(Value::Null);
-            let d = match (d, h.get("_federation")) {
-                (Value::Null, Some(f)) => f.get("weightedRankingScore").cloned().unwrap_or(Value::Null),
-                (d, _) => d,
-            };
-            match g.last_mut() {
-                Some((last, ids)) if *last == d => ids.push(hit_key(h, distinct)),
-                _ => g.push((d, vec![hit_key(h, distinct)])),
-            }
-        }
-        g
+    // Keyed by the ranking details (the weighted score for federated hits), compared modulo
+    // ties: a group cut by the start or the end of the page may hold different tied members.
+    let keyed = |hits: &[Value]| -> Vec<(Value, String)> {
+        hits.iter()
+            .map(|h| {
+                let d = h.get("_rankingScoreDetails").cloned().unwrap_or(Value::Null);
+                let d = match (d, h.get("_federation")) {
+                    (Value::Null, Some(f)) => f.get("weightedRankingScore").cloned().unwrap_or(Value::Null),
+                    (d, _) => d,
+                };
+                (d, hit_key(h, distinct))
+            })
+            .collect()
     };
-    let (a, b) = (groups(single), groups(miroir));
-    if a.len() != b.len() {
-        return Err(format!("{} tie groups vs {}", a.len(), b.len()));
-    }
-    let n = a.len();
-    for (i, ((da, ia), (db, ib))) in a.iter().zip(&b).enumerate() {
-        if da != db {
-            return Err(format!("group {i}: details differ: {da} vs {db}"));
-        }
-        // A group cut by the start or the end of the page may hold different tied members.
-        let partial = (i == 0 && offset > 0) || (i + 1 == n && page_full);
-        if partial {
-            if ia.len() != ib.len() {
-                return Err(format!("group {i}: {} vs {} hits", ia.len(), ib.len()));
-            }
-        } else {
-            let (sa, sb): (BTreeSet<_>, BTreeSet<_>) = (ia.iter().collect(), ib.iter().collect());
-            if sa != sb {
-                return Err(format!("group {i}: {sa:?} vs {sb:?}"));
-            }
-        }
-    }
+    common::ties::compare_groups(&keyed(single), &keyed(miroir), offset > 0, page_full)?;
     // Same documents, same content (attributes, _formatted, _geoDistance...).
     if distinct.is_none() {
         for h in miroir.iter().filter(|h| h.get("id").is_some()) {
