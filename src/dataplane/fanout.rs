@@ -334,6 +334,23 @@ impl Proxy {
         let order = self.write_order_lock(index);
         let _in_order = order.lock().await;
         let (queued, parts): (Vec<WritePart>, Vec<WritePart>) = parts.into_iter().partition(|p| p.queued);
+        // A healthy node this process still sees catching up may have been caught up by the
+        // replay worker of another process (with a shared store): read its log again before
+        // appending behind it, or the write would wait in a log that process considers empty
+        // while it serves reads from the node.
+        let mut looked: Vec<String> = Vec::new();
+        for p in &parts {
+            let node = &p.call.node_id;
+            if !looked.contains(node)
+                && self.inner.health.get(node).state == super::health::NodeState::Healthy
+                && self.inner.sync.get(node).state == super::replica::SyncState::CatchingUp
+            {
+                looked.push(node.clone());
+                if let Err(e) = self.refresh_sync(node).await {
+                    tracing::warn!(node = %node, error = %e, "cannot read the node's missed writes; the write is queued for it");
+                }
+            }
+        }
         let (direct, mut deferred): (Vec<WritePart>, Vec<WritePart>) =
             parts.into_iter().partition(|p| self.takes_writes_now(&p.call.node_id));
         let mut outcomes: Vec<CallOutcome> = Vec::new();
