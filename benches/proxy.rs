@@ -35,7 +35,7 @@ use miroir::config::{HealthConfig, Keys, ScatterConfig, Secret, TaskStoreConfig}
 use miroir::dataplane::server::{self, ServerHandle};
 use miroir::dataplane::topology::{NodeSpec, Topology};
 use miroir::dataplane::{Proxy, ProxyOptions};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const MASTER_KEY: &str = "miroir-bench-master-key";
 const NODE_KEY: &str = "node-bench-master-key";
@@ -44,7 +44,7 @@ const MIROIR_INDEX: &str = "bench_miroir";
 const BATCH: usize = 1000;
 
 // The corpus the end-to-end tests use too.
-use miroir_testnode::corpus::{document, settings};
+use miroir_testnode::corpus::document;
 
 #[path = "support/queries.rs"]
 mod queries;
@@ -52,6 +52,9 @@ use queries::queries;
 #[path = "support/process.rs"]
 mod process;
 use process::{cpu_ticks, wait_healthy};
+#[path = "support/endpoint.rs"]
+mod endpoint;
+use endpoint::Endpoint;
 
 // ---------------------------------------------------------------------------------------
 // CPU time.
@@ -157,59 +160,6 @@ async fn start() -> Setup {
 // ---------------------------------------------------------------------------------------
 // HTTP.
 
-#[derive(Clone)]
-struct Endpoint {
-    http: reqwest::Client,
-    base: String,
-    key: &'static str,
-}
-
-impl Endpoint {
-    fn new(base: &str, key: &'static str) -> Endpoint {
-        // One client per endpoint: its connection stays open between requests.
-        Endpoint { http: reqwest::Client::builder().pool_max_idle_per_host(4).build().unwrap(), base: base.into(), key }
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> (u16, bytes::Bytes) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(self.key);
-        if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b);
-        }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{} {path}: {e}", self.base));
-        let status = resp.status().as_u16();
-        (status, resp.bytes().await.expect("response body"))
-    }
-
-    async fn json(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let (s, b) = self.send(method, path, body.map(|v| serde_json::to_vec(v).unwrap())).await;
-        (s, if b.is_empty() { Value::Null } else { serde_json::from_slice(&b).unwrap_or(Value::Null) })
-    }
-
-    /// Sends a write, expects 202 and waits until its task succeeds.
-    async fn write(&self, method: reqwest::Method, path: &str, body: &Value) {
-        let (s, b) = self.json(method, path, Some(body)).await;
-        assert_eq!(s, 202, "{} {path}: {b}", self.base);
-        let uid = b["taskUid"].as_u64().expect("taskUid");
-        for _ in 0..12_000 {
-            let (s, t) = self.json(reqwest::Method::GET, &format!("/tasks/{uid}"), None).await;
-            assert_eq!(s, 200, "{t}");
-            match t["status"].as_str() {
-                Some("succeeded") => return,
-                Some("failed" | "canceled") => panic!("{} {path}: task {uid} did not succeed: {t}", self.base),
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-        panic!("{} {path}: task {uid} never finished", self.base);
-    }
-
-    async fn load(&self, index: &str, docs: &[Value]) {
-        self.write(reqwest::Method::POST, "/indexes", &json!({"uid": index, "primaryKey": "id"})).await;
-        self.write(reqwest::Method::PATCH, &format!("/indexes/{index}/settings"), &settings()).await;
-        for chunk in docs.chunks(BATCH) {
-            self.write(reqwest::Method::POST, &format!("/indexes/{index}/documents"), &Value::from(chunk.to_vec())).await;
-        }
-    }
-}
 
 struct Path {
     name: &'static str,
@@ -269,13 +219,13 @@ fn main() {
     rt.block_on(async move {
         let setup = Arc::new(start().await);
         let node_kind = if matches!(setup.node, NodeKind::Process { .. }) { "Meilisearch (MEILI_BIN)" } else { "in-repo test node" };
-        let node = Endpoint::new(&setup.node_url, NODE_KEY);
-        let miroir = Endpoint::new(&setup.miroir_url, MASTER_KEY);
+        let node = Endpoint::new(&setup.node_url, NODE_KEY, 4);
+        let miroir = Endpoint::new(&setup.miroir_url, MASTER_KEY, 4);
 
         let t0 = Instant::now();
         let docs: Vec<Value> = (0..ndocs).map(document).collect();
-        node.load(DIRECT_INDEX, &docs).await;
-        miroir.load(MIROIR_INDEX, &docs).await;
+        node.load(DIRECT_INDEX, &docs, BATCH).await;
+        miroir.load(MIROIR_INDEX, &docs, BATCH).await;
         eprintln!("loaded {ndocs} documents into {DIRECT_INDEX} (node) and {MIROIR_INDEX} (Miroir) in {:.1?}", t0.elapsed());
 
         let queries: Vec<(&str, Vec<u8>)> = queries().into_iter().map(|(n, q)| (n, serde_json::to_vec(&q).unwrap())).collect();
@@ -298,7 +248,7 @@ fn main() {
         for (name, body) in &queries {
             let mut answers = Vec::new();
             for p in &paths {
-                let (s, b) = p.endpoint.send(reqwest::Method::POST, &format!("/indexes/{}/search", p.index), Some(body.clone())).await;
+                let (s, b) = p.endpoint.send(reqwest::Method::POST, &format!("/indexes/{}/search", p.index), "application/json", Some(body.clone())).await;
                 assert_eq!(s, 200, "query `{name}` on {}: {}", p.name, String::from_utf8_lossy(&b));
                 answers.push(summary(&serde_json::from_slice(&b).expect("search answer is JSON")));
             }
@@ -314,7 +264,7 @@ fn main() {
                 let start = Instant::now();
                 for (qi, (name, body)) in queries.iter().enumerate() {
                     let t = Instant::now();
-                    let (s, b) = p.endpoint.send(reqwest::Method::POST, &path, Some(body.clone())).await;
+                    let (s, b) = p.endpoint.send(reqwest::Method::POST, &path, "application/json", Some(body.clone())).await;
                     let l = t.elapsed();
                     p.latencies.push(l);
                     p.per_query[qi].push(l);

@@ -36,8 +36,11 @@ use serde_json::{json, Value};
 mod queries;
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/endpoint.rs"]
+mod endpoint;
+use endpoint::Endpoint;
 use process::wait_healthy;
-use miroir_testnode::corpus::{document, settings};
+use miroir_testnode::corpus::document;
 
 const MASTER_KEY: &str = "miroir-bench-master-key";
 const NODE_KEY: &str = "node-bench-master-key";
@@ -142,73 +145,6 @@ async fn start_miroir(dir: &Path, name: &str, nodes: &[&Proc], shards: u64) -> P
 // ---------------------------------------------------------------------------------------
 // HTTP.
 
-#[derive(Clone)]
-struct Endpoint {
-    http: reqwest::Client,
-    base: String,
-    key: &'static str,
-}
-
-impl Endpoint {
-    fn new(base: &str, key: &'static str) -> Endpoint {
-        Endpoint { http: reqwest::Client::builder().pool_max_idle_per_host(300).build().unwrap(), base: base.into(), key }
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, content_type: &str, body: Option<Vec<u8>>) -> (u16, bytes::Bytes) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(self.key);
-        if let Some(b) = body {
-            req = req.header("content-type", content_type).body(b);
-        }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{} {path}: {e}", self.base));
-        let status = resp.status().as_u16();
-        (status, resp.bytes().await.expect("response body"))
-    }
-
-    async fn json(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let (s, b) = self.send(method, path, "application/json", body.map(|v| serde_json::to_vec(v).unwrap())).await;
-        (s, if b.is_empty() { Value::Null } else { serde_json::from_slice(&b).unwrap_or(Value::Null) })
-    }
-
-    /// Sends a write; returns its task uid (202 expected).
-    async fn enqueue(&self, method: reqwest::Method, path: &str, content_type: &str, body: Vec<u8>) -> u64 {
-        let (s, b) = self.send(method, path, content_type, Some(body)).await;
-        let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
-        assert_eq!(s, 202, "{} {path}: {v}", self.base);
-        v["taskUid"].as_u64().expect("taskUid")
-    }
-
-    async fn wait(&self, uid: u64) {
-        for _ in 0..60_000 {
-            let (s, t) = self.json(reqwest::Method::GET, &format!("/tasks/{uid}"), None).await;
-            assert_eq!(s, 200, "{t}");
-            match t["status"].as_str() {
-                Some("succeeded") => return,
-                Some("failed" | "canceled") => panic!("{}: task {uid} did not succeed: {t}", self.base),
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-        panic!("{}: task {uid} never finished", self.base);
-    }
-
-    async fn write(&self, method: reqwest::Method, path: &str, body: &Value) {
-        let uid = self.enqueue(method, path, "application/json", serde_json::to_vec(body).unwrap()).await;
-        self.wait(uid).await;
-    }
-
-    async fn create(&self, index: &str) {
-        self.write(reqwest::Method::POST, "/indexes", &json!({"uid": index, "primaryKey": "id"})).await;
-        self.write(reqwest::Method::PATCH, &format!("/indexes/{index}/settings"), &settings()).await;
-    }
-
-    async fn load(&self, index: &str, docs: &[Value]) -> Duration {
-        self.create(index).await;
-        let t = Instant::now();
-        for chunk in docs.chunks(BATCH) {
-            self.write(reqwest::Method::POST, &format!("/indexes/{index}/documents"), &Value::from(chunk.to_vec())).await;
-        }
-        t.elapsed()
-    }
-}
 
 /// The same batches, each split by the client over `nodes` (document i to node i mod n),
 /// the parts sent at once and all waited for: what a client splitting its data itself does.
@@ -371,9 +307,9 @@ fn main() {
         );
         let m1 = start_miroir(dir.path(), "m1", &[&d], shards).await;
         let m3 = start_miroir(dir.path(), "m3", &[&a, &b, &c], shards).await;
-        let node = |p: &Proc| Endpoint::new(&p.url, NODE_KEY);
+        let node = |p: &Proc| Endpoint::new(&p.url, NODE_KEY, 300);
         let (ed, ea, eb, ec) = (node(&d), node(&a), node(&b), node(&c));
-        let (em1, em3) = (Endpoint::new(&m1.url, MASTER_KEY), Endpoint::new(&m3.url, MASTER_KEY));
+        let (em1, em3) = (Endpoint::new(&m1.url, MASTER_KEY, 300), Endpoint::new(&m3.url, MASTER_KEY, 300));
 
         // Network search: the feature on, every node knowing the three.
         let remotes: serde_json::Map<String, Value> = [("a", &a), ("b", &b), ("c", &c)]
@@ -389,11 +325,11 @@ fn main() {
 
         let docs: Vec<Value> = (0..ndocs).map(document).collect();
         let t = Instant::now();
-        ed.load("direct", &docs).await;
-        em1.load("bench", &docs).await;
+        ed.load("direct", &docs, BATCH).await;
+        em1.load("bench", &docs, BATCH).await;
         eprintln!("loaded {ndocs} documents on d (direct, and through Miroir(1 node)) in {:.1?}", t.elapsed());
         let ingest_split = load_split(&[ea.clone(), eb.clone(), ec.clone()], "net", &docs).await;
-        let ingest_miroir = em3.load("bench", &docs).await;
+        let ingest_miroir = em3.load("bench", &docs, BATCH).await;
         eprintln!("ingest: client split {ingest_split:.1?}, Miroir(3 nodes) {ingest_miroir:.1?}");
 
         let miroirs = [&m1, &m3];
