@@ -263,8 +263,9 @@ impl Proxy {
     /// quorum only because holders of its shards are healthy but still replaying writes they
     /// missed (the write was appended to their log, behind those) waits up to
     /// `replication.queued_write_wait_ms` for the replay to apply it: a node whose log no
-    /// longer holds the write's operation has applied it (the replay acknowledges an
-    /// operation only once the node's task for it finished), so it counts for quorum. Without
+    /// longer holds the write's operation, and does not start with a rebuild that dropped it,
+    /// has applied it (the replay acknowledges an operation only once the node's task for it
+    /// finished), so it counts for quorum. Without
     /// this, with one copy per group, every write to a shard whose holder is catching up
     /// for a moment (after a rebalance, a restart) would be refused.
     pub(crate) async fn judge_quorum(&self, routing: &RoutingTable, shards: &BTreeSet<u32>, outcomes: &[CallOutcome]) -> QuorumReport {
@@ -297,8 +298,10 @@ impl Proxy {
         loop {
             let mut still = Vec::new();
             for (node, seq) in waiting {
+                // Past the write's operation by replay, not by a full rebuild's marker (which
+                // dropped it: the node gets the write only when the rebuild copies it).
                 match self.store().list_missed(&node, None, 1).await {
-                    Ok(ops) if ops.first().is_none_or(|op| op.seq > seq) => {
+                    Ok(ops) if ops.first().is_none_or(|op| op.seq > seq && op.op.method != super::replica::REBUILD_METHOD) => {
                         accepted.insert(node);
                     }
                     _ => still.push((node, seq)),
